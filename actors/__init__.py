@@ -1,0 +1,1 @@
+"""Ray side: shard actors hosting logical per-user / per-chat actors, and workers."""

@@ -1,0 +1,352 @@
+"""Account flows: signup by email code, login, refresh rotation, password reset.
+
+These run in the api process (they belong to no existing user's logical actor yet); the writes that do
+belong to one user (logout, profile edits) go through that user's UserShard entity (actors/user.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from actors import rules
+from actors.context import Services
+from actors.errors import Conflict, Gone, InvalidCredentials, NotFound, Unauthenticated, ValidationFailed
+from actors.tokens import new_code, new_refresh_token
+from storage import auth as auth_store
+from storage import db, ids
+from storage import users as user_store
+from storage.errors import RowNotFound, UniqueViolation
+
+log = logging.getLogger("i9lyfe.accounts")
+
+CODE_TTL = dt.timedelta(minutes=15)
+MAX_CODE_ATTEMPTS = 5
+SIGNUP = "signup"
+RESET = "password_reset"
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _send_quietly(services: Services, to: str, subject: str, body: str) -> None:
+    try:
+        await services.mailer.send(to, subject, body)
+    except Exception:
+        log.exception("mail delivery failed", extra={"fields": {"subject": subject}})
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+def parse_flow_id(value: str) -> int:
+    if not value.isdigit() or len(value) > 19:
+        raise NotFound("No such flow.", code="not_found")
+    return int(value)
+
+
+def _field_errors(checks: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run ``{field: zero-arg callable}``; collect cleaned values and per-field reasons."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            values[name] = check()
+        except rules.RuleError as exc:
+            errors[name] = str(exc)
+    return values, errors
+
+
+def _code_digest(services: Services, flow_id: int, code: str) -> bytes:
+    return services.tokens.hmac_digest("code", str(flow_id), code)
+
+
+def _refresh_digest(services: Services, token: str) -> bytes:
+    return services.tokens.hmac_digest("refresh", token)
+
+
+# ---------------------------------------------------------------- email-code flows
+
+
+async def _start_flow(services: Services, kind: str, email: str, user_id: int | None) -> tuple[int, str, dt.datetime]:
+    flow_id = ids.new_id()
+    code = new_code()
+    expires_at = _now() + CODE_TTL
+    await auth_store.insert_flow(
+        services.pool,
+        flow_id=flow_id,
+        kind=kind,
+        email=email,
+        user_id=user_id,
+        code_hash=_code_digest(services, flow_id, code),
+        expires_at=expires_at,
+    )
+    return flow_id, code, expires_at
+
+
+def _check_flow_usable(row: asyncpg.Record) -> None:
+    if row["consumed_at"] is not None or row["burned_at"] is not None or row["expires_at"] <= _now():
+        raise Gone("This code has expired or was used up; start again.", code="flow_expired")
+
+
+async def _verify_code(services: Services, kind: str, flow_id_text: str, code: str) -> asyncpg.Record:
+    flow_id = parse_flow_id(flow_id_text)
+    wrong: int | None = None
+    async with db.transaction(services.pool) as conn:
+        try:
+            row = await auth_store.get_flow_for_update(conn, flow_id, kind)
+        except RowNotFound as exc:
+            raise NotFound("No such flow.") from exc
+        _check_flow_usable(row)
+        good = code.isdigit() and len(code) == 6 and hmac.compare_digest(
+            bytes(row["code_hash"]), _code_digest(services, flow_id, code)
+        )
+        if good:
+            await auth_store.mark_flow_verified(conn, flow_id)
+        else:
+            attempts = int(row["attempts"]) + 1
+            await auth_store.record_failed_attempt(conn, flow_id, burn=attempts >= MAX_CODE_ATTEMPTS)
+            wrong = MAX_CODE_ATTEMPTS - attempts
+    if wrong is not None:  # raised after commit, so the attempt is counted
+        raise ValidationFailed(
+            {"code": "is incorrect"},
+            "The code is incorrect." if wrong > 0 else "The code is incorrect and this flow is now used up.",
+            code="invalid_code",
+            details={"attempts_left": max(0, wrong)},
+        )
+    return row
+
+
+async def _load_verified_flow(conn: asyncpg.Connection, kind: str, flow_id: int) -> asyncpg.Record:
+    try:
+        row = await auth_store.get_flow_for_update(conn, flow_id, kind)
+    except RowNotFound as exc:
+        raise NotFound("No such flow.") from exc
+    _check_flow_usable(row)
+    if row["verified_at"] is None:
+        raise Conflict("Verify the emailed code first.", code="flow_not_verified")
+    return row
+
+
+async def _peek_verified_flow(services: Services, kind: str, flow_id: int) -> asyncpg.Record:
+    async with db.transaction(services.pool) as conn:
+        return await _load_verified_flow(conn, kind, flow_id)
+
+
+# ---------------------------------------------------------------- signup
+
+
+async def signup_start(services: Services, email_raw: str) -> dict[str, Any]:
+    try:
+        email = rules.normalize_email(email_raw)
+    except rules.RuleError as exc:
+        raise ValidationFailed({"email": str(exc)}) from exc
+    if await user_store.email_exists(services.pool, email):
+        raise Conflict("An account with this email already exists.", code="email_taken")
+    flow_id, code, expires_at = await _start_flow(services, SIGNUP, email, None)
+    _spawn(
+        _send_quietly(
+            services,
+            email,
+            f"Your i9lyfe code: {code}",
+            f"Your i9lyfe signup code is {code}.\nIt expires in 15 minutes. If you did not ask for it, ignore this mail.",
+        )
+    )
+    return {"flow_id": str(flow_id), "expires_at": expires_at}
+
+
+async def signup_verify(services: Services, flow_id: str, code: str) -> dict[str, Any]:
+    row = await _verify_code(services, SIGNUP, flow_id, code)
+    return {"flow_id": str(row["id"]), "email": row["email"]}
+
+
+async def signup_complete(
+    services: Services,
+    *,
+    flow_id_text: str,
+    username: str,
+    name: str,
+    password: str,
+    birthday: dt.date,
+    bio: str | None,
+    user_agent: str,
+    ip: str,
+) -> tuple[asyncpg.Record, IssuedTokens]:
+    flow_id = parse_flow_id(flow_id_text)
+    flow = await _peek_verified_flow(services, SIGNUP, flow_id)
+    values, errors = _field_errors(
+        {
+            "username": lambda: rules.normalize_username(username),
+            "name": lambda: rules.check_name(name),
+            "birthday": lambda: rules.check_birthday(birthday),
+            "bio": lambda: rules.check_bio(bio or ""),
+        }
+    )
+    try:
+        rules.check_password(password, username=values.get("username", ""), email=flow["email"])
+    except rules.RuleError as exc:
+        errors["password"] = str(exc)
+    if errors:
+        raise ValidationFailed(errors)
+    password_hash = await services.passwords.hash(password)
+    try:
+        async with db.transaction(services.pool) as conn:
+            flow = await _load_verified_flow(conn, SIGNUP, flow_id)
+            user = await user_store.insert_user(
+                conn,
+                user_id=ids.new_id(),
+                username=values["username"],
+                email=flow["email"],
+                name=values["name"],
+                bio=values["bio"],
+                birthday=values["birthday"],
+                password_hash=password_hash,
+            )
+            await auth_store.mark_flow_consumed(conn, flow_id)
+            tokens = await _create_session(services, conn, int(user["id"]), user_agent, ip)
+    except UniqueViolation as exc:
+        if exc.constraint == "users_email_key":
+            raise Conflict("An account with this email already exists.", code="email_taken") from exc
+        raise Conflict("This username is taken.", code="username_taken") from exc
+    return user, tokens
+
+
+# ---------------------------------------------------------------- sessions
+
+
+async def _create_session(
+    services: Services, conn: asyncpg.Connection, user_id: int, user_agent: str, ip: str
+) -> IssuedTokens:
+    session_id = ids.new_id()
+    refresh = new_refresh_token()
+    await auth_store.insert_session(
+        conn,
+        session_id=session_id,
+        user_id=user_id,
+        expires_at=_now() + dt.timedelta(seconds=services.settings.refresh_ttl_s),
+        refresh_hash=_refresh_digest(services, refresh),
+        user_agent=user_agent,
+        ip=ip,
+    )
+    return IssuedTokens(services.tokens.issue_access(user_id, session_id), refresh, services.tokens.access_ttl_s)
+
+
+async def login(
+    services: Services, login_raw: str, password: str, user_agent: str, ip: str
+) -> tuple[asyncpg.Record, IssuedTokens]:
+    row = await user_store.find_login(services.pool, login_raw) if 0 < len(login_raw) <= 254 else None
+    stored = row["password_hash"] if row is not None else None
+    if not await services.passwords.verify(stored, password) or row is None:
+        raise InvalidCredentials()
+    if services.passwords.needs_rehash(stored):
+        new_hash = await services.passwords.hash(password)
+        await user_store.update_password_hash_if_unchanged(services.pool, int(row["id"]), stored, new_hash)
+    async with db.transaction(services.pool) as conn:
+        tokens = await _create_session(services, conn, int(row["id"]), user_agent, ip)
+    return row, tokens
+
+
+async def refresh(services: Services, refresh_token: str) -> IssuedTokens:
+    digest = _refresh_digest(services, refresh_token)
+    reused_session: int | None = None
+    async with db.transaction(services.pool) as conn:
+        try:
+            row = await auth_store.get_refresh_for_update(conn, digest)
+        except RowNotFound as exc:
+            raise Unauthenticated("The refresh token is invalid.", code="invalid_refresh_token") from exc
+        session_id = int(row["session_id"])
+        if row["revoked_at"] is not None or row["expires_at"] <= _now():
+            raise Unauthenticated("This session has ended; log in again.", code="session_revoked")
+        if row["used_at"] is not None:
+            await auth_store.revoke_session(conn, session_id, "refresh_reuse")
+            reused_session = session_id
+        else:
+            new_refresh = new_refresh_token()
+            await auth_store.rotate_refresh(conn, session_id, digest, _refresh_digest(services, new_refresh))
+    if reused_session is not None:
+        await services.deny_sessions([reused_session])
+        log.warning("refresh token reuse; session revoked", extra={"fields": {"session_id": reused_session}})
+        raise Unauthenticated("This refresh token was already used; the session is revoked.", code="refresh_reused")
+    access = services.tokens.issue_access(int(row["user_id"]), session_id)
+    return IssuedTokens(access, new_refresh, services.tokens.access_ttl_s)
+
+
+# ---------------------------------------------------------------- password reset
+
+
+async def reset_start(services: Services, email_raw: str) -> dict[str, Any]:
+    """Same answer whether or not the email has an account (no enumeration)."""
+    try:
+        email = rules.normalize_email(email_raw)
+    except rules.RuleError as exc:
+        raise ValidationFailed({"email": str(exc)}) from exc
+    user_id = await user_store.find_user_id_by_email(services.pool, email)
+    flow_id, code, expires_at = await _start_flow(services, RESET, email, user_id)
+    if user_id is not None:
+        _spawn(
+            _send_quietly(
+                services,
+                email,
+                f"Your i9lyfe password reset code: {code}",
+                f"Your i9lyfe password reset code is {code}.\nIt expires in 15 minutes. "
+                "If you did not ask to reset your password, ignore this mail; your password stays the same.",
+            )
+        )
+    return {"flow_id": str(flow_id), "expires_at": expires_at}
+
+
+async def reset_verify(services: Services, flow_id: str, code: str) -> dict[str, Any]:
+    row = await _verify_code(services, RESET, flow_id, code)
+    return {"flow_id": str(row["id"]), "email": row["email"]}
+
+
+async def reset_complete(services: Services, flow_id_text: str, new_password: str) -> int:
+    """Set the new password and revoke every session of the user. Returns the user id."""
+    flow_id = parse_flow_id(flow_id_text)
+    flow = await _peek_verified_flow(services, RESET, flow_id)
+    try:
+        rules.check_password(new_password, email=flow["email"])
+    except rules.RuleError as exc:
+        raise ValidationFailed({"new_password": str(exc)}) from exc
+    password_hash = await services.passwords.hash(new_password)
+    async with db.transaction(services.pool) as conn:
+        flow = await _load_verified_flow(conn, RESET, flow_id)
+        if flow["user_id"] is None:  # unreachable: such a flow's code is never sent
+            raise NotFound("No such flow.")
+        user_id = int(flow["user_id"])
+        try:
+            await user_store.update_password(conn, user_id, password_hash)
+        except RowNotFound as exc:
+            raise Gone("This account no longer exists.", code="flow_expired") from exc
+        await auth_store.mark_flow_consumed(conn, flow_id)
+        revoked = await auth_store.revoke_user_sessions(conn, user_id, "password_reset")
+    await services.deny_sessions(revoked)
+    return user_id

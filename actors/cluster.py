@@ -1,0 +1,98 @@
+"""Start and stop a local Ray head for development and tests.
+
+``ray start --head --block`` runs in its own process group bound to 127.0.0.1 with every port chosen free, so
+several clusters (a dev server, a test run) live side by side and stopping one never touches another
+(unlike ``ray stop``, which ends every Ray process on the machine).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RayHead:
+    process: subprocess.Popen[bytes]
+    address: str
+    log_path: Path
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=5)
+
+
+def start_head(num_cpus: int = 2, log_path: Path | None = None, timeout: float = 60.0) -> RayHead:
+    gcs_port = free_port()
+    address = f"127.0.0.1:{gcs_port}"
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    ports = {
+        "--port": gcs_port,
+        "--node-manager-port": free_port(),
+        "--object-manager-port": free_port(),
+        "--ray-client-server-port": free_port(),
+        "--dashboard-agent-listen-port": free_port(),
+        "--dashboard-agent-grpc-port": free_port(),
+        "--runtime-env-agent-port": free_port(),
+        "--metrics-export-port": free_port(),
+    }
+    cmd = [ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+           "--disable-usage-stats", f"--num-cpus={num_cpus}"]
+    cmd += [f"{flag}={value}" for flag, value in ports.items()]
+    log_path = log_path or Path("var/log/ray-head.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    head = RayHead(process, address, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ray head exited with {process.returncode}; see {log_path}")
+        status = subprocess.run(
+            [ray_bin, "status", f"--address={address}"], capture_output=True, env=env, timeout=30
+        )
+        if status.returncode == 0:
+            return head
+        time.sleep(0.5)
+    head.stop()
+    raise RuntimeError(f"ray head did not come up in {timeout}s; see {log_path}")
+
+
+def main() -> int:
+    """``python -m actors.cluster``: run a head until interrupted, printing its address first."""
+    head = start_head(num_cpus=int(os.environ.get("RAY_NUM_CPUS", "2")))
+    print(head.address, flush=True)
+    try:
+        head.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        head.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

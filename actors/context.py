@@ -1,0 +1,60 @@
+"""The services a domain operation needs, built once per process (api worker or shard actor)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from actors.passwords import PasswordService
+from actors.tokens import TokenService
+from storage import db, ids
+from storage import redis as rstore
+from storage.config import Settings
+from storage.mail import Mailer
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    keys: rstore.Keys
+    tokens: TokenService
+    passwords: PasswordService
+    mailer: Mailer
+
+    @staticmethod
+    async def create(settings: Settings, *, pool_max: int | None = None) -> Services:
+        pool = await db.create_pool(settings.database_url, settings.db_pool_min, pool_max or settings.db_pool_max)
+        client = rstore.create_client(settings.redis_url)
+        keys = rstore.Keys(settings.redis_prefix)
+        ids.configure(await rstore.lease_node_id(client, keys))
+        return Services(
+            settings=settings,
+            pool=pool,
+            redis=client,
+            keys=keys,
+            tokens=TokenService(settings.jwt_secret, settings.jwt_issuer, settings.access_ttl_s),
+            passwords=PasswordService(settings.hash_concurrency),
+            mailer=Mailer(settings.smtp_url, settings.mail_from, settings.mail_dir),
+        )
+
+    async def close(self) -> None:
+        self.passwords.close()
+        await self.pool.close()
+        await self.redis.aclose()
+
+    async def deny_sessions(self, session_ids: list[int]) -> None:
+        """Make access tokens of these sessions stop working at once, in every process (one round trip)."""
+        if not session_ids:
+            return
+        ttl = self.settings.access_ttl_s + 60
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in session_ids:
+                pipe.set(self.keys.revoked_session(sid), b"1", ex=ttl)
+            await pipe.execute()
+
+    async def is_session_denied(self, session_id: int) -> bool:
+        return bool(await self.redis.exists(self.keys.revoked_session(session_id)))

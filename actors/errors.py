@@ -1,0 +1,141 @@
+"""The one DomainError tree. Each error has a stable ``code`` and an ``http_status``; the api maps it to the
+API.md error shape and to WebSocket acks / close codes. Errors cross Ray as plain tuples (``to_wire``), never
+as pickled exceptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "bad_request"
+    http_status = 400
+    default_message = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, details: dict[str, Any] | None = None):
+        self.message = message or self.default_message
+        if code is not None:
+            self.code = code
+        self.details: dict[str, Any] = details or {}
+        super().__init__(self.message)
+
+    def to_wire(self) -> tuple[str, int, str, dict[str, Any]]:
+        return (self.code, self.http_status, self.message, self.details)
+
+    @staticmethod
+    def from_wire(wire: tuple[str, int, str, dict[str, Any]]) -> DomainError:
+        code, status, message, details = wire
+        cls = _BY_STATUS.get(status, DomainError)
+        err = cls(message, code=code, details=details)
+        err.http_status = status
+        return err
+
+
+class MalformedBody(DomainError):
+    code = "malformed_body"
+    http_status = 400
+    default_message = "The request body could not be parsed."
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+    http_status = 401
+    default_message = "Authentication is required."
+
+
+class InvalidCredentials(Unauthenticated):
+    code = "invalid_credentials"
+    default_message = "The login or password is incorrect."
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    http_status = 403
+    default_message = "You may not do this."
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    http_status = 404
+    default_message = "Nothing was found here."
+
+
+class MethodNotAllowed(DomainError):
+    code = "method_not_allowed"
+    http_status = 405
+    default_message = "This method is not allowed on this path."
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    http_status = 409
+    default_message = "The request conflicts with the current state."
+
+
+class Gone(DomainError):
+    code = "gone"
+    http_status = 410
+    default_message = "This is no longer available."
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+    http_status = 413
+    default_message = "The request body is too large."
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
+    http_status = 415
+    default_message = "Send application/json or application/msgpack."
+
+
+class ValidationFailed(DomainError):
+    code = "validation_failed"
+    http_status = 422
+    default_message = "Some fields are invalid."
+
+    def __init__(self, fields: dict[str, str] | None = None, message: str | None = None, *, code: str | None = None,
+                 details: dict[str, Any] | None = None):
+        merged = dict(details or {})
+        if fields is not None:
+            merged["fields"] = fields
+        super().__init__(message, code=code, details=merged)
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+    http_status = 429
+    default_message = "Too many requests; try again later."
+
+    def __init__(self, retry_after: int, message: str | None = None, *, code: str | None = None,
+                 details: dict[str, Any] | None = None):
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message, code=code, details={**(details or {}), "retry_after": self.retry_after})
+
+
+class Internal(DomainError):
+    code = "internal"
+    http_status = 500
+    default_message = "Something went wrong on our side."
+
+
+class Unavailable(DomainError):
+    code = "unavailable"
+    http_status = 503
+    default_message = "The service is temporarily unavailable."
+
+
+_BY_STATUS: dict[int, type[DomainError]] = {
+    400: MalformedBody,
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: DomainError,
+    500: Internal,
+    503: Unavailable,
+}

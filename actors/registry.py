@@ -1,0 +1,22 @@
+"""Actor names, namespace and shard routing (no Ray import: pure functions, unit-tested)."""
+
+from __future__ import annotations
+
+_MIX = 0x9E3779B97F4A7C15
+_MASK = (1 << 64) - 1
+
+
+def shard_index(entity_id: int, shards: int) -> int:
+    """Stable ``hash(id) % K``: a multiplicative mix first so the Snowflake low bits do not skew it."""
+    if shards <= 0:
+        raise ValueError("shards must be positive")
+    mixed = ((entity_id * _MIX) & _MASK) >> 32
+    return mixed % shards
+
+
+def user_shard_name(index: int) -> str:
+    return f"user-shard-{index}"
+
+
+def chat_shard_name(index: int) -> str:
+    return f"chat-shard-{index}"

@@ -1,0 +1,1 @@
+"""FastAPI front door: HTTP routes and the WebSocket gateway."""

@@ -1,0 +1,93 @@
+"""Composition root: ``create_app()`` builds the FastAPI app; the lifespan wires storage, Redis and Ray."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import ray
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from actors.client import ShardClient
+from actors.context import Services
+from actors.shards import get_or_create_user_shards
+from api import errors
+from api.codec import CodecMiddleware
+from api.deps import AppContext
+from api.logs import setup_logging
+from api.ratelimit import RateLimiter
+from api.routes import auth, health, me
+from storage.config import Settings, load_settings
+
+log = logging.getLogger("i9lyfe.app")
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """
+i9lyfe: a social-media and realtime chat API.
+
+* Bodies and responses are JSON, or MessagePack with `Content-Type`/`Accept: application/msgpack`.
+* Errors are always `{"error": {"code", "message", "details"}}`.
+* Authenticate with `Authorization: Bearer <access_token>`.
+"""
+
+
+def connect_ray(settings: Settings) -> None:
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=settings.ray_address or "auto",
+        namespace=settings.ray_namespace,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    setup_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.create(settings)
+        connect_ray(settings)
+        handles = get_or_create_user_shards(settings)
+        app.state.ctx = AppContext(
+            services=services,
+            limiter=RateLimiter(services.redis, services.keys, settings.rate_limits),
+            users=ShardClient(handles),
+            user_shard_handles=handles,
+        )
+        log.info("api ready", extra={"fields": {"ray": settings.ray_address or "auto", "shards": len(handles)}})
+        try:
+            yield
+        finally:
+            await services.close()
+            ray.shutdown()
+
+    app = FastAPI(
+        title="i9lyfe API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(auth.router, prefix=API_PREFIX)
+    app.include_router(me.router, prefix=API_PREFIX)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=False,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "Idempotency-Key", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+        )
+    app.add_middleware(CodecMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,95 @@
+"""FastAPI dependencies: the app context, the caller's identity and IP, rate limits."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from actors.client import ShardClient
+from actors.context import Services
+from actors.errors import Unauthenticated
+from actors.tokens import Principal
+from api.ratelimit import RateLimiter
+
+
+@dataclass
+class AppContext:
+    services: Services
+    limiter: RateLimiter
+    users: ShardClient
+    user_shard_handles: list[Any]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login, /auth/signup/complete or /auth/refresh")
+
+
+def client_ip(request: Request) -> str:
+    """The caller's IP; ``X-Forwarded-For`` is believed only from TRUSTED_PROXIES."""
+    peer = request.client.host if request.client else ""
+    ctx = get_ctx(request)
+    trusted = ctx.services.settings.trusted_proxies
+    if not trusted or not _in(peer, trusted):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, trusted):
+            return hop
+    return peer
+
+
+def _in(ip: str, networks: tuple[str, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+async def authenticate(ctx: AppContext, token: str) -> Principal:
+    principal = ctx.services.tokens.decode_access(token)
+    if await ctx.services.is_session_denied(principal.session_id):
+        raise Unauthenticated("This session has ended; log in again.", code="session_revoked")
+    return principal
+
+
+async def optional_user(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal | None:
+    if creds is None:
+        if request.headers.get("authorization"):
+            raise Unauthenticated("Use 'Authorization: Bearer <access token>'.", code="invalid_token")
+        return None
+    return await authenticate(get_ctx(request), creds.credentials)
+
+
+async def require_user(principal: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
+    if principal is None:
+        raise Unauthenticated()
+    return principal
+
+
+User = Annotated[Principal, Depends(require_user)]
+MaybeUser = Annotated[Principal | None, Depends(optional_user)]
+
+
+def limit(bucket: str) -> Any:
+    """Dependency: count this request against ``bucket`` for the caller's IP."""
+
+    async def check(request: Request) -> None:
+        ctx = get_ctx(request)
+        await ctx.limiter.hit(bucket, client_ip(request))
+
+    return Depends(check)

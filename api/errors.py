@@ -1,0 +1,80 @@
+"""Exception handlers: every error leaves in the API.md shape ``{"error": {code, message, details}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from actors.errors import DomainError, MalformedBody, MethodNotAllowed, NotFound, ValidationFailed
+from api.codec import encode, error_body, wants_msgpack
+from api.logs import request_id_var
+
+_STATUS_ERRORS: dict[int, type[DomainError]] = {404: NotFound, 405: MethodNotAllowed}
+
+
+def error_response(request: Request, err: DomainError) -> Response:
+    as_msgpack = wants_msgpack(request.headers.get("accept"))
+    headers: dict[str, str] = {}
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return Response(
+        encode(error_body(err, request_id_var.get()), as_msgpack),
+        status_code=err.http_status,
+        media_type="application/msgpack" if as_msgpack else "application/json",
+        headers=headers,
+    )
+
+
+def _reason(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    msg = str(error.get("msg", "is invalid"))
+    return msg[0].lower() + msg[1:] if msg else "is invalid"
+
+
+def validation_to_domain(exc: RequestValidationError) -> DomainError:
+    errors = list(exc.errors())
+    if any(e.get("type") in ("json_invalid", "json_type") for e in errors):
+        return MalformedBody("The JSON body could not be parsed.")
+    fields: dict[str, str] = {}
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        if e.get("type") == "model_attributes_type" or (not loc and e.get("type") in ("dict_type", "model_type")):
+            return MalformedBody("The request body must be an object.")
+        fields[".".join(loc) or "body"] = _reason(e)
+    return ValidationFailed(fields)
+
+
+def install(app: FastAPI) -> None:
+    async def on_domain(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        return error_response(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(request, validation_to_domain(exc))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        cls = _STATUS_ERRORS.get(exc.status_code)
+        if cls is not None:
+            err: DomainError = cls()
+        else:
+            err = DomainError(str(exc.detail), code="http_error")
+            err.http_status = exc.status_code
+        response = error_response(request, err)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    app.add_exception_handler(DomainError, on_domain)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

@@ -1,0 +1,61 @@
+"""Redis-backed sliding-window rate limiter, shared by every process (one round trip per check).
+
+Sliding-window counter: the count of the current fixed window plus the previous window's count weighted by
+how much of it still overlaps the sliding window. One Lua script reads and increments atomically.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+
+from actors.errors import RateLimited
+from storage.redis import Keys
+
+_SCRIPT = """
+local cur = KEYS[1]
+local prev = KEYS[2]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local elapsed = tonumber(ARGV[3])
+local c = tonumber(redis.call('GET', cur) or '0')
+local p = tonumber(redis.call('GET', prev) or '0')
+local weighted = p * (window - elapsed) / window + c
+if weighted + 1 > limit then
+  local wait
+  if c + 1 > limit then
+    wait = window - elapsed
+  else
+    -- time until enough of the previous window slides out
+    local need = weighted + 1 - limit
+    wait = math.min(window - elapsed, need * window / math.max(p, 1))
+  end
+  return {0, math.ceil(wait)}
+end
+redis.call('INCR', cur)
+redis.call('EXPIRE', cur, window * 2)
+return {1, 0}
+"""
+
+
+class RateLimiter:
+    def __init__(self, client: aioredis.Redis, keys: Keys, limits: dict[str, tuple[int, int]]) -> None:
+        self.client = client
+        self.keys = keys
+        self.limits = limits
+        self._script = client.register_script(_SCRIPT)
+
+    async def hit(self, bucket: str, subject: str) -> None:
+        """Count one request of ``subject`` in ``bucket``; raise RateLimited (429) when over the limit."""
+        rule = self.limits.get(bucket)
+        if rule is None:
+            return
+        limit, window = rule
+        now = time.time()
+        index = int(now // window)
+        elapsed = now - index * window
+        base = self.keys.rate(bucket, subject)
+        allowed, wait = await self._script(keys=[f"{base}:{index}", f"{base}:{index - 1}"], args=[limit, window, elapsed])
+        if not int(allowed):
+            raise RateLimited(int(wait) or 1)

@@ -1,0 +1,108 @@
+"""/auth: signup by emailed code, login, refresh, logout, password reset. Parse + authenticate only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from actors import accounts
+from api import presenters
+from api.deps import Ctx, User, client_ip, limit
+from api.schemas.auth import (
+    CodeCheck,
+    FlowStarted,
+    FlowVerified,
+    Login,
+    RefreshBody,
+    ResetComplete,
+    ResetDone,
+    ResetStart,
+    SignupComplete,
+    SignupStart,
+    TokensOnly,
+    UserWithTokens,
+)
+from api.schemas.common import error_responses
+
+router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[limit("auth")])
+
+
+def _started(result: dict[str, Any]) -> dict[str, Any]:
+    return {"flow_id": result["flow_id"], "expires_at": presenters.rfc3339(result["expires_at"])}
+
+
+@router.post("/signup", status_code=202, response_model=FlowStarted, responses=error_responses(409, 422, 429))
+async def signup(body: SignupStart, ctx: Ctx) -> dict[str, Any]:
+    """Start a signup: a 6-digit code is emailed (15 minutes, 5 tries)."""
+    await ctx.limiter.hit("auth_email", body.email.strip().lower())
+    return _started(await accounts.signup_start(ctx.services, body.email))
+
+
+@router.post("/signup/verify", response_model=FlowVerified, responses=error_responses(404, 410, 422, 429))
+async def signup_verify(body: CodeCheck, ctx: Ctx, request: Request) -> dict[str, Any]:
+    """Check the emailed code. Wrong: 422 `invalid_code`; expired or used up: 410 `flow_expired`."""
+    await ctx.limiter.hit("auth_code", client_ip(request))
+    return await accounts.signup_verify(ctx.services, body.flow_id, body.code)
+
+
+@router.post(
+    "/signup/complete", status_code=201, response_model=UserWithTokens, responses=error_responses(404, 409, 410, 422)
+)
+async def signup_complete(body: SignupComplete, ctx: Ctx, request: Request) -> dict[str, Any]:
+    """Create the account on a verified flow; logs the new user in."""
+    user, tokens = await accounts.signup_complete(
+        ctx.services,
+        flow_id_text=body.flow_id,
+        username=body.username,
+        name=body.name,
+        password=body.password,
+        birthday=body.birthday,
+        bio=body.bio,
+        user_agent=request.headers.get("user-agent", ""),
+        ip=client_ip(request),
+    )
+    return {"user": presenters.me(user), "tokens": tokens.to_wire()}
+
+
+@router.post("/login", response_model=UserWithTokens, responses=error_responses(401, 422, 429))
+async def login(body: Login, ctx: Ctx, request: Request) -> dict[str, Any]:
+    """Log in by email or username."""
+    user, tokens = await accounts.login(
+        ctx.services, body.login, body.password, request.headers.get("user-agent", ""), client_ip(request)
+    )
+    return {"user": presenters.me(user), "tokens": tokens.to_wire()}
+
+
+@router.post("/refresh", response_model=TokensOnly, responses=error_responses(401, 422, 429))
+async def refresh(body: RefreshBody, ctx: Ctx) -> dict[str, Any]:
+    """Rotate the refresh token. A refresh token used twice revokes its whole session (401)."""
+    tokens = await accounts.refresh(ctx.services, body.refresh_token)
+    return {"tokens": tokens.to_wire()}
+
+
+@router.post("/logout", status_code=204, response_class=Response, responses=error_responses(401))
+async def logout(user: User, ctx: Ctx) -> Response:
+    """End this session: its access and refresh tokens stop working at once."""
+    await ctx.users.call("logout", user.user_id, user.session_id)
+    return Response(status_code=204)
+
+
+@router.post("/password-reset", status_code=202, response_model=FlowStarted, responses=error_responses(422, 429))
+async def password_reset(body: ResetStart, ctx: Ctx) -> dict[str, Any]:
+    """Start a reset. The answer is the same whether or not the email has an account."""
+    await ctx.limiter.hit("auth_email", body.email.strip().lower())
+    return _started(await accounts.reset_start(ctx.services, body.email))
+
+
+@router.post("/password-reset/verify", response_model=FlowVerified, responses=error_responses(404, 410, 422, 429))
+async def password_reset_verify(body: CodeCheck, ctx: Ctx, request: Request) -> dict[str, Any]:
+    await ctx.limiter.hit("auth_code", client_ip(request))
+    return await accounts.reset_verify(ctx.services, body.flow_id, body.code)
+
+
+@router.post("/password-reset/complete", response_model=ResetDone, responses=error_responses(404, 409, 410, 422))
+async def password_reset_complete(body: ResetComplete, ctx: Ctx) -> dict[str, Any]:
+    """Set the new password; every session of the user is revoked."""
+    await accounts.reset_complete(ctx.services, body.flow_id, body.new_password)
+    return {"password_changed": True}

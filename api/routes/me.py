@@ -1,0 +1,33 @@
+"""/me: the caller's own account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from actors.errors import NotFound
+from api import presenters
+from api.deps import Ctx, User
+from api.schemas.common import error_responses
+from api.schemas.users import Me, PatchMe
+from storage import users as user_store
+from storage.errors import RowNotFound
+
+router = APIRouter(tags=["me"])
+
+
+@router.get("/me", response_model=Me, responses=error_responses(401))
+async def get_me(user: User, ctx: Ctx) -> dict[str, Any]:
+    try:
+        row = await user_store.get_user(ctx.services.pool, user.user_id)
+    except RowNotFound as exc:
+        raise NotFound("This account no longer exists.") from exc
+    return presenters.me(row)
+
+
+@router.patch("/me", response_model=Me, responses=error_responses(400, 401, 409, 415, 422))
+async def patch_me(body: PatchMe, user: User, ctx: Ctx) -> dict[str, Any]:
+    """Change name, bio, birthday or username (409 `username_taken`)."""
+    row = await ctx.users.call("update_profile", user.user_id, body.model_dump(exclude_unset=True))
+    return presenters.me(row)

@@ -1,0 +1,1 @@
+"""Storage layer: PostgreSQL (asyncpg), Redis, media. Imports nothing else of ours."""

@@ -1,0 +1,152 @@
+"""Settings read from environment variables, with safe local defaults.
+
+Lives in ``storage`` (the bottom layer) so that the api processes and the Ray actors read configuration the
+same way; it imports nothing else of ours.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_list(name: str, default: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in _env(name, default).split(",") if part.strip())
+
+
+def parse_rate_limits(spec: str) -> dict[str, tuple[int, int]]:
+    """Parse ``"auth=20/60,auth_code=10/600"`` into ``{"auth": (20, 60), ...}`` (requests per seconds)."""
+    limits: dict[str, tuple[int, int]] = {}
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, rule = item.partition("=")
+        count, _, window = rule.partition("/")
+        if not name or not count.isdigit() or not window.isdigit() or int(window) <= 0:
+            raise ValueError(f"bad RATE_LIMITS entry {item!r}; expected name=COUNT/SECONDS")
+        limits[name.strip()] = (int(count), int(window))
+    return limits
+
+
+DEFAULT_RATE_LIMITS = "auth=30/60,auth_email=5/600,auth_code=20/600,write=120/60"
+
+
+def _jwt_secret(var_dir: Path) -> str:
+    secret = os.environ.get("JWT_SECRET")
+    if secret:
+        return secret
+    # Development only: generate once and keep it under var/ so restarts keep sessions valid.
+    path = var_dir / "jwt_secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    env: str = "dev"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/i9lyfe"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "i9:"
+    ray_address: str = ""
+    ray_namespace: str = "i9lyfe"
+    user_shards: int = 4
+    chat_shards: int = 4
+    jwt_secret: str = ""
+    jwt_issuer: str = "i9lyfe"
+    access_ttl_s: int = 900
+    refresh_ttl_s: int = 30 * 24 * 3600
+    smtp_url: str = ""
+    mail_from: str = "i9lyfe <no-reply@i9lyfe.local>"
+    mail_dir: str = "var/mail"
+    media_backend: str = "local"
+    media_dir: str = "var/media"
+    gcs_bucket: str = ""
+    storage_emulator_host: str = ""
+    public_base_url: str = "http://127.0.0.1:8000"
+    cors_origins: tuple[str, ...] = ()
+    ws_origins: tuple[str, ...] = ()
+    rate_limits: dict[str, tuple[int, int]] = field(default_factory=lambda: parse_rate_limits(DEFAULT_RATE_LIMITS))
+    trusted_proxies: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    hash_concurrency: int = 2
+    var_dir: str = "var"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for handing the configuration to Ray actors (whose environment is not ours)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        fixed = dict(data)
+        for key in ("cors_origins", "ws_origins", "trusted_proxies"):
+            fixed[key] = tuple(fixed.get(key, ()))
+        fixed["rate_limits"] = {k: tuple(v) for k, v in fixed.get("rate_limits", {}).items()}
+        return cls(**fixed)
+
+
+def load_settings() -> Settings:
+    var_dir = Path(_env("VAR_DIR", str(REPO_ROOT / "var")))
+    port = _env_int("PORT", 8000)
+    host = _env("HOST", "127.0.0.1")
+    return Settings(
+        host=host,
+        port=port,
+        workers=_env_int("WORKERS", 2),
+        env=_env("APP_ENV", "dev"),
+        database_url=_env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/i9lyfe"),
+        db_pool_min=_env_int("DB_POOL_MIN", 1),
+        db_pool_max=_env_int("DB_POOL_MAX", 10),
+        redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_prefix=_env("REDIS_PREFIX", "i9:"),
+        ray_address=_env("RAY_ADDRESS", ""),
+        ray_namespace=_env("RAY_NAMESPACE", "i9lyfe"),
+        user_shards=_env_int("USER_SHARDS", 4),
+        chat_shards=_env_int("CHAT_SHARDS", 4),
+        jwt_secret=_jwt_secret(var_dir),
+        jwt_issuer=_env("JWT_ISSUER", "i9lyfe"),
+        access_ttl_s=_env_int("ACCESS_TOKEN_TTL", 900),
+        refresh_ttl_s=_env_int("REFRESH_TOKEN_TTL", 30 * 24 * 3600),
+        smtp_url=_env("SMTP_URL", ""),
+        mail_from=_env("MAIL_FROM", "i9lyfe <no-reply@i9lyfe.local>"),
+        mail_dir=_env("MAIL_DIR", str(var_dir / "mail")),
+        media_backend=_env("MEDIA_BACKEND", "local"),
+        media_dir=_env("MEDIA_DIR", str(var_dir / "media")),
+        gcs_bucket=_env("GCS_BUCKET", ""),
+        storage_emulator_host=_env("STORAGE_EMULATOR_HOST", ""),
+        public_base_url=_env("PUBLIC_BASE_URL", f"http://{host}:{port}"),
+        cors_origins=_env_list("CORS_ORIGINS", ""),
+        ws_origins=_env_list("WS_ORIGINS", ""),
+        rate_limits=parse_rate_limits(_env("RATE_LIMITS", DEFAULT_RATE_LIMITS)),
+        trusted_proxies=_env_list("TRUSTED_PROXIES", ""),
+        max_body_bytes=_env_int("MAX_BODY_BYTES", 1024 * 1024),
+        log_level=_env("LOG_LEVEL", "INFO").upper(),
+        hash_concurrency=_env_int("HASH_CONCURRENCY", 2),
+        var_dir=str(var_dir),
+    )

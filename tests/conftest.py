@@ -1,0 +1,219 @@
+"""Session fixtures: a throwaway database and Redis prefix, our own Ray head, an SMTP catcher, and a real
+uvicorn (2 worker processes) serving the app over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis as sync_redis
+
+from actors.cluster import RayHead, free_port, start_head
+from tests.support import Api, Mailbox
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_DSN = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+
+
+@dataclass
+class Server:
+    base_url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("i9")
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(run_id: str) -> Iterator[str]:
+    name = f"i9test_{run_id}"
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    env = dict(os.environ, DATABASE_URL=dsn)
+    # The migration CLI creates the database and applies every migration, as `make run` does.
+    subprocess.run([sys.executable, "-m", "storage.migrate"], check=True, env=env, cwd=REPO)
+    yield dsn
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(run_id: str) -> Iterator[str]:
+    prefix = f"i9test:{run_id}:"
+    yield prefix
+    client = sync_redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i : i + 500])
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def ray_head(workdir: Path) -> Iterator[RayHead]:
+    head = start_head(num_cpus=2, log_path=workdir / "ray-head.log")
+    yield head
+    head.stop()
+
+
+@pytest.fixture(scope="session")
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    box.start()
+    yield box
+    box.stop()
+
+
+def _server_env(database_url: str, redis_prefix: str, ray_head: RayHead, mailbox: Mailbox, run_id: str,
+                workdir: Path, port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WORKERS="2",
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_URL,
+        REDIS_PREFIX=redis_prefix,
+        RAY_ADDRESS=ray_head.address,
+        RAY_NAMESPACE=f"i9test-{run_id}",
+        SMTP_URL=mailbox.url,
+        JWT_SECRET=TEST_JWT_SECRET,
+        TRUSTED_PROXIES="127.0.0.1/32",
+        VAR_DIR=str(workdir / "var"),
+        LOG_LEVEL="INFO",
+        MAX_BODY_BYTES=str(64 * 1024),
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    return env
+
+
+def start_server(env: dict[str, str], log_path: Path, timeout: float = 90.0) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{env['PORT']}/readyz"
+    deadline = time.monotonic() + timeout
+    ready_pids: set[int] = set()
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()[-4000:]}")
+        try:
+            # New connection each time so that both worker processes get asked.
+            response = httpx.get(url, timeout=5)
+            if response.status_code == 200:
+                ready_pids.add(response.json()["pid"])
+                if len(ready_pids) >= int(env.get("WORKERS", "1")):
+                    return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"server not ready in {timeout}s:\n{log_path.read_text()[-4000:]}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, redis_prefix: str, ray_head: RayHead, mailbox: Mailbox, run_id: str,
+           workdir: Path) -> Iterator[Server]:
+    port = free_port()
+    env = _server_env(database_url, redis_prefix, ray_head, mailbox, run_id, workdir, port)
+    log_path = workdir / "server.log"
+    process = start_server(env, log_path)
+    yield Server(f"http://127.0.0.1:{port}", env, process, log_path)
+    stop_server(process)
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def make_api(server: Server) -> AsyncIterator[Callable[..., Api]]:
+    made: list[Api] = []
+
+    def factory(fmt: str = "json", ip: str | None = None) -> Api:
+        api = Api(server.base_url, fmt, ip)
+        made.append(api)
+        return api
+
+    yield factory
+    for api in made:
+        await api.close()
+
+
+@pytest.fixture
+async def api(make_api: Callable[..., Api]) -> Api:
+    return make_api("json")
+
+
+@pytest.fixture(params=["json", "msgpack"])
+async def any_api(request: pytest.FixtureRequest, make_api: Callable[..., Api]) -> Api:
+    """The same test once in JSON and once in MessagePack."""
+    return make_api(str(request.param))
+
+
+@pytest.fixture
+def register(mailbox: Mailbox) -> Callable[..., Any]:
+    """Sign a user up through the real three-step flow; returns (body of /signup/complete, email, password)."""
+    from tests.support import unique
+
+    async def go(api: Api, username: str | None = None, password: str = "correct-Horse-9",
+                 **extra: Any) -> dict[str, Any]:
+        username = username or unique("user")
+        email = f"{username}@example.com"
+        started = await api.post("/api/v1/auth/signup", {"email": email})
+        assert started.status == 202, started.body
+        flow_id = started.body["flow_id"]
+        code = await mailbox.code(email)
+        verified = await api.post("/api/v1/auth/signup/verify", {"flow_id": flow_id, "code": code})
+        assert verified.status == 200, verified.body
+        body = {"flow_id": flow_id, "username": username, "name": username.title(), "password": password,
+                "birthday": "2000-01-31", **extra}
+        done = await api.post("/api/v1/auth/signup/complete", body)
+        assert done.status == 201, done.body
+        api.token = done.body["tokens"]["access_token"]
+        return {**done.body, "email": email, "password": password, "username": username}
+
+    return go

@@ -1,0 +1,191 @@
+"""Test helpers: an HTTP client speaking JSON or MessagePack, an SMTP catcher, polling with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import itertools
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import msgpack
+import orjson
+from aiosmtpd.controller import Controller
+
+T = TypeVar("T")
+
+_ip_counter = itertools.count(1)
+_name_counter = itertools.count(1)
+
+
+def fresh_ip() -> str:
+    """A distinct client IP per test client (the test server trusts X-Forwarded-For from 127.0.0.1)."""
+    n = next(_ip_counter)
+    return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{int(time.time() * 1000) % 10_000_000}{next(_name_counter)}"
+
+
+async def wait_until(check: Callable[[], Awaitable[T | None]], timeout: float = 10.0, interval: float = 0.02) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: httpx.Headers
+
+    @property
+    def error_code(self) -> str | None:
+        if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
+            return self.body["error"].get("code")
+        return None
+
+
+class Api:
+    """A client of our API in one encoding: bodies sent and responses read as JSON or MessagePack."""
+
+    def __init__(self, base_url: str, fmt: str = "json", ip: str | None = None) -> None:
+        self.fmt = fmt
+        self.ip = ip or fresh_ip()
+        self.token: str | None = None
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=30)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"X-Forwarded-For": self.ip}
+        if self.fmt == "msgpack":
+            headers["Accept"] = "application/msgpack"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(extra or {})
+        return headers
+
+    def decode(self, response: httpx.Response) -> Any:
+        if not response.content:
+            return None
+        ctype = response.headers.get("content-type", "")
+        if ctype.startswith("application/msgpack"):
+            return msgpack.unpackb(response.content, raw=False)
+        if ctype.startswith("application/json"):
+            return orjson.loads(response.content)
+        return response.text
+
+    async def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+                      raw: bytes | None = None, params: dict[str, Any] | None = None) -> Reply:
+        hdrs = self.headers(headers)
+        content: bytes | None = raw
+        if body is not None and raw is None:
+            if self.fmt == "msgpack":
+                content = msgpack.packb(body, use_bin_type=True)
+                hdrs.setdefault("Content-Type", "application/msgpack")
+            else:
+                content = orjson.dumps(body)
+                hdrs.setdefault("Content-Type", "application/json")
+        response = await self.http.request(method, path, content=content, headers=hdrs, params=params)
+        if self.fmt == "msgpack" and response.content and response.headers.get("content-type", "").startswith(
+            "application/json"
+        ):
+            raise AssertionError(f"asked for msgpack, got JSON from {method} {path}")
+        return Reply(response.status_code, self.decode(response), response.headers)
+
+    async def get(self, path: str, **kw: Any) -> Reply:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return await self.request("POST", path, body, **kw)
+
+    async def patch(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return await self.request("PATCH", path, body, **kw)
+
+    async def put(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return await self.request("PUT", path, body, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> Reply:
+        return await self.request("DELETE", path, **kw)
+
+
+def assert_error(reply: Reply, status: int, code: str | None = None) -> dict[str, Any]:
+    assert reply.status == status, (reply.status, reply.body)
+    assert isinstance(reply.body, dict) and set(reply.body) == {"error"}, reply.body
+    err = reply.body["error"]
+    assert set(err) == {"code", "message", "details"}, err
+    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["details"], dict)
+    if code is not None:
+        assert err["code"] == code, err
+    return dict(err)
+
+
+class _Handler:
+    def __init__(self, box: Mailbox) -> None:
+        self.box = box
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
+        message = email.message_from_bytes(envelope.content)
+        with self.box.lock:
+            for rcpt in envelope.rcpt_tos:
+                self.box.messages.append((rcpt.lower(), message))
+        return "250 OK"
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) in a thread; the app under test sends its mail here."""
+
+    CODE = re.compile(r"\b(\d{6})\b")
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, email.message.Message]] = []
+        self.lock = threading.Lock()
+        from actors.cluster import free_port
+
+        self.port = free_port()
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def to(self, address: str) -> list[email.message.Message]:
+        with self.lock:
+            return [m for rcpt, m in self.messages if rcpt == address.lower()]
+
+    async def wait_count(self, address: str, count: int, timeout: float = 10.0) -> list[email.message.Message]:
+        async def check() -> list[email.message.Message] | None:
+            found = self.to(address)
+            return found if len(found) >= count else None
+
+        return await wait_until(check, timeout)
+
+    async def code(self, address: str, nth: int = 1) -> str:
+        """The code in the ``nth`` mail (1-based) sent to ``address``, waiting for it to arrive."""
+        message = (await self.wait_count(address, nth))[nth - 1]
+        body = message.get_payload(decode=True)
+        text = body.decode() if isinstance(body, bytes) else str(message.get_payload())
+        match = self.CODE.search(text)
+        assert match, text
+        return match.group(1)
