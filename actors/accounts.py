@@ -126,8 +126,10 @@ async def _verify_code(services: Services, kind: str, flow_id_text: str, code: s
         except RowNotFound as exc:
             raise NotFound("No such flow.") from exc
         _check_flow_usable(row)
-        good = code.isdigit() and len(code) == 6 and hmac.compare_digest(
-            bytes(row["code_hash"]), _code_digest(services, flow_id, code)
+        good = (
+            code.isdigit()
+            and len(code) == 6
+            and hmac.compare_digest(bytes(row["code_hash"]), _code_digest(services, flow_id, code))
         )
         if good:
             await auth_store.mark_flow_verified(conn, flow_id)
@@ -177,7 +179,8 @@ async def signup_start(services: Services, email_raw: str) -> dict[str, Any]:
             services,
             email,
             f"Your i9lyfe code: {code}",
-            f"Your i9lyfe signup code is {code}.\nIt expires in 15 minutes. If you did not ask for it, ignore this mail.",
+            f"Your i9lyfe signup code is {code}.\n"
+            "It expires in 15 minutes. If you did not ask for it, ignore this mail.",
         )
     )
     return {"flow_id": str(flow_id), "expires_at": expires_at}
@@ -264,7 +267,7 @@ async def login(
 ) -> tuple[asyncpg.Record, IssuedTokens]:
     row = await user_store.find_login(services.pool, login_raw) if 0 < len(login_raw) <= 254 else None
     stored = row["password_hash"] if row is not None else None
-    if not await services.passwords.verify(stored, password) or row is None:
+    if not await services.passwords.verify(stored, password) or row is None or stored is None:
         raise InvalidCredentials()
     if services.passwords.needs_rehash(stored):
         new_hash = await services.passwords.hash(password)

@@ -25,8 +25,9 @@ class _Pending:
 
 
 class ShardClient:
-    def __init__(self, shards: list[Any], *, max_batch: int = 128, max_delay: float = 0.002,
-                 adaptive: bool = True) -> None:
+    def __init__(
+        self, shards: list[Any], *, max_batch: int = 128, max_delay: float = 0.002, adaptive: bool = True
+    ) -> None:
         if not shards:
             raise ValueError("no shards")
         self.shards = shards
@@ -67,7 +68,9 @@ class ShardClient:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, k: int, items: list[tuple[tuple[str, int, tuple[Any, ...], dict[str, Any]], asyncio.Future[Any]]]) -> None:
+    async def _send(
+        self, k: int, items: list[tuple[tuple[str, int, tuple[Any, ...], dict[str, Any]], asyncio.Future[Any]]]
+    ) -> None:
         self._in_flight[k] += 1
         self.batches_sent += 1
         self.ops_sent += len(items)

@@ -7,6 +7,7 @@ several clusters (a dev server, a test run) live side by side and stopping one n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -36,10 +37,8 @@ class RayHead:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=timeout)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(timeout=5)
 
 
@@ -57,8 +56,16 @@ def start_head(num_cpus: int = 2, log_path: Path | None = None, timeout: float =
         "--runtime-env-agent-port": free_port(),
         "--metrics-export-port": free_port(),
     }
-    cmd = [ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-           "--disable-usage-stats", f"--num-cpus={num_cpus}"]
+    cmd = [
+        ray_bin,
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--num-cpus={num_cpus}",
+    ]
     cmd += [f"{flag}={value}" for flag, value in ports.items()]
     log_path = log_path or Path("var/log/ray-head.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +78,7 @@ def start_head(num_cpus: int = 2, log_path: Path | None = None, timeout: float =
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ray head exited with {process.returncode}; see {log_path}")
-        status = subprocess.run(
-            [ray_bin, "status", f"--address={address}"], capture_output=True, env=env, timeout=30
-        )
+        status = subprocess.run([ray_bin, "status", f"--address={address}"], capture_output=True, env=env, timeout=30)
         if status.returncode == 0:
             return head
         time.sleep(0.5)

@@ -26,8 +26,9 @@ class _Slot(Generic[S]):
 class EntityTable(Generic[S]):
     """Entity id -> state. Work for one entity is serialized; different entities run concurrently."""
 
-    def __init__(self, factory: Callable[[int], S], idle_seconds: float = 600.0,
-                 keep: Callable[[S], bool] | None = None) -> None:
+    def __init__(
+        self, factory: Callable[[int], S], idle_seconds: float = 600.0, keep: Callable[[S], bool] | None = None
+    ) -> None:
         self._factory = factory
         self._slots: dict[int, _Slot[S]] = {}
         self.idle_seconds = idle_seconds

@@ -95,8 +95,14 @@ class ValidationFailed(DomainError):
     http_status = 422
     default_message = "Some fields are invalid."
 
-    def __init__(self, fields: dict[str, str] | None = None, message: str | None = None, *, code: str | None = None,
-                 details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        fields: dict[str, str] | None = None,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ):
         merged = dict(details or {})
         if fields is not None:
             merged["fields"] = fields
@@ -108,8 +114,14 @@ class RateLimited(DomainError):
     http_status = 429
     default_message = "Too many requests; try again later."
 
-    def __init__(self, retry_after: int, message: str | None = None, *, code: str | None = None,
-                 details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        retry_after: int,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ):
         self.retry_after = max(1, int(retry_after))
         super().__init__(message, code=code, details={**(details or {}), "retry_after": self.retry_after})
 

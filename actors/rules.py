@@ -96,8 +96,12 @@ def check_password(value: str, *, username: str = "", email: str = "") -> str:
     if (username and username.lower() in lowered) or (len(local) >= 4 and local in lowered):
         raise RuleError("must not contain your username or email")
     classes = sum(
-        [any(c.islower() for c in value), any(c.isupper() for c in value), any(c.isdigit() for c in value),
-         any(not c.isalnum() for c in value)]
+        [
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+            any(not c.isalnum() for c in value),
+        ]
     )
     if classes < 2 and len(value) < 16:
         raise RuleError("must mix letters with digits or symbols (or be at least 16 characters)")

@@ -59,8 +59,13 @@ class UserShardCore:
 
     async def ping(self) -> dict[str, Any]:
         self.calls += 1
-        return {"index": self.index, "pid": os.getpid(), "calls": self.calls, "entities": len(self.table),
-                "started": self.started}
+        return {
+            "index": self.index,
+            "pid": os.getpid(),
+            "calls": self.calls,
+            "entities": len(self.table),
+            "started": self.started,
+        }
 
     async def call_batch(self, ops: list[Op]) -> list[Result]:
         user_ops = await self.ready()

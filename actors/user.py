@@ -6,6 +6,7 @@ Plain Python (no Ray import). Every operation is ``check_*`` then ``do_*`` and r
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ def check_profile_changes(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate a PATCH /me body (already restricted to known keys); return column -> value."""
     changes: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    checks = {
+    checks: dict[str, Callable[[Any], Any]] = {
         "name": rules.check_name,
         "bio": lambda v: rules.check_bio(v or ""),
         "username": rules.normalize_username,

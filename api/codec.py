@@ -64,7 +64,8 @@ def wants_msgpack(accept: str | None) -> bool:
 
 def encode(obj: Any, as_msgpack: bool) -> bytes:
     if as_msgpack:
-        return msgpack.packb(obj, use_bin_type=True, datetime=False, default=str)
+        packed: bytes = msgpack.packb(obj, use_bin_type=True, datetime=False, default=str)
+        return packed
     return orjson.dumps(obj, default=str)
 
 

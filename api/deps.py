@@ -32,7 +32,9 @@ def get_ctx(request: Request) -> AppContext:
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login, /auth/signup/complete or /auth/refresh")
+_bearer = HTTPBearer(
+    auto_error=False, description="Access token from /auth/login, /auth/signup/complete or /auth/refresh"
+)
 
 
 def client_ip(request: Request) -> str:

@@ -18,8 +18,9 @@ def avatar_url(row: Mapping[str, Any]) -> str | None:
     return None if media_id is None else f"/api/v1/media/{media_id}"
 
 
-def user_summary(row: Mapping[str, Any], *, followed_by_me: bool | None = None,
-                 follows_me: bool | None = None) -> dict[str, Any]:
+def user_summary(
+    row: Mapping[str, Any], *, followed_by_me: bool | None = None, follows_me: bool | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": str(row["id"]),
         "username": row["username"],

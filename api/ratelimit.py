@@ -56,6 +56,8 @@ class RateLimiter:
         index = int(now // window)
         elapsed = now - index * window
         base = self.keys.rate(bucket, subject)
-        allowed, wait = await self._script(keys=[f"{base}:{index}", f"{base}:{index - 1}"], args=[limit, window, elapsed])
+        allowed, wait = await self._script(
+            keys=[f"{base}:{index}", f"{base}:{index - 1}"], args=[limit, window, elapsed]
+        )
         if not int(allowed):
             raise RateLimited(int(wait) or 1)

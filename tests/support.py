@@ -89,8 +89,16 @@ class Api:
             return orjson.loads(response.content)
         return response.text
 
-    async def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-                      raw: bytes | None = None, params: dict[str, Any] | None = None) -> Reply:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Reply:
         hdrs = self.headers(headers)
         content: bytes | None = raw
         if body is not None and raw is None:
@@ -101,8 +109,10 @@ class Api:
                 content = orjson.dumps(body)
                 hdrs.setdefault("Content-Type", "application/json")
         response = await self.http.request(method, path, content=content, headers=hdrs, params=params)
-        if self.fmt == "msgpack" and response.content and response.headers.get("content-type", "").startswith(
-            "application/json"
+        if (
+            self.fmt == "msgpack"
+            and response.content
+            and response.headers.get("content-type", "").startswith("application/json")
         ):
             raise AssertionError(f"asked for msgpack, got JSON from {method} {path}")
         return Reply(response.status_code, self.decode(response), response.headers)

@@ -41,7 +41,7 @@ class SignupComplete(Strict):
 class Tokens(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 (the token scheme, not a secret)
     expires_in: int
 
 
