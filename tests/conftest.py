@@ -91,8 +91,9 @@ def mailbox() -> Iterator[Mailbox]:
     box.stop()
 
 
-def _server_env(database_url: str, redis_prefix: str, ray_head: RayHead, mailbox: Mailbox, run_id: str,
-                workdir: Path, port: int) -> dict[str, str]:
+def _server_env(
+    database_url: str, redis_prefix: str, ray_head: RayHead, mailbox: Mailbox, run_id: str, workdir: Path, port: int
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         HOST="127.0.0.1",
@@ -117,7 +118,11 @@ def _server_env(database_url: str, redis_prefix: str, ray_head: RayHead, mailbox
 def start_server(env: dict[str, str], log_path: Path, timeout: float = 90.0) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "api"],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{env['PORT']}/readyz"
@@ -151,8 +156,9 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def server(database_url: str, redis_prefix: str, ray_head: RayHead, mailbox: Mailbox, run_id: str,
-           workdir: Path) -> Iterator[Server]:
+def server(
+    database_url: str, redis_prefix: str, ray_head: RayHead, mailbox: Mailbox, run_id: str, workdir: Path
+) -> Iterator[Server]:
     port = free_port()
     env = _server_env(database_url, redis_prefix, ray_head, mailbox, run_id, workdir, port)
     log_path = workdir / "server.log"
@@ -199,8 +205,9 @@ def register(mailbox: Mailbox) -> Callable[..., Any]:
     """Sign a user up through the real three-step flow; returns (body of /signup/complete, email, password)."""
     from tests.support import unique
 
-    async def go(api: Api, username: str | None = None, password: str = "correct-Horse-9",
-                 **extra: Any) -> dict[str, Any]:
+    async def go(
+        api: Api, username: str | None = None, password: str = "correct-Horse-9", **extra: Any
+    ) -> dict[str, Any]:
         username = username or unique("user")
         email = f"{username}@example.com"
         started = await api.post("/api/v1/auth/signup", {"email": email})
@@ -209,8 +216,14 @@ def register(mailbox: Mailbox) -> Callable[..., Any]:
         code = await mailbox.code(email)
         verified = await api.post("/api/v1/auth/signup/verify", {"flow_id": flow_id, "code": code})
         assert verified.status == 200, verified.body
-        body = {"flow_id": flow_id, "username": username, "name": username.title(), "password": password,
-                "birthday": "2000-01-31", **extra}
+        body = {
+            "flow_id": flow_id,
+            "username": username,
+            "name": username.title(),
+            "password": password,
+            "birthday": "2000-01-31",
+            **extra,
+        }
         done = await api.post("/api/v1/auth/signup/complete", body)
         assert done.status == 201, done.body
         api.token = done.body["tokens"]["access_token"]

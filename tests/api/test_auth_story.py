@@ -7,8 +7,21 @@ from typing import Any
 
 from tests.support import Api, Mailbox, assert_error, unique
 
-ME_KEYS = {"id", "username", "name", "avatar", "bio", "followers_count", "following_count", "posts_count",
-           "created_at", "email", "birthday", "followed_by_me", "follows_me"}
+ME_KEYS = {
+    "id",
+    "username",
+    "name",
+    "avatar",
+    "bio",
+    "followers_count",
+    "following_count",
+    "posts_count",
+    "created_at",
+    "email",
+    "birthday",
+    "followed_by_me",
+    "follows_me",
+}
 
 
 async def test_user_signs_up_resets_password_and_logs_in_again(any_api: Api, mailbox: Mailbox, db: Any) -> None:
@@ -40,8 +53,7 @@ async def test_user_signs_up_resets_password_and_logs_in_again(any_api: Api, mai
     # 4. Complete: 201 with Me and tokens.
     reply = await api.post(
         "/api/v1/auth/signup/complete",
-        {"flow_id": flow_id, "username": username, "name": "Suberu Q", "password": password,
-         "birthday": "1999-12-31"},
+        {"flow_id": flow_id, "username": username, "name": "Suberu Q", "password": password, "birthday": "1999-12-31"},
     )
     assert reply.status == 201, reply.body
     me, tokens = reply.body["user"], reply.body["tokens"]
@@ -82,18 +94,23 @@ async def test_user_signs_up_resets_password_and_logs_in_again(any_api: Api, mai
     reset_flow = reply.body["flow_id"]
     reset_code = await mailbox.code(email.lower(), nth=2)
     wrong = "000000" if reset_code != "000000" else "111111"
-    assert_error(await api.post("/api/v1/auth/password-reset/verify", {"flow_id": reset_flow, "code": wrong}),
-                 422, "invalid_code")
+    assert_error(
+        await api.post("/api/v1/auth/password-reset/verify", {"flow_id": reset_flow, "code": wrong}),
+        422,
+        "invalid_code",
+    )
     reply = await api.post("/api/v1/auth/password-reset/verify", {"flow_id": reset_flow, "code": reset_code})
     assert reply.status == 200, reply.body
     new_password = "second-Pass-2"
-    reply = await api.post("/api/v1/auth/password-reset/complete",
-                           {"flow_id": reset_flow, "new_password": new_password})
+    reply = await api.post(
+        "/api/v1/auth/password-reset/complete", {"flow_id": reset_flow, "new_password": new_password}
+    )
     assert reply.status == 200 and reply.body == {"password_changed": True}
 
     # 13. The old password no longer works; the new one does, by username.
-    assert_error(await api.post("/api/v1/auth/login", {"login": username, "password": password}),
-                 401, "invalid_credentials")
+    assert_error(
+        await api.post("/api/v1/auth/login", {"login": username, "password": password}), 401, "invalid_credentials"
+    )
     reply = await api.post("/api/v1/auth/login", {"login": username.upper(), "password": new_password})
     assert reply.status == 200 and reply.body["user"]["username"] == username
 
