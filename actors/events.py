@@ -1,0 +1,508 @@
+"""The WebSocket wire contract (API.md section 4): typed event and action structs, one encoder per format.
+
+Server frames are ``{"id": <event id> | null, "type": <event>, "data": <struct>}``; ``EVENT_DATA`` maps each event
+type to its data struct and ``STORED_EVENTS`` names the ones that carry an id and are replayed on ``?since=``.
+Client frames are ``{"ref", "action", "data"}``; ``decode_client_frame`` checks the envelope and ``decode_action``
+the action's data, both raising ``FrameError`` (answered with an ``ack`` error, the socket stays open).
+``scripts/gen_asyncapi.py`` generates docs/asyncapi.yaml from these structs. Plain Python: no Ray, no pydantic.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+# --- Limits and close codes -----------------------------------------------------------------------------------------
+
+MAX_FRAME_BYTES = 64 * 1024  # app-level: a larger client frame gets an ack error `payload_too_large`, socket stays open
+PROTOCOL_MAX_BYTES = 1024 * 1024  # transport-level: a larger frame closes the socket with 1009
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_TOO_SLOW = 4008
+CLOSE_INTERNAL = 4500
+
+CLOSE_CODES: dict[int, str] = {
+    CLOSE_NORMAL: "Normal closure.",
+    CLOSE_GOING_AWAY: "Server going away (restart or shutdown); reconnect with `since`.",
+    CLOSE_TOO_BIG: f"Frame larger than the protocol limit ({PROTOCOL_MAX_BYTES} bytes).",
+    CLOSE_BAD_REQUEST: "Bad request at connect: malformed `since`, unsupported subprotocol.",
+    CLOSE_UNAUTHENTICATED: "Unauthenticated: missing or invalid token, token expired, or session revoked.",
+    CLOSE_FORBIDDEN_ORIGIN: "Origin not allowed.",
+    CLOSE_TOO_SLOW: "Too slow: the send queue overflowed; reconnect with `since` to replay what was missed.",
+    CLOSE_INTERNAL: "Internal error; reconnect with `since`.",
+}
+
+SUBPROTOCOLS: dict[str, str] = {"i9.json": "json", "i9.msgpack": "msgpack"}  # subprotocol -> fmt; default json
+
+# --- Field types ----------------------------------------------------------------------------------------------------
+
+Id = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")]  # time-ordered 64-bit id as a decimal string
+Timestamp = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]  # RFC 3339 UTC
+Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_.]{3,30}$")]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Seq = Annotated[int, msgspec.Meta(ge=0)]
+
+MediaKind = Literal["image", "video", "audio", "file"]
+PostType = Literal["photo", "video", "reel"]
+MessageType = Literal["text", "voice", "image", "video", "audio", "file"]
+NotificationType = Literal[
+    "follow",
+    "reaction_post",
+    "reaction_comment",
+    "comment_post",
+    "reply_comment",
+    "mention_post",
+    "mention_comment",
+    "repost",
+]
+
+
+class _Wire(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every wire struct: immutable, keyword construction."""
+
+
+# --- Objects of API.md section 2 ------------------------------------------------------------------------------------
+
+
+class UserSummary(_Wire, frozen=True, omit_defaults=True):
+    """A user; `followed_by_me` / `follows_me` are present only when the reader is known."""
+
+    id: Id
+    username: Username
+    name: str
+    avatar: str | None
+    followed_by_me: bool | None = None
+    follows_me: bool | None = None
+
+
+class Media(_Wire, frozen=True, omit_defaults=True):
+    id: Id
+    kind: MediaKind
+    content_type: str
+    size: Count
+    url: str
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    blurhash: str | None = None
+    name: str | None = None
+
+
+class PostCounts(_Wire, frozen=True):
+    reactions: Count
+    comments: Count
+    reposts: Count
+    saves: Count
+
+
+class PostMy(_Wire, frozen=True):
+    reaction: str | None
+    reposted: bool
+    saved: bool
+
+
+class Post(_Wire, frozen=True):
+    id: Id
+    author: UserSummary
+    type: PostType
+    caption: str | None
+    media: list[Media]
+    mentions: list[str]
+    hashtags: list[str]
+    counts: PostCounts
+    reactions_summary: dict[str, int]
+    my: PostMy
+    created_at: Timestamp
+
+
+class CommentCounts(_Wire, frozen=True):
+    reactions: Count
+    replies: Count
+
+
+class CommentMy(_Wire, frozen=True):
+    reaction: str | None
+
+
+class Comment(_Wire, frozen=True):
+    id: Id
+    post_id: Id
+    parent_id: Id | None
+    author: UserSummary
+    text: str | None
+    media: Media | None
+    mentions: list[str]
+    counts: CommentCounts
+    my: CommentMy
+    created_at: Timestamp
+
+
+class Notification(_Wire, frozen=True, kw_only=True, omit_defaults=True):
+    """`post`, `comment` and `emoji` are present when the notification type has them."""
+
+    id: Id
+    type: NotificationType
+    actor: UserSummary
+    post: Post | None = None
+    comment: Comment | None = None
+    emoji: str | None = None
+    created_at: Timestamp
+    read: bool
+
+
+class Message(_Wire, frozen=True):
+    """A chat message. `reactions` maps an emoji to the usernames who reacted with it."""
+
+    id: Id
+    chat_id: Id
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    client_id: str
+    sender: UserSummary
+    type: MessageType
+    text: str | None
+    media: Media | None
+    caption: str | None
+    reply_to: Id | None
+    reactions: dict[str, list[str]]
+    deleted: bool
+    created_at: Timestamp
+    edited_at: Timestamp | None
+
+
+# --- Event data -----------------------------------------------------------------------------------------------------
+
+
+class FeedPostEvent(_Wire, frozen=True):
+    feed_item_id: Id
+    post_id: Id
+    author: UserSummary
+
+
+class PostCountsEvent(_Wire, frozen=True):
+    post_id: Id
+    counts: PostCounts
+    reactions_summary: dict[str, int]
+
+
+class CommentCountsEvent(_Wire, frozen=True):
+    comment_id: Id
+    post_id: Id
+    counts: CommentCounts
+
+
+class PresenceEvent(_Wire, frozen=True):
+    username: Username
+    online: bool
+    last_seen: Timestamp | None
+
+
+class ChatReactionEvent(_Wire, frozen=True):
+    chat_id: Id
+    message_id: Id
+    emoji: str
+    username: Username
+    added: bool
+
+
+class ChatReceiptEvent(_Wire, frozen=True):
+    chat_id: Id
+    username: Username
+    delivered_seq: Seq
+    read_seq: Seq
+
+
+class ChatTypingEvent(_Wire, frozen=True):
+    chat_id: Id
+    username: Username
+    typing: bool
+
+
+class ResyncRequired(_Wire, frozen=True):
+    """First frame when `since` is older than retention: refetch state over HTTP, then keep the live events."""
+
+    reason: str
+    oldest_id: str | None
+
+
+class AckError(_Wire, frozen=True, omit_defaults=True):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class Ack(_Wire, frozen=True, omit_defaults=True):
+    """Answer to a client frame: `result` when `ok` is true, `error` when it is false (never both)."""
+
+    ref: str | None
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: AckError | None = None
+
+
+EventData = (
+    Notification
+    | FeedPostEvent
+    | PostCountsEvent
+    | CommentCountsEvent
+    | PresenceEvent
+    | Message
+    | ChatReactionEvent
+    | ChatReceiptEvent
+    | ChatTypingEvent
+    | ResyncRequired
+    | Ack
+)
+
+EVENT_DATA: dict[str, type[msgspec.Struct]] = {
+    "notification": Notification,
+    "feed.post": FeedPostEvent,
+    "post.counts": PostCountsEvent,
+    "comment.counts": CommentCountsEvent,
+    "presence": PresenceEvent,
+    "chat.message": Message,
+    "chat.message_edited": Message,
+    "chat.message_deleted": Message,
+    "chat.reaction": ChatReactionEvent,
+    "chat.receipt": ChatReceiptEvent,
+    "chat.typing": ChatTypingEvent,
+    "resync_required": ResyncRequired,
+    "ack": Ack,
+}
+
+STORED_EVENTS: frozenset[str] = frozenset(
+    {
+        "notification",
+        "feed.post",
+        "chat.message",
+        "chat.message_edited",
+        "chat.message_deleted",
+        "chat.reaction",
+        "chat.receipt",
+    }
+)
+
+# --- Client frames and action data ----------------------------------------------------------------------------------
+
+
+class _Inbound(_Wire, frozen=True, forbid_unknown_fields=True):
+    """Inbound structs reject unknown fields."""
+
+
+class ClientFrame(_Inbound, frozen=True, kw_only=True):
+    ref: str | None = None
+    action: str
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class SubscribeAction(_Inbound, frozen=True):
+    topic: Annotated[str, msgspec.Meta(description="`post:<id>` (live counts) or `presence:<username>`.")]
+
+
+class ChatSendAction(_Inbound, frozen=True):
+    """As the body of POST /chats/{id}/messages, plus `chat_id`. A repeated `client_id` returns the same message."""
+
+    chat_id: str
+    client_id: str
+    type: MessageType
+    text: str | None = None
+    media_id: str | None = None
+    caption: str | None = None
+    reply_to: str | None = None
+
+
+class ChatTypingAction(_Inbound, frozen=True):
+    chat_id: str
+    typing: bool
+
+
+class ChatProgressAction(_Inbound, frozen=True):
+    """Delivered or read up to and including `seq`."""
+
+    chat_id: str
+    seq: Seq
+
+
+class PingAction(_Inbound, frozen=True):
+    pass
+
+
+ActionData = SubscribeAction | ChatSendAction | ChatTypingAction | ChatProgressAction | PingAction
+
+ACTION_DATA: dict[str, type[msgspec.Struct]] = {
+    "subscribe": SubscribeAction,
+    "unsubscribe": SubscribeAction,
+    "chat.send": ChatSendAction,
+    "chat.typing": ChatTypingAction,
+    "chat.delivered": ChatProgressAction,
+    "chat.read": ChatProgressAction,
+    "ping": PingAction,
+}
+
+
+class ServerFrame(_Wire, frozen=True):
+    id: str | None
+    type: str
+    data: Any
+
+
+# --- Decoding -------------------------------------------------------------------------------------------------------
+
+
+class FrameError(Exception):
+    """A client frame that cannot be acted on; answer with ``ack_error(ref, code, message, details)``."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None, *, ref: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+        self.ref = ref  # the frame's ref when it could be read, for the ack
+
+    def ack(self) -> dict[str, Any]:
+        return ack_error(self.ref, self.code, self.message, self.details or None)
+
+
+class _RefOnly(msgspec.Struct):
+    ref: str | None = None
+
+
+_JSON_FRAME = msgspec.json.Decoder(ClientFrame)
+_MSGPACK_FRAME = msgspec.msgpack.Decoder(ClientFrame)
+_JSON_REF = msgspec.json.Decoder(_RefOnly)
+_MSGPACK_REF = msgspec.msgpack.Decoder(_RefOnly)
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_NAMED = re.compile(r"field `(?P<name>[^`]+)`")
+_FIRST = re.compile(r"^\.(?P<name>[^.\[]+)")
+
+
+def _size(raw: bytes | str) -> int:
+    if not isinstance(raw, str) or len(raw) > MAX_FRAME_BYTES or len(raw) * 4 <= MAX_FRAME_BYTES:
+        return len(raw)  # a str of n chars is n to 4n UTF-8 bytes: encode only when it matters
+    return len(raw.encode())
+
+
+def _salvage_ref(raw: bytes | str, fmt: str) -> str | None:
+    try:
+        if fmt == "msgpack" and not isinstance(raw, str):
+            return _MSGPACK_REF.decode(raw).ref
+        return _JSON_REF.decode(raw).ref
+    except (msgspec.DecodeError, TypeError):
+        return None
+
+
+def decode_client_frame(raw: bytes | str, fmt: str) -> ClientFrame:
+    """The envelope of a client frame (fmt "json" or "msgpack"); any problem with the bytes raises FrameError."""
+    if _size(raw) > MAX_FRAME_BYTES:
+        raise FrameError(
+            "payload_too_large",
+            f"The frame is larger than {MAX_FRAME_BYTES} bytes.",
+            {"limit": MAX_FRAME_BYTES},
+            ref=_salvage_ref(raw, fmt),
+        )
+    try:
+        if fmt == "json":
+            return _JSON_FRAME.decode(raw)
+        if fmt == "msgpack":
+            if isinstance(raw, str):
+                raise FrameError("malformed_frame", "A MessagePack frame must be binary.")
+            return _MSGPACK_FRAME.decode(raw)
+    except msgspec.ValidationError as exc:
+        reason = _AT.sub("", str(exc))
+        raise FrameError(
+            "malformed_frame", f"The frame is not a valid envelope: {reason}.", ref=_salvage_ref(raw, fmt)
+        ) from None
+    except msgspec.DecodeError:
+        name = "JSON" if fmt == "json" else "MessagePack"
+        raise FrameError("malformed_frame", f"The frame is not valid {name}.") from None
+    raise ValueError(f"unknown frame format {fmt!r}")
+
+
+def _field_error(exc: msgspec.ValidationError) -> tuple[str, str]:
+    text = str(exc)
+    at = _AT.search(text)
+    path = at.group("path") if at else ""
+    reason = text[: at.start()] if at else text
+    if path.startswith(".data"):
+        path = path[len(".data") :]
+    named = _NAMED.search(reason)
+    if reason.startswith("Object missing required field"):
+        reason = "is required"
+    elif reason.startswith("Object contains unknown field"):
+        reason = "is not a known field"
+    else:
+        reason = reason[:1].lower() + reason[1:]
+    first = _FIRST.match(path)
+    if first:
+        return first.group("name"), reason
+    if not path and named:
+        return named.group("name"), reason
+    return "data", reason
+
+
+def decode_action(frame: ClientFrame) -> Any:
+    """The typed data of ``frame.action`` (an ``ActionData`` struct); raises FrameError."""
+    cls = ACTION_DATA.get(frame.action)
+    if cls is None:
+        raise FrameError(
+            "unknown_action",
+            f"Unknown action {frame.action!r}.",
+            {"action": frame.action, "known": sorted(ACTION_DATA)},
+            ref=frame.ref,
+        )
+    try:
+        return msgspec.convert(frame.data, cls, strict=True)
+    except msgspec.ValidationError as exc:
+        name, reason = _field_error(exc)
+        raise FrameError(
+            "validation_failed", "The action data is invalid.", {"fields": {name: reason}}, ref=frame.ref
+        ) from None
+
+
+# --- Encoding -------------------------------------------------------------------------------------------------------
+
+_JSON_ENC = msgspec.json.Encoder()
+_MSGPACK_ENC = msgspec.msgpack.Encoder()
+
+
+def encode_frame(event_id: str | None, type_: str, data: Any, fmt: str) -> bytes:
+    """A server frame ``{"id", "type", "data"}``; data is a struct or plain dicts/lists."""
+    frame = ServerFrame(id=event_id, type=type_, data=data)
+    if fmt == "json":
+        return _JSON_ENC.encode(frame)
+    if fmt == "msgpack":
+        return _MSGPACK_ENC.encode(frame)
+    raise ValueError(f"unknown frame format {fmt!r}")
+
+
+def decode_server_frame(raw: bytes | str, fmt: str) -> ServerFrame:
+    """For clients and tests: a server frame whose data is converted to its struct when the type is known."""
+    if fmt == "json":
+        frame = msgspec.json.decode(raw, type=ServerFrame)
+    elif fmt == "msgpack" and not isinstance(raw, str):
+        frame = msgspec.msgpack.decode(raw, type=ServerFrame)
+    else:
+        raise ValueError(f"cannot decode a {type(raw).__name__} as {fmt!r}")
+    cls = EVENT_DATA.get(frame.type)
+    if cls is None:
+        return frame
+    return ServerFrame(id=frame.id, type=frame.type, data=msgspec.convert(frame.data, cls, strict=True))
+
+
+def ack_ok(ref: str | None, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The data of a successful ack frame."""
+    return {"ref": ref, "ok": True, "result": {} if result is None else result}
+
+
+def ack_error(ref: str | None, code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The data of a failed ack frame; ``details`` only when given."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"ref": ref, "ok": False, "error": error}
