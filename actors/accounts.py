@@ -68,7 +68,7 @@ class IssuedTokens:
 
 
 def parse_flow_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 19:
+    if not value.isascii() or not value.isdigit() or len(value) > 19 or int(value) >= 2**63:
         raise NotFound("No such flow.", code="not_found")
     return int(value)
 
@@ -335,8 +335,11 @@ async def reset_complete(services: Services, flow_id_text: str, new_password: st
     """Set the new password and revoke every session of the user. Returns the user id."""
     flow_id = parse_flow_id(flow_id_text)
     flow = await _peek_verified_flow(services, RESET, flow_id)
+    username = ""
+    if flow["user_id"] is not None:
+        username = await services.pool.fetchval("SELECT username FROM users WHERE id = $1", flow["user_id"]) or ""
     try:
-        rules.check_password(new_password, email=flow["email"])
+        rules.check_password(new_password, username=username, email=flow["email"])
     except rules.RuleError as exc:
         raise ValidationFailed({"new_password": str(exc)}) from exc
     password_hash = await services.passwords.hash(new_password)

@@ -1,21 +1,28 @@
 """Ray shells around the plain state classes: named, detached, async shard actors.
 
-A shard hosts many logical actors (one per user). Calls arrive in batches (``call_batch``) from each api
-process's ``ShardClient``; each op runs under its entity's lock. Errors come back as tuples, not pickled
-exceptions, so one failing op never fails its batch.
+A UserShard hosts many logical per-user actors. Entity ops arrive in batches (``call_batch``) from each api
+process's ShardClient and run under their entity's lock. Shard-level calls: ``push`` (route stored events to
+the gateways holding the recipients' sockets), ``heartbeat``/``register`` (gateways keep their socket lists
+in sync; a restarted shard has a new ``epoch`` and gateways re-register), and a background outbox relay.
+Errors come back as tuples, not pickled exceptions, so one failing op never fails its batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import time
+import uuid
+from collections import defaultdict
 from typing import Any
 
+import msgpack
 import ray
 
 from actors.context import Services
+from actors.delivery import Delivery, PushItem
 from actors.entities import EntityTable
 from actors.errors import DomainError, Internal
 from actors.registry import user_shard_name
@@ -27,35 +34,53 @@ log = logging.getLogger("i9lyfe.shard")
 Op = tuple[str, int, tuple[Any, ...], dict[str, Any]]
 Result = tuple[str, Any]
 
+GATEWAY_TIMEOUT_S = 15.0
+RELAY_INTERVAL_S = 2.0
+_TRACKED_OPS = {"connect", "disconnect", "sync_gateway"}
+
 
 class UserShardCore:
-    """Everything a UserShard does, without Ray (so it can run in-process in unit tests)."""
+    """Everything a UserShard does, without the Ray decorator (so it can run in-process in tests)."""
 
-    def __init__(self, index: int, settings: Settings) -> None:
+    def __init__(self, index: int, settings: Settings, peers: Any = None) -> None:
         self.index = index
         self.settings = settings
+        self.epoch = uuid.uuid4().hex
         self.started = time.time()
         self.calls = 0
         self.batches = 0
         self.table: EntityTable[UserState] = EntityTable(UserState, keep=UserState.holds_anything)
+        self.gateway_seen: dict[str, float] = {}
+        self.gateway_users: dict[str, set[int]] = defaultdict(set)
+        self._peers = peers  # callable shard index -> handle (for delivery from inside a shard)
         self._services: Services | None = None
         self._ops: UserOps | None = None
+        self.delivery: Delivery | None = None
         self._init_lock = asyncio.Lock()
-        self._evictor: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def ready(self) -> UserOps:
         if self._ops is None:
             async with self._init_lock:
                 if self._ops is None:
                     self._services = await Services.create(self.settings, pool_max=4)
+                    self.delivery = Delivery(self._services, self._push_to_peer, self.settings.user_shards)
                     self._ops = UserOps(self._services)
-                    self._evictor = asyncio.create_task(self._evict_loop())
+                    loop = asyncio.get_running_loop()
+                    self._tasks = [loop.create_task(self._maintenance_loop()), loop.create_task(self._relay_loop())]
         return self._ops
 
-    async def _evict_loop(self) -> None:
-        while True:
-            await asyncio.sleep(60)
-            self.table.evict_idle()
+    @property
+    def services(self) -> Services:
+        assert self._services is not None
+        return self._services
+
+    async def _push_to_peer(self, shard: int, items: list[PushItem]) -> Any:
+        if shard == self.index or self._peers is None:
+            return await self.push(items)
+        return await self._peers(shard).push.remote(items)
+
+    # ------------------------------------------------------------ entity ops
 
     async def ping(self) -> dict[str, Any]:
         self.calls += 1
@@ -64,7 +89,9 @@ class UserShardCore:
             "pid": os.getpid(),
             "calls": self.calls,
             "entities": len(self.table),
+            "epoch": self.epoch,
             "started": self.started,
+            "gateways": len(self.gateway_seen),
         }
 
     async def call_batch(self, ops: list[Op]) -> list[Result]:
@@ -85,20 +112,112 @@ class UserShardCore:
         except Exception:
             log.exception("shard op failed", extra={"fields": {"op": name, "shard": self.index}})
             return ("err", Internal().to_wire())
+        if name in _TRACKED_OPS and args:
+            self._track(args[0], entity_id)
         return ("ok", value)
 
+    def _track(self, gateway: str, user_id: int) -> None:
+        state = self.table.peek(user_id)
+        if state is not None and state.presence.socket_count(gateway):
+            self.gateway_users[gateway].add(user_id)
+        else:
+            self.gateway_users[gateway].discard(user_id)
+
+    # ------------------------------------------------------------ routing
+
+    async def push(self, items: list[PushItem]) -> int:
+        """Publish stored events to the gateways of their recipients: one PUBLISH per gateway."""
+        await self.ready()
+        by_gateway: dict[str, list[PushItem]] = defaultdict(list)
+        for item in items:
+            state = self.table.peek(item[0])
+            if state is None:
+                continue
+            for gateway in state.presence.gateways():
+                by_gateway[gateway].append(item)
+        if by_gateway:
+            keys = self.services.keys
+            async with self.services.redis.pipeline(transaction=False) as pipe:
+                for gateway, batch in by_gateway.items():
+                    pipe.publish(keys.gateway_channel(gateway), msgpack.packb(batch, use_bin_type=True))
+                await pipe.execute()
+        return len(by_gateway)
+
+    async def heartbeat(self, gateway: str, sockets: int) -> dict[str, Any]:
+        """A gateway says it is alive and how many sockets it holds here; a mismatch asks it to re-register."""
+        await self.ready()
+        self.gateway_seen[gateway] = time.monotonic()
+        known = sum(
+            s.presence.socket_count(gateway)
+            for uid in self.gateway_users.get(gateway, ())
+            if (s := self.table.peek(uid)) is not None
+        )
+        return {"epoch": self.epoch, "known": known}
+
+    async def register(self, gateway: str, sockets: dict[int, list[str]]) -> dict[str, Any]:
+        """Full re-registration: exactly these sockets of ``gateway`` live in this shard."""
+        user_ops = await self.ready()
+        self.gateway_seen[gateway] = time.monotonic()
+        users = set(sockets) | set(self.gateway_users.get(gateway, ()))
+        ops: list[Op] = [("sync_gateway", uid, (gateway, sockets.get(uid, [])), {}) for uid in users]
+        await asyncio.gather(*(self._one(user_ops, op) for op in ops))
+        return {"epoch": self.epoch, "users": len(users)}
+
+    async def _expire_gateway(self, gateway: str) -> None:
+        user_ops = await self.ready()
+        users = list(self.gateway_users.pop(gateway, ()))
+        self.gateway_seen.pop(gateway, None)
+        await asyncio.gather(*(self._one(user_ops, ("sync_gateway", uid, (gateway, []), {})) for uid in users))
+        log.warning("gateway expired", extra={"fields": {"gateway": gateway, "users": len(users)}})
+
+    # ------------------------------------------------------------ background work
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            try:
+                now = time.monotonic()
+                for gateway, seen in list(self.gateway_seen.items()):
+                    if now - seen > GATEWAY_TIMEOUT_S:
+                        await self._expire_gateway(gateway)
+                self.table.evict_idle()
+            except Exception:
+                log.exception("shard maintenance failed")
+
+    async def _relay_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RELAY_INTERVAL_S)
+            try:
+                assert self.delivery is not None
+                await self.delivery.relay_once()
+            except Exception:
+                log.exception("outbox relay failed")
+
     async def close(self) -> None:
-        if self._evictor is not None:
-            self._evictor.cancel()
+        for task in self._tasks:
+            task.cancel()
         if self._services is not None:
             await self._services.close()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @ray.remote
 class UserShard:
     def __init__(self, index: int, settings: dict[str, Any]) -> None:
         logging.basicConfig(level=settings.get("log_level", "INFO"))
-        self.core = UserShardCore(index, Settings.from_dict(settings))
+        parsed = Settings.from_dict(settings)
+        namespace = parsed.ray_namespace
+        cache: dict[int, Any] = {}
+
+        def peer(k: int) -> Any:
+            if k not in cache:
+                cache[k] = ray.get_actor(user_shard_name(k), namespace=namespace)
+            return cache[k]
+
+        self.core = UserShardCore(index, parsed, peer)
 
     async def ping(self) -> dict[str, Any]:
         return await self.core.ping()
@@ -106,8 +225,14 @@ class UserShard:
     async def call_batch(self, ops: list[Op]) -> list[Result]:
         return await self.core.call_batch(ops)
 
-    def pid(self) -> int:
-        return os.getpid()
+    async def push(self, items: list[PushItem]) -> int:
+        return await self.core.push(items)
+
+    async def heartbeat(self, gateway: str, sockets: int) -> dict[str, Any]:
+        return await self.core.heartbeat(gateway, sockets)
+
+    async def register(self, gateway: str, sockets: dict[int, list[str]]) -> dict[str, Any]:
+        return await self.core.register(gateway, sockets)
 
 
 def get_or_create_user_shards(settings: Settings) -> list[Any]:

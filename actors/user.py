@@ -10,9 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from actors import rules
 from actors.context import Services
 from actors.errors import Conflict, NotFound, ValidationFailed
+from actors.presence import Presence
 from storage import auth as auth_store
 from storage import db
 from storage import users as user_store
@@ -22,11 +25,17 @@ from storage.errors import RowNotFound, UniqueViolation
 @dataclass
 class UserState:
     user_id: int
-    # Filled by the realtime core: where the user's sockets are, who watches their presence.
-    connections: dict[str, set[str]] = field(default_factory=dict)
+    username: str | None = None
+    loaded: bool = False
+    presence: Presence = field(default_factory=Presence)
 
     def holds_anything(self) -> bool:
-        return bool(self.connections)
+        """An entity with open sockets is never evicted: it is the only record of where they are."""
+        return self.presence.online
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def check_profile_changes(raw: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +68,64 @@ class UserOps:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+
+    # ------------------------------------------------------------ activation and presence
+
+    async def _load(self, state: UserState) -> None:
+        """Lazy activation from storage: the username and the persisted last_seen."""
+        if state.loaded:
+            return
+        row = await self.services.pool.fetchrow("SELECT username, last_seen FROM users WHERE id = $1", state.user_id)
+        if row is None:
+            raise NotFound("No such user.")
+        state.username = row["username"]
+        if state.presence.last_seen is None:
+            state.presence.last_seen = row["last_seen"]
+        state.loaded = True
+
+    def presence_view(self, state: UserState) -> dict[str, Any]:
+        last_seen = state.presence.last_seen
+        return {
+            "username": state.username,
+            "online": state.presence.online,
+            "last_seen": None if state.presence.online or last_seen is None else _rfc3339(last_seen),
+            "version": state.presence.version,
+        }
+
+    async def _announce(self, state: UserState) -> None:
+        """Persist last_seen on going offline, then publish the transition to presence subscribers."""
+        if not state.presence.online and state.presence.last_seen is not None:
+            await self.services.pool.execute(
+                "UPDATE users SET last_seen = $2 WHERE id = $1", state.user_id, state.presence.last_seen
+            )
+        await self.services.redis.publish(
+            self.services.keys.presence_channel(state.user_id),
+            msgpack.packb({"type": "presence", "data": self.presence_view(state)}, use_bin_type=True),
+        )
+
+    async def connect(self, state: UserState, gateway: str, socket_id: str) -> dict[str, Any]:
+        await self._load(state)
+        if state.presence.add(gateway, socket_id):
+            await self._announce(state)
+        return self.presence_view(state)
+
+    async def disconnect(self, state: UserState, gateway: str, socket_id: str) -> dict[str, Any]:
+        await self._load(state)
+        if state.presence.remove(gateway, socket_id, dt.datetime.now(dt.UTC)):
+            await self._announce(state)
+        return self.presence_view(state)
+
+    async def sync_gateway(self, state: UserState, gateway: str, sockets: list[str]) -> bool:
+        """Re-registration after a shard restart or a missed heartbeat: the gateway's full socket set."""
+        await self._load(state)
+        changed = state.presence.replace_gateway(gateway, set(sockets), dt.datetime.now(dt.UTC))
+        if changed:
+            await self._announce(state)
+        return changed
+
+    async def presence(self, state: UserState) -> dict[str, Any]:
+        await self._load(state)
+        return self.presence_view(state)
 
     async def logout(self, state: UserState, session_id: int) -> bool:
         async with db.transaction(self.services.pool) as conn:

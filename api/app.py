@@ -12,13 +12,16 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from actors.client import ShardClient
 from actors.context import Services
+from actors.delivery import Delivery
 from actors.shards import get_or_create_user_shards
 from api import errors
 from api.codec import CodecMiddleware
 from api.deps import AppContext
 from api.logs import setup_logging
 from api.ratelimit import RateLimiter
-from api.routes import auth, health, me
+from api.routes import auth, health, me, testing
+from api.ws import route as ws_route
+from api.ws.gateway import Gateway
 from storage.config import Settings, load_settings
 
 log = logging.getLogger("i9lyfe.app")
@@ -54,16 +57,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = await Services.create(settings)
         connect_ray(settings)
         handles = get_or_create_user_shards(settings)
-        app.state.ctx = AppContext(
+        users = ShardClient(handles)
+        ctx = AppContext(
             services=services,
             limiter=RateLimiter(services.redis, services.keys, settings.rate_limits),
-            users=ShardClient(handles),
+            users=users,
             user_shard_handles=handles,
         )
-        log.info("api ready", extra={"fields": {"ray": settings.ray_address or "auto", "shards": len(handles)}})
+        ctx.extras["delivery"] = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
+        gateway = Gateway(services, users, handles)
+        await gateway.start()
+        app.state.ctx = ctx
+        app.state.gateway = gateway
+        log.info(
+            "api ready",
+            extra={"fields": {"ray": settings.ray_address or "auto", "shards": len(handles), "gateway": gateway.id}},
+        )
         try:
             yield
         finally:
+            await gateway.stop()
             await services.close()
             ray.shutdown()
 
@@ -80,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(me.router, prefix=API_PREFIX)
+    app.include_router(ws_route.router)
+    if settings.env == "test":
+        app.include_router(testing.router, prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -164,6 +164,9 @@ class CodecMiddleware:
                 headers += [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
             elif mt and not is_json_type(mt):
                 raise UnsupportedMediaType(details={"content_type": mt})
+            elif not mt:  # JSON is the default encoding (API.md 1)
+                headers = [(k, v) for k, v in headers if k != b"content-type"]
+                headers.append((b"content-type", JSON.encode()))
         scope = dict(scope, headers=headers)
         sent = False
 

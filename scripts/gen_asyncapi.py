@@ -53,12 +53,14 @@ DESCRIPTION = """\
 The realtime side of the i9lyfe API: one socket per device at `ws://{host}/api/v1/ws` (`wss://` behind TLS).
 
 ## Connecting
-- **Auth**: `Authorization: Bearer <access_token>` header, or `?access_token=<access_token>` for browsers. A missing,
-  invalid or expired token, or a revoked session, closes the socket with 4401 (also mid-connection when the token
-  expires). The `Origin` header is checked against the configured origins (4403).
+- **Auth**: `Authorization: Bearer <access_token>` header, or `?access_token=<access_token>` for browsers.
+- **Handshake refusals** happen before the upgrade, as an HTTP response in the API error shape
+  `{"error": {"code", "message", "details"}}`: 401 (`unauthenticated`, `invalid_token`, `token_expired`,
+  `session_revoked`), 403 `origin_not_allowed` (the `Origin` header, when sent, must be a configured origin),
+  400 `bad_subprotocol`, 422 `validation_failed` (malformed `since`). The close codes 4401/4403/4400 mean the same
+  where a server cannot send such a response; 4401 also closes a live socket when its access token expires.
 - **Encoding** by subprotocol: `i9.json` (JSON in text frames) or `i9.msgpack` (MessagePack in binary frames). Without
-  a subprotocol the socket speaks JSON; offering only unsupported subprotocols closes it with 4400. Both encodings
-  carry the same shapes.
+  a subprotocol the socket speaks JSON. Both encodings carry the same shapes.
 - **Heartbeat**: the server sends a WebSocket ping every 25 s; a socket that stops answering is closed. The `ping`
   action is an application-level check.
 
@@ -76,7 +78,7 @@ The realtime side of the i9lyfe API: one socket per device at `ws://{host}/api/v
 Events with an id (`x-stored: true` on the message: `notification`, `feed.post` and `chat.*` except `chat.typing`)
 are stored per user. Connect with `?since=<last seen id>` to receive every missed event in order, then the live ones.
 Events are kept at least 24 h and at least the last 1,000 per user; when `since` is older, the first frame is
-`resync_required` (refetch over HTTP, then carry on with the live events). A malformed `since` closes with 4400.
+`resync_required` (refetch over HTTP, then carry on with the live events). A malformed `since` is refused (422).
 Delivery is at-least-once: de-duplicate by id. `presence`, `post.counts`, `comment.counts`, `chat.typing`, `ack` and
 `resync_required` have `id: null` and are never replayed.
 
@@ -326,7 +328,7 @@ def _binding() -> dict[str, Any]:
                     "since": {
                         "type": "string",
                         "description": "Last event id seen; the server replays every later stored event first. Too "
-                        "old: the first frame is `resync_required`. Malformed: close 4400.",
+                        "old: the first frame is `resync_required`. Malformed: refused with 422.",
                     },
                 },
             },

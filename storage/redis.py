@@ -27,6 +27,15 @@ class Keys:
     def rate(self, bucket: str, subject: str) -> str:
         return self("rl", bucket, subject)
 
+    def gateway_channel(self, gateway_id: str) -> str:
+        return self("gw", gateway_id)
+
+    def presence_channel(self, user_id: int) -> str:
+        return self("topic", "presence", user_id)
+
+    def post_channel(self, post_id: int) -> str:
+        return self("topic", "post", post_id)
+
 
 async def lease_node_id(client: aioredis.Redis, keys: Keys) -> int:
     """A node number for the id generator, distinct among the processes sharing this Redis (mod 1024)."""

@@ -109,6 +109,7 @@ def _server_env(
         TRUSTED_PROXIES="127.0.0.1/32",
         VAR_DIR=str(workdir / "var"),
         LOG_LEVEL="INFO",
+        APP_ENV="test",
         MAX_BODY_BYTES=str(64 * 1024),
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
     )

@@ -199,3 +199,121 @@ class Mailbox:
         match = self.CODE.search(text)
         assert match, text
         return match.group(1)
+
+
+class WsClient:
+    """A real WebSocket client (websockets lib) reading frames in the background into a queue."""
+
+    def __init__(self, conn: Any, fmt: str) -> None:
+        self.conn = conn
+        self.fmt = fmt
+        self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self._refs = itertools.count(1)
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        self.closed: asyncio.Future[tuple[int | None, str]] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def connect(
+        cls,
+        base_url: str,
+        token: str | None = None,
+        *,
+        fmt: str = "json",
+        since: str | None = None,
+        query_token: bool = False,
+        origin: str | None = None,
+        subprotocols: list[str] | None = None,
+    ) -> WsClient:
+        import websockets
+
+        url = base_url.replace("http://", "ws://") + "/api/v1/ws"
+        params = []
+        if since is not None:
+            params.append(f"since={since}")
+        headers: dict[str, str] = {}
+        if token and query_token:
+            params.append(f"access_token={token}")
+        elif token:
+            headers["Authorization"] = f"Bearer {token}"
+        if params:
+            url += "?" + "&".join(params)
+        protocols = subprotocols if subprotocols is not None else [f"i9.{fmt}"]
+        conn = await websockets.connect(
+            url,
+            additional_headers=headers,
+            subprotocols=protocols or None,
+            origin=origin,
+            max_size=2**22,
+            open_timeout=10,
+        )
+        return cls(conn, fmt)
+
+    async def _read(self) -> None:
+        import websockets
+
+        try:
+            async for raw in self.conn:
+                frame = msgpack.unpackb(raw, raw=False) if isinstance(raw, bytes) else orjson.loads(raw)
+                if self.fmt == "msgpack":
+                    assert isinstance(raw, bytes), "msgpack socket got a text frame"
+                else:
+                    assert isinstance(raw, str), "json socket got a binary frame"
+                self.seen.append(frame)
+                await self.frames.put(frame)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if not self.closed.done():
+                rcvd = self.conn.close_rcvd
+                self.closed.set_result((rcvd.code if rcvd else None, rcvd.reason if rcvd else ""))
+
+    async def send_raw(self, raw: bytes | str) -> None:
+        await self.conn.send(raw)
+
+    async def send(self, action: str, data: dict[str, Any] | None = None, ref: str | None = None) -> str:
+        ref = ref or f"r{next(self._refs)}"
+        frame = {"ref": ref, "action": action, "data": data or {}}
+        await self.conn.send(msgpack.packb(frame) if self.fmt == "msgpack" else orjson.dumps(frame).decode())
+        return ref
+
+    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.frames.get(), timeout)
+
+    async def next_of(self, type_: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next frame of ``type_``; frames of other types before it are kept in ``skipped``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.next(max(0.01, deadline - time.monotonic()))
+            if frame["type"] == type_:
+                return frame
+
+    async def ack(self, ref: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.next(max(0.01, deadline - time.monotonic()))
+            if frame["type"] == "ack" and frame["data"].get("ref") == ref:
+                return dict(frame["data"])
+
+    async def request(self, action: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.ack(await self.send(action, data))
+
+    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
+        """Frames that arrive within ``seconds`` (for asserting that nothing else came)."""
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                got.append(await asyncio.wait_for(self.frames.get(), left))
+            except TimeoutError:
+                break
+        return got
+
+    async def gateway(self) -> str:
+        reply = await self.request("ping")
+        assert reply["ok"], reply
+        return str(reply["result"]["gateway"])
+
+    async def close(self) -> None:
+        await self.conn.close()
+        self._reader.cancel()

@@ -1,0 +1,154 @@
+"""One client socket: a bounded send queue drained by one writer task, and the event cursor.
+
+Stored events are sent in stream order exactly once per socket: while the socket is replaying (on connect
+with ``since``, or catching up after a shard restart) live events are buffered; afterwards only ids greater
+than the last one sent go out. A socket whose queue overflows is closed with 4008 and resumes with ``since``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from api.ws.frames import FrameCache, plain_frame
+from storage.streams import parse_stream_id
+
+log = logging.getLogger("i9lyfe.ws")
+
+SEND_QUEUE_MAX = 512
+REPLAY_BUFFER_MAX = 5_000
+CLOSE_SLOW = 4008
+
+
+class Conn:
+    def __init__(self, websocket: WebSocket, user_id: int, session_id: int, fmt: str, token_exp: int) -> None:
+        self.id = uuid.uuid4().hex[:16]
+        self.ws = websocket
+        self.user_id = user_id
+        self.session_id = session_id
+        self.fmt = fmt
+        self.token_exp = token_exp
+        self.last: tuple[int, int] = (0, 0)
+        self.live = False
+        self.buffer: list[FrameCache] = []
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=SEND_QUEUE_MAX)
+        self.topics: set[str] = set()
+        self.presence_versions: dict[str, int] = {}
+        self.closed = False
+        self.close_code: int | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._frames: deque[float] = deque()
+
+    # ------------------------------------------------------------ writer
+
+    def start_writer(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                frame = await self.queue.get()
+                if frame is None:
+                    return
+                if self.fmt == "msgpack":
+                    await self.ws.send_bytes(frame)
+                else:
+                    await self.ws.send_text(frame.decode())
+        except Exception as exc:  # the peer went away mid-send
+            log.debug("writer stopped", extra={"fields": {"error": repr(exc)}})
+            self.closed = True
+
+    async def stop_writer(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._writer, timeout=2)
+            if not self._writer.done():
+                self._writer.cancel()
+
+    # ------------------------------------------------------------ sending
+
+    def send_now(self, frame: bytes) -> None:
+        """Queue a frame; a socket that cannot keep up is closed (it resumes with ``since``)."""
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.close_soon(CLOSE_SLOW, "too slow: send queue overflowed; reconnect with since")
+
+    async def send_wait(self, frame: bytes) -> None:
+        """Queue a frame, waiting for room (replay applies backpressure instead of dropping)."""
+        if not self.closed:
+            await self.queue.put(frame)
+
+    def send_data(self, type_: str, data: Any, event_id: str | None = None) -> None:
+        self.send_now(plain_frame(event_id, type_, data, self.fmt))
+
+    def offer(self, frame: FrameCache) -> None:
+        """A stored event from the live path."""
+        if not self.live:
+            if len(self.buffer) >= REPLAY_BUFFER_MAX:
+                self.close_soon(CLOSE_SLOW, "too slow: too many events during replay; reconnect with since")
+                return
+            self.buffer.append(frame)
+            return
+        assert frame.event_id is not None
+        position = parse_stream_id(frame.event_id)
+        if position <= self.last:
+            return  # already sent (replay overlap or a retried push)
+        self.last = position
+        self.send_now(frame.get(self.fmt))
+
+    async def replay(self, frames: list[FrameCache]) -> None:
+        for frame in frames:
+            assert frame.event_id is not None
+            position = parse_stream_id(frame.event_id)
+            if position <= self.last:
+                continue
+            self.last = position
+            await self.send_wait(frame.get(self.fmt))
+
+    def pause(self) -> None:
+        self.live = False
+
+    def go_live(self) -> None:
+        """End of replay: flush what arrived meanwhile, skipping what the replay already sent."""
+        self.live = True
+        pending, self.buffer = self.buffer, []
+        for frame in sorted(pending, key=lambda f: parse_stream_id(f.event_id or "0-0")):
+            self.offer(frame)
+
+    # ------------------------------------------------------------ closing and limits
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+        with contextlib.suppress(Exception):
+            if self.ws.client_state == WebSocketState.CONNECTED:
+                await self.ws.close(code=code, reason=reason[:120])
+
+    def allow_frame(self, per_second: int = 30, burst: int = 60) -> bool:
+        """Inbound frame rate limit (sliding one-second window with a burst allowance)."""
+        now = time.monotonic()
+        while self._frames and now - self._frames[0] > 1.0:
+            self._frames.popleft()
+        if len(self._frames) >= max(per_second, burst):
+            return False
+        self._frames.append(now)
+        return True

@@ -1,0 +1,193 @@
+"""``GET /api/v1/ws``: the WebSocket endpoint. Handshake checks, replay, then one read loop per socket.
+
+Per-frame work stays off FastAPI/pydantic: frames are decoded with msgspec (actors/events.py) and answered
+with prebuilt acks. Handshake failures are refused before the upgrade with an HTTP status in the API.md error
+shape (401 unauthenticated, 403 origin, 400 bad request); later failures close with the codes of
+``actors.events.CLOSE_CODES``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from actors import events
+from actors.errors import DomainError, MalformedBody, NotFound, Unauthenticated, ValidationFailed
+from actors.errors import Forbidden as ForbiddenError
+from api.codec import encode, error_body
+from api.deps import AppContext, authenticate
+from api.logs import request_id_var
+from api.ws.connection import Conn
+from api.ws.gateway import Gateway
+from storage import users as user_store
+from storage.streams import is_stream_id
+
+log = logging.getLogger("i9lyfe.ws")
+router = APIRouter()
+
+MAX_TOPICS = 256
+
+
+def _origin_allowed(ctx: AppContext, origin: str | None) -> bool:
+    """Browsers send Origin; only configured origins (and our own public origin) may open a socket."""
+    if origin is None:
+        return True  # native clients send no Origin and carry no ambient credentials
+    settings = ctx.services.settings
+    own = urlsplit(settings.public_base_url)
+    allowed = {*settings.ws_origins, *settings.cors_origins, f"{own.scheme}://{own.netloc}"}
+    return origin.rstrip("/") in {o.rstrip("/") for o in allowed} or "*" in settings.ws_origins
+
+
+def _pick_subprotocol(websocket: WebSocket) -> str | bool | None:
+    """The first offered subprotocol we speak; None when none offered; False when none of the offered."""
+    offered = websocket.scope.get("subprotocols") or []
+    if not offered:
+        return None
+    for name in offered:
+        if name in events.SUBPROTOCOLS:
+            return str(name)
+    return False
+
+
+async def _deny(websocket: WebSocket, err: DomainError) -> None:
+    body = encode(error_body(err, request_id_var.get()), False)
+    response = Response(body, status_code=err.http_status, media_type="application/json")
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:  # servers without the denial extension: close before accept (the client sees 403)
+        await websocket.close(code=events.CLOSE_UNAUTHENTICATED if err.http_status == 401 else events.CLOSE_BAD_REQUEST)
+
+
+@router.websocket("/api/v1/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    ctx: AppContext = websocket.app.state.ctx
+    gateway: Gateway = websocket.app.state.gateway
+    if not _origin_allowed(ctx, websocket.headers.get("origin")):
+        await _deny(websocket, ForbiddenError("This origin may not open a socket.", code="origin_not_allowed"))
+        return
+    protocol = _pick_subprotocol(websocket)
+    if protocol is False:
+        await _deny(websocket, MalformedBody("Offer the subprotocol i9.json or i9.msgpack.", code="bad_subprotocol"))
+        return
+    token = None
+    header = websocket.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    token = token or websocket.query_params.get("access_token")
+    try:
+        if not token:
+            raise Unauthenticated()
+        principal = await authenticate(ctx, token)
+    except DomainError as err:
+        await _deny(websocket, err)
+        return
+    since = websocket.query_params.get("since")
+    if since is not None and not is_stream_id(since):
+        await _deny(websocket, ValidationFailed({"since": "must be an event id like 1732000000000-0"}))
+        return
+
+    fmt = events.SUBPROTOCOLS[protocol] if isinstance(protocol, str) else "json"
+    await websocket.accept(subprotocol=protocol if isinstance(protocol, str) else None)
+    conn = Conn(websocket, principal.user_id, principal.session_id, fmt, principal.expires_at)
+    conn.start_writer()
+    expiry = asyncio.get_running_loop().call_later(
+        max(0.0, principal.expires_at - time.time()),
+        conn.close_soon,
+        events.CLOSE_UNAUTHENTICATED,
+        "access token expired; reconnect with a fresh token and since",
+    )
+    try:
+        try:
+            await gateway.attach(conn)
+        except DomainError as err:  # shard restarting: the gateway heartbeat registers the socket shortly
+            log.warning("connect not registered yet", extra={"fields": {"error": err.code}})
+        if not await gateway.start_stream(conn, since):
+            conn.send_data("resync_required", {"reason": "since is older than the retained events", "oldest_id": None})
+        await _read_loop(ctx, gateway, conn)
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        log.exception("socket failed")
+        conn.close_soon(events.CLOSE_INTERNAL, "internal error")
+    finally:
+        expiry.cancel()
+        await gateway.detach(conn)
+        await conn.stop_writer()
+        with contextlib.suppress(Exception):
+            await websocket.close()
+
+
+async def _read_loop(ctx: AppContext, gateway: Gateway, conn: Conn) -> None:
+    while not conn.closed:
+        message = await conn.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        raw: bytes | str | None = message.get("bytes")
+        if raw is None:
+            raw = message.get("text")
+        if raw is None:
+            continue
+        if not conn.allow_frame():
+            conn.send_data("ack", events.ack_error(None, "rate_limited", "Too many frames; slow down."))
+            continue
+        try:
+            frame = events.decode_client_frame(raw, conn.fmt)
+            data = events.decode_action(frame)
+            result, follow_up = await _act(ctx, gateway, conn, frame.action, data)
+        except events.FrameError as err:
+            conn.send_data("ack", err.ack())
+            continue
+        except DomainError as err:
+            conn.send_data("ack", events.ack_error(frame.ref, err.code, err.message, err.details or None))
+            continue
+        conn.send_data("ack", events.ack_ok(frame.ref, result))
+        if follow_up is not None:
+            conn.send_data(*follow_up)
+
+
+Reply = tuple[dict[str, Any], tuple[str, dict[str, Any]] | None]
+
+
+async def _act(ctx: AppContext, gateway: Gateway, conn: Conn, action: str, data: Any) -> Reply:
+    """Run one action; returns the ack result and an optional event to send right after the ack."""
+    if action == "ping":
+        return {"gateway": gateway.id}, None
+    if action in ("subscribe", "unsubscribe"):
+        kind, _, name = data.topic.partition(":")
+        channel = await _resolve_topic(ctx, kind, name)
+        if action == "unsubscribe":
+            await gateway.unsubscribe(conn, channel)
+            return {"topic": data.topic}, None
+        if channel not in conn.topics and len(conn.topics) >= MAX_TOPICS:
+            raise ValidationFailed({"topic": f"at most {MAX_TOPICS} subscriptions per socket"})
+        await gateway.subscribe(conn, channel)
+        if kind == "presence":
+            snapshot = await ctx.users.call("presence", int(channel.rsplit(":", 1)[1]))
+            version = int(snapshot.pop("version", 0))
+            conn.presence_versions[channel] = max(conn.presence_versions.get(channel, -1), version)
+            return {"topic": data.topic}, ("presence", snapshot)
+        return {"topic": data.topic}, None
+    raise DomainError(f"The action {action!r} is not available yet.", code="not_implemented")
+
+
+async def _resolve_topic(ctx: AppContext, kind: str, name: str) -> str:
+    keys = ctx.services.keys
+    if kind == "presence":
+        if not name:
+            raise ValidationFailed({"topic": "must be presence:<username> or post:<id>"})
+        row = await user_store.find_user_by_username(ctx.services.pool, name)
+        if row is None:
+            raise NotFound(f"No user {name!r}.")
+        return keys.presence_channel(int(row["id"]))
+    if kind == "post":
+        # Posts (and their live counts) arrive with the posts feature; until then no post exists to watch.
+        raise NotFound(f"No post {name!r}.")
+    raise ValidationFailed({"topic": "must be presence:<username> or post:<id>"})

@@ -1,0 +1,111 @@
+"""Per-user event streams in Redis: ``events:<user>`` holds the user's replayable events; the stream entry id
+is the event id clients see.
+
+Appending is idempotent per outbox event: a Lua script records the entry ids it made under
+``evd:<outbox id>`` (24 h), so a relay that retries a half-delivered event gets the same ids back instead of
+duplicates. Streams are capped (MAXLEN ~) and expire when untouched for 30 days; the retention promise is at
+least 24 h and at least 1,000 events (documented in AsyncAPI).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from storage.redis import Keys
+
+STREAM_MAXLEN = 10_000
+STREAM_TTL_S = 30 * 24 * 3600
+DEDUPE_TTL_S = 24 * 3600
+RETENTION_MIN_EVENTS = 1_000
+RETENTION_MIN_SECONDS = 24 * 3600
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+_APPEND = """
+local done = redis.call('HGETALL', KEYS[1])
+if #done > 0 then
+  return done
+end
+local out = {}
+local n = #KEYS - 1
+for i = 1, n do
+  local id = redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[4], 'd', ARGV[5])
+  redis.call('EXPIRE', KEYS[i + 1], ARGV[2])
+  out[#out + 1] = ARGV[5 + i]
+  out[#out + 1] = id
+end
+redis.call('HSET', KEYS[1], unpack(out))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return out
+"""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: str
+    type: str
+    data: bytes  # msgpack
+
+
+def parse_stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq)
+
+
+def is_stream_id(value: str) -> bool:
+    return bool(STREAM_ID.match(value))
+
+
+class Streams:
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self._append = client.register_script(_APPEND)
+
+    def stream_key(self, user_id: int) -> str:
+        return self.keys("events", user_id)
+
+    async def append(self, outbox_id: int, recipients: list[int], type_: str, data: bytes) -> dict[int, str]:
+        """XADD one event to each recipient's stream (idempotent per ``outbox_id``); user id -> event id."""
+        if not recipients:
+            return {}
+        keys = [self.keys("evd", outbox_id), *(self.stream_key(u) for u in recipients)]
+        args: list[Any] = [STREAM_MAXLEN, STREAM_TTL_S, DEDUPE_TTL_S, type_, data, *recipients]
+        flat = await self._append(keys=keys, args=args)
+        pairs = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
+        return {int(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
+
+    async def read_after(self, user_id: int, after_id: str, count: int = 500) -> list[StoredEvent]:
+        """Events strictly after ``after_id``, oldest first, at most ``count``."""
+        rows: Any = await self.client.xrange(self.stream_key(user_id), min=f"({after_id}", max="+", count=count)
+        return [_stored(entry_id, fields) for entry_id, fields in rows or ()]
+
+    async def last_id(self, user_id: int) -> str:
+        rows: Any = await self.client.xrevrange(self.stream_key(user_id), max="+", min="-", count=1)
+        return str(rows[0][0].decode()) if rows else "0-0"
+
+    async def is_lost(self, user_id: int, since: str, now_ms: int) -> bool:
+        """True when events after ``since`` may have been trimmed away (the client must resync)."""
+        since_ms = parse_stream_id(since)[0]
+        if since_ms < now_ms - STREAM_TTL_S * 1000:
+            return True  # older than a whole stream lifetime: it may have expired and been made anew
+        key = self.stream_key(user_id)
+        try:
+            info: Any = await self.client.xinfo_stream(key)
+        except aioredis.ResponseError:
+            # No stream: no event for 30 days (each append renews the TTL), so nothing after ``since`` was lost.
+            return False
+        deleted = info.get("max-deleted-entry-id") or info.get(b"max-deleted-entry-id")
+        if isinstance(deleted, bytes):
+            deleted = deleted.decode()
+        if not deleted or deleted == "0-0":
+            return False
+        return parse_stream_id(since) < parse_stream_id(str(deleted))
+
+
+def _stored(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StoredEvent:
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return StoredEvent(eid, fields[b"t"].decode(), fields[b"d"])
