@@ -55,6 +55,7 @@ def start_head(num_cpus: int = 2, log_path: Path | None = None, timeout: float =
         "--dashboard-agent-grpc-port": free_port(),
         "--runtime-env-agent-port": free_port(),
         "--metrics-export-port": free_port(),
+        "--dashboard-port": free_port(),
     }
     cmd = [
         ray_bin,
@@ -74,21 +75,34 @@ def start_head(num_cpus: int = 2, log_path: Path | None = None, timeout: float =
     with open(log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     head = RayHead(process, address, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"ray head exited with {process.returncode}; see {log_path}")
-        status = subprocess.run([ray_bin, "status", f"--address={address}"], capture_output=True, env=env, timeout=30)
-        if status.returncode == 0:
-            return head
-        time.sleep(0.5)
-    head.stop()
-    raise RuntimeError(f"ray head did not come up in {timeout}s; see {log_path}")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"ray head exited with {process.returncode}; see {log_path}")
+            status = subprocess.run(
+                [ray_bin, "status", f"--address={address}"], capture_output=True, env=env, timeout=30
+            )
+            if status.returncode == 0:
+                return head
+            time.sleep(0.5)
+        raise RuntimeError(f"ray head did not come up in {timeout}s; see {log_path}")
+    except BaseException:  # interrupted or failed while starting: never leave a head behind
+        head.stop()
+        raise
 
 
 def main() -> int:
     """``python -m actors.cluster``: run a head until interrupted, printing its address first."""
-    head = start_head(num_cpus=int(os.environ.get("RAY_NUM_CPUS", "2")))
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        head = start_head(num_cpus=int(os.environ.get("RAY_NUM_CPUS", "2")))
+    except KeyboardInterrupt:
+        return 130
     print(head.address, flush=True)
     try:
         head.process.wait()

@@ -65,7 +65,7 @@ class Delivery:
 
     async def publish(self, events: Sequence[OutboxEvent], *, mark: bool = True) -> dict[int, dict[int, str]]:
         """Streams first (the acknowledgement point), then live push, then mark the outbox rows sent."""
-        appended = await asyncio.gather(*(self.streams.append(e.id, e.recipients, e.type, e.data) for e in events))
+        appended = await self.streams.append([(e.id, e.recipients, e.type, e.data) for e in events])
         by_shard: dict[int, list[PushItem]] = defaultdict(list)
         for event, event_ids in zip(events, appended, strict=True):
             for user_id, event_id in event_ids.items():

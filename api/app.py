@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,12 +41,17 @@ i9lyfe: a social-media and realtime chat API.
 def connect_ray(settings: Settings) -> None:
     if ray.is_initialized():
         return
-    ray.init(
-        address=settings.ray_address or "auto",
-        namespace=settings.ray_namespace,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    # ray.init installs its own SIGTERM handler; keep uvicorn's so shutdown runs the lifespan cleanly.
+    saved = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(
+            address=settings.ray_address or "auto",
+            namespace=settings.ray_namespace,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, saved)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -68,15 +68,23 @@ class Streams:
     def stream_key(self, user_id: int) -> str:
         return self.keys("events", user_id)
 
-    async def append(self, outbox_id: int, recipients: list[int], type_: str, data: bytes) -> dict[int, str]:
-        """XADD one event to each recipient's stream (idempotent per ``outbox_id``); user id -> event id."""
-        if not recipients:
-            return {}
-        keys = [self.keys("evd", outbox_id), *(self.stream_key(u) for u in recipients)]
-        args: list[Any] = [STREAM_MAXLEN, STREAM_TTL_S, DEDUPE_TTL_S, type_, data, *recipients]
-        flat = await self._append(keys=keys, args=args)
-        pairs = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
-        return {int(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
+    async def append(self, events: list[tuple[int, list[int], str, bytes]]) -> list[dict[int, str]]:
+        """XADD each event ``(outbox id, recipients, type, data)`` to its recipients' streams, in order, in one
+        round trip; idempotent per outbox id. Returns, per event, user id -> event id."""
+        live = [e for e in events if e[1]]
+        if not live:
+            return [{} for _ in events]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for outbox_id, recipients, type_, data in live:
+                keys = [self.keys("evd", outbox_id), *(self.stream_key(u) for u in recipients)]
+                args: list[Any] = [STREAM_MAXLEN, STREAM_TTL_S, DEDUPE_TTL_S, type_, data, *recipients]
+                await self._append(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        by_id: dict[int, dict[int, str]] = {}
+        for (outbox_id, *_), flat in zip(live, results, strict=True):
+            pairs = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
+            by_id[outbox_id] = {int(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
+        return [by_id.get(e[0], {}) for e in events]
 
     async def read_after(self, user_id: int, after_id: str, count: int = 500) -> list[StoredEvent]:
         """Events strictly after ``after_id``, oldest first, at most ``count``."""
@@ -98,12 +106,21 @@ class Streams:
         except aioredis.ResponseError:
             # No stream: no event for 30 days (each append renews the TTL), so nothing after ``since`` was lost.
             return False
-        deleted = info.get("max-deleted-entry-id") or info.get(b"max-deleted-entry-id")
-        if isinstance(deleted, bytes):
-            deleted = deleted.decode()
-        if not deleted or deleted == "0-0":
-            return False
-        return parse_stream_id(since) < parse_stream_id(str(deleted))
+        position = parse_stream_id(since)
+        deleted = _text(info.get("max-deleted-entry-id"))
+        if deleted and position < parse_stream_id(deleted):
+            return True  # an entry after ``since`` was deleted
+        # Trimming (MAXLEN) removes from the head without recording ids: when anything was trimmed, a
+        # ``since`` before the first kept entry may have missed some (conservative: resync).
+        first = info.get("first-entry")
+        trimmed = int(info.get("entries-added", 0)) > int(info.get("length", 0))
+        return bool(trimmed and first and position < parse_stream_id(_text(first[0])))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None else str(value)
 
 
 def _stored(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StoredEvent:

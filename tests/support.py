@@ -265,8 +265,7 @@ class WsClient:
             pass
         finally:
             if not self.closed.done():
-                rcvd = self.conn.close_rcvd
-                self.closed.set_result((rcvd.code if rcvd else None, rcvd.reason if rcvd else ""))
+                self.closed.set_result((self.conn.close_code, self.conn.close_reason or ""))
 
     async def send_raw(self, raw: bytes | str) -> None:
         await self.conn.send(raw)
