@@ -26,8 +26,11 @@ class DomainError(Exception):
     def from_wire(wire: tuple[str, int, str, dict[str, Any]]) -> DomainError:
         code, status, message, details = wire
         cls = _BY_STATUS.get(status, DomainError)
-        err = cls(message, code=code, details=details)
-        err.http_status = status
+        err = cls.__new__(cls)  # the subclasses' __init__ signatures differ; restore the fields directly
+        Exception.__init__(err, message)
+        err.message, err.code, err.details, err.http_status = message, code, dict(details), status
+        if isinstance(err, RateLimited):
+            err.retry_after = int(details.get("retry_after", 1))
         return err
 
 
@@ -147,7 +150,8 @@ _BY_STATUS: dict[int, type[DomainError]] = {
     410: Gone,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
-    422: DomainError,
+    422: ValidationFailed,
+    429: RateLimited,
     500: Internal,
     503: Unavailable,
 }
