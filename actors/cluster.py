@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,6 +30,11 @@ class RayHead:
     process: subprocess.Popen[bytes]
     address: str
     log_path: Path
+    auth_env: dict[str, str]
+
+    def client_env(self) -> dict[str, str]:
+        """Environment a process needs to join this cluster (address and token authentication)."""
+        return {"RAY_ADDRESS": self.address, **self.auth_env}
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.process.poll() is not None:
@@ -42,7 +48,18 @@ class RayHead:
             self.process.wait(timeout=5)
 
 
-def start_head(num_cpus: int = 2, log_path: Path | None = None, timeout: float = 60.0) -> RayHead:
+def ensure_auth_token(path: Path) -> dict[str, str]:
+    """Ray token authentication (Ray >= 2.52): a random token in a 0600 file, named by the environment."""
+    if not path.exists() or not path.read_text().strip():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path.resolve())}
+
+
+def start_head(
+    num_cpus: int = 2, log_path: Path | None = None, timeout: float = 60.0, auth_token_path: Path | None = None
+) -> RayHead:
     gcs_port = free_port()
     address = f"127.0.0.1:{gcs_port}"
     ray_bin = str(Path(sys.executable).with_name("ray"))
@@ -70,11 +87,12 @@ def start_head(num_cpus: int = 2, log_path: Path | None = None, timeout: float =
     cmd += [f"{flag}={value}" for flag, value in ports.items()]
     log_path = log_path or Path("var/log/ray-head.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    auth_env = ensure_auth_token(auth_token_path) if auth_token_path is not None else {}
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **auth_env)
     env.pop("RAY_ADDRESS", None)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    head = RayHead(process, address, log_path)
+    head = RayHead(process, address, log_path, auth_env)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,14 +111,21 @@ def start_head(num_cpus: int = 2, log_path: Path | None = None, timeout: float =
 
 
 def main() -> int:
-    """``python -m actors.cluster``: run a head until interrupted, printing its address first."""
+    """``python -m actors.cluster``: run a head until interrupted, printing its address first.
+
+    Token authentication is on: the token lives in RAY_AUTH_TOKEN_PATH (default var/ray_auth_token), and
+    clients must run with RAY_AUTH_MODE=token and the same RAY_AUTH_TOKEN_PATH (scripts/run.sh exports both).
+    """
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        head = start_head(num_cpus=int(os.environ.get("RAY_NUM_CPUS", "2")))
+        token_path = Path(
+            os.environ.get("RAY_AUTH_TOKEN_PATH") or Path(os.environ.get("VAR_DIR", "var")) / "ray_auth_token"
+        )
+        head = start_head(num_cpus=int(os.environ.get("RAY_NUM_CPUS", "2")), auth_token_path=token_path)
     except KeyboardInterrupt:
         return 130
     print(head.address, flush=True)

@@ -83,6 +83,9 @@ trap cleanup EXIT
 
 if [ -z "${RAY_ADDRESS:-}" ]; then
   echo "run: starting a local Ray head (log: var/log/ray-head.log)" >&2
+  # Ray token authentication: the head and every client (the api workers) share this token file.
+  export RAY_AUTH_MODE=token
+  export RAY_AUTH_TOKEN_PATH="${RAY_AUTH_TOKEN_PATH:-$PWD/var/ray_auth_token}"
   # `python -m actors.cluster`, in its own session so that a terminal's Ctrl-C reaches only this script, which
   # then stops the helper exactly once. SIGINT and SIGTERM both become KeyboardInterrupt, on which the helper
   # stops its head; SIGINT is reset explicitly because launchers without job control start us with it ignored.

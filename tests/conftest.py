@@ -78,7 +78,7 @@ def redis_prefix(run_id: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def ray_head(workdir: Path) -> Iterator[RayHead]:
-    head = start_head(num_cpus=2, log_path=workdir / "ray-head.log")
+    head = start_head(num_cpus=2, log_path=workdir / "ray-head.log", auth_token_path=workdir / "ray-token")
     yield head
     head.stop()
 
@@ -102,7 +102,7 @@ def _server_env(
         DATABASE_URL=database_url,
         REDIS_URL=REDIS_URL,
         REDIS_PREFIX=redis_prefix,
-        RAY_ADDRESS=ray_head.address,
+        **ray_head.client_env(),
         RAY_NAMESPACE=f"i9test-{run_id}",
         SMTP_URL=mailbox.url,
         JWT_SECRET=TEST_JWT_SECRET,
