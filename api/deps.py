@@ -87,6 +87,13 @@ User = Annotated[Principal, Depends(require_user)]
 MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 
 
+async def _limit_writes(request: Request, principal: Annotated[Principal, Depends(require_user)]) -> None:
+    await get_ctx(request).limiter.hit("write", f"user:{principal.user_id}")
+
+
+WriteLimit = Depends(_limit_writes)
+
+
 def limit(bucket: str) -> Any:
     """Dependency: count this request against ``bucket`` for the caller's IP."""
 

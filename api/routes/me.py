@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from actors.errors import NotFound
 from api import presenters
-from api.deps import Ctx, User
+from api.deps import Ctx, User, WriteLimit
 from api.schemas.common import error_responses
 from api.schemas.users import Me, PatchMe
 from storage import users as user_store
@@ -26,7 +26,9 @@ async def get_me(user: User, ctx: Ctx) -> dict[str, Any]:
     return presenters.me(row)
 
 
-@router.patch("/me", response_model=Me, responses=error_responses(400, 401, 409, 415, 422))
+@router.patch(
+    "/me", response_model=Me, responses=error_responses(400, 401, 409, 415, 422, 429), dependencies=[WriteLimit]
+)
 async def patch_me(body: PatchMe, user: User, ctx: Ctx) -> dict[str, Any]:
     """Change name, bio, birthday or username (409 `username_taken`)."""
     row = await ctx.users.call("update_profile", user.user_id, body.model_dump(exclude_unset=True))

@@ -249,3 +249,22 @@ async def test_patch_me_with_a_malformed_or_non_object_body_is_400(
     reply = await any_api.patch(ME, raw=b"name=x", headers={"Content-Type": "text/plain"})
     assert_error(reply, 415, "unsupported_media_type")
     assert await user_row(db, user_id) == before
+
+
+async def test_writes_are_rate_limited_per_user_not_per_ip(make_api: Any, register: Any) -> None:
+    heavy = make_api("json")
+    other = make_api("json", ip=heavy.ip)  # same IP, different user
+    await register(heavy)
+    await register(other)
+    statuses = []
+    for n in range(125):
+        reply = await heavy.patch("/api/v1/me", {"bio": f"edit {n}"})
+        statuses.append(reply.status)
+        if reply.status == 429:
+            err = assert_error(reply, 429, "rate_limited")
+            assert int(reply.headers["retry-after"]) >= 1
+            assert err["details"]["retry_after"] >= 1
+            break
+    assert statuses[:120] == [200] * 120
+    assert statuses[-1] == 429
+    assert (await other.patch("/api/v1/me", {"bio": "still fine"})).status == 200
