@@ -331,8 +331,8 @@ async def reset_verify(services: Services, flow_id: str, code: str) -> dict[str,
     return {"flow_id": str(row["id"]), "email": row["email"]}
 
 
-async def reset_complete(services: Services, flow_id_text: str, new_password: str) -> int:
-    """Set the new password and revoke every session of the user. Returns the user id."""
+async def reset_complete(services: Services, flow_id_text: str, new_password: str) -> tuple[int, list[int]]:
+    """Set the new password and revoke every session of the user. Returns the user id and the revoked sessions."""
     flow_id = parse_flow_id(flow_id_text)
     flow = await _peek_verified_flow(services, RESET, flow_id)
     username = ""
@@ -355,4 +355,4 @@ async def reset_complete(services: Services, flow_id_text: str, new_password: st
         await auth_store.mark_flow_consumed(conn, flow_id)
         revoked = await auth_store.revoke_user_sessions(conn, user_id, "password_reset")
     await services.deny_sessions(revoked)
-    return user_id
+    return user_id, revoked

@@ -131,7 +131,21 @@ class UserOps:
         async with db.transaction(self.services.pool) as conn:
             changed = await auth_store.revoke_session(conn, session_id, "logout")
         await self.services.deny_sessions([session_id])
+        await self.sessions_revoked(state, [session_id])
         return changed
+
+    async def sessions_revoked(self, state: UserState, session_ids: list[int]) -> int:
+        """Tell the gateways holding this user's sockets to close those of the revoked sessions (4401)."""
+        gateways = state.presence.gateways()
+        if gateways and session_ids:
+            message = msgpack.packb(
+                {"control": "revoke", "user": state.user_id, "sessions": session_ids}, use_bin_type=True
+            )
+            async with self.services.redis.pipeline(transaction=False) as pipe:
+                for gateway in gateways:
+                    pipe.publish(self.services.keys.gateway_channel(gateway), message)
+                await pipe.execute()
+        return len(gateways)
 
     async def update_profile(self, state: UserState, raw: dict[str, Any]) -> dict[str, Any]:
         changes = check_profile_changes(raw)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from actors import accounts
+from actors.errors import DomainError
 from api import presenters
 from api.deps import Ctx, User, client_ip, limit
 from api.schemas.auth import (
@@ -25,6 +27,7 @@ from api.schemas.auth import (
 )
 from api.schemas.common import error_responses
 
+log = logging.getLogger("i9lyfe.auth")
 router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[limit("auth")])
 
 
@@ -104,5 +107,9 @@ async def password_reset_verify(body: CodeCheck, ctx: Ctx, request: Request) -> 
 @router.post("/password-reset/complete", response_model=ResetDone, responses=error_responses(404, 409, 410, 422))
 async def password_reset_complete(body: ResetComplete, ctx: Ctx) -> dict[str, Any]:
     """Set the new password; every session of the user is revoked."""
-    await accounts.reset_complete(ctx.services, body.flow_id, body.new_password)
+    user_id, revoked = await accounts.reset_complete(ctx.services, body.flow_id, body.new_password)
+    try:  # the password changed and the tokens are dead already; closing open sockets is best effort
+        await ctx.users.call("sessions_revoked", user_id, revoked)
+    except DomainError:
+        log.warning("open sockets not closed after a password reset", extra={"fields": {"user_id": user_id}})
     return {"password_changed": True}

@@ -97,7 +97,11 @@ class Gateway:
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         name = channel.decode()
         if name == self.channel:
-            for user_id, event_id, type_, packed in msgpack.unpackb(data, raw=False):
+            batch = msgpack.unpackb(data, raw=False)
+            if isinstance(batch, dict):
+                self._control(batch)
+                return
+            for user_id, event_id, type_, packed in batch:
                 conns = self.by_user.get(user_id)
                 if conns:
                     frame = FrameCache(event_id, type_, packed)
@@ -118,6 +122,13 @@ class Gateway:
             return
         for conn in list(conns):
             conn.send_data(type_, payload)
+
+    def _control(self, message: dict[str, Any]) -> None:
+        if message.get("control") == "revoke":
+            sessions = set(message.get("sessions", ()))
+            for conn in list(self.by_user.get(int(message["user"]), ())):
+                if conn.session_id in sessions:
+                    conn.close_soon(4401, "session revoked; log in again")
 
     # ------------------------------------------------------------ sockets
 

@@ -336,3 +336,35 @@ async def test_handshake_refusals_are_http_errors_before_the_upgrade(
     # A logged-out session cannot open a socket.
     assert (await api.post("/api/v1/auth/logout")).status == 204
     assert await refused(token=api.token) == 401
+
+
+async def test_logout_closes_that_sessions_sockets_on_every_gateway(
+    server: Server, make_api: Any, register: Any, mailbox: Any
+) -> None:
+    api = make_api("json")
+    user = await register(api)
+    phone_token = api.token
+    # A second session (another device) stays connected.
+    login = await api.post("/api/v1/auth/login", {"login": user["username"], "password": user["password"]})
+    tablet_token = login.body["tokens"]["access_token"]
+    phone_a, gw_a = await socket_on_gateway(server.base_url, phone_token)
+    phone_b, _ = await socket_on_gateway(server.base_url, phone_token, avoid=gw_a)
+    tablet = await WsClient.connect(server.base_url, tablet_token)
+    assert (await tablet.request("ping"))["ok"]
+
+    api.token = phone_token
+    assert (await api.post("/api/v1/auth/logout")).status == 204
+    for ws in (phone_a, phone_b):
+        code, _ = await asyncio.wait_for(ws.closed, timeout=10)
+        assert code == 4401
+    assert (await tablet.request("ping"))["ok"]
+
+    # A password reset revokes every session, so the tablet's socket closes too.
+    email = user["email"]
+    flow = (await api.post("/api/v1/auth/password-reset", {"email": email})).body["flow_id"]
+    code = await mailbox.code(email, nth=2)
+    assert (await api.post("/api/v1/auth/password-reset/verify", {"flow_id": flow, "code": code})).status == 200
+    reply = await api.post("/api/v1/auth/password-reset/complete", {"flow_id": flow, "new_password": "brand-New-7"})
+    assert reply.status == 200
+    closed, _ = await asyncio.wait_for(tablet.closed, timeout=10)
+    assert closed == 4401
