@@ -48,6 +48,19 @@ async def _send_quietly(services: Services, to: str, subject: str, body: str) ->
         log.exception("mail delivery failed", extra={"fields": {"subject": subject}})
 
 
+def _mail_code(services: Services, email: str, subject: str, first_line: str) -> None:
+    """Send a code mail in the background: the response does not wait for (or reveal) the mail server."""
+    body = f"{first_line}\nIt expires in 15 minutes. If you did not ask for it, ignore this mail."
+    _spawn(_send_quietly(services, email, subject, body))
+
+
+def _email_field(raw: str) -> str:
+    try:
+        return rules.normalize_email(raw)
+    except rules.RuleError as exc:
+        raise ValidationFailed({"email": str(exc)}) from exc
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -167,22 +180,11 @@ async def _peek_verified_flow(services: Services, kind: str, flow_id: int) -> as
 
 
 async def signup_start(services: Services, email_raw: str) -> dict[str, Any]:
-    try:
-        email = rules.normalize_email(email_raw)
-    except rules.RuleError as exc:
-        raise ValidationFailed({"email": str(exc)}) from exc
+    email = _email_field(email_raw)
     if await user_store.email_exists(services.pool, email):
         raise Conflict("An account with this email already exists.", code="email_taken")
     flow_id, code, expires_at = await _start_flow(services, SIGNUP, email, None)
-    _spawn(
-        _send_quietly(
-            services,
-            email,
-            f"Your i9lyfe code: {code}",
-            f"Your i9lyfe signup code is {code}.\n"
-            "It expires in 15 minutes. If you did not ask for it, ignore this mail.",
-        )
-    )
+    _mail_code(services, email, f"Your i9lyfe code: {code}", f"Your i9lyfe signup code is {code}.")
     return {"flow_id": str(flow_id), "expires_at": expires_at}
 
 
@@ -307,21 +309,15 @@ async def refresh(services: Services, refresh_token: str) -> IssuedTokens:
 
 async def reset_start(services: Services, email_raw: str) -> dict[str, Any]:
     """Same answer whether or not the email has an account (no enumeration)."""
-    try:
-        email = rules.normalize_email(email_raw)
-    except rules.RuleError as exc:
-        raise ValidationFailed({"email": str(exc)}) from exc
+    email = _email_field(email_raw)
     user_id = await user_store.find_user_id_by_email(services.pool, email)
     flow_id, code, expires_at = await _start_flow(services, RESET, email, user_id)
     if user_id is not None:
-        _spawn(
-            _send_quietly(
-                services,
-                email,
-                f"Your i9lyfe password reset code: {code}",
-                f"Your i9lyfe password reset code is {code}.\nIt expires in 15 minutes. "
-                "If you did not ask to reset your password, ignore this mail; your password stays the same.",
-            )
+        _mail_code(
+            services,
+            email,
+            f"Your i9lyfe password reset code: {code}",
+            f"Your i9lyfe password reset code is {code}. If you did not ask for it, your password stays the same.",
         )
     return {"flow_id": str(flow_id), "expires_at": expires_at}
 

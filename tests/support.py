@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email
 import itertools
 import re
@@ -18,6 +19,33 @@ import orjson
 from aiosmtpd.controller import Controller
 
 T = TypeVar("T")
+
+ME_KEYS = frozenset(
+    {
+        "id",
+        "username",
+        "name",
+        "avatar",
+        "bio",
+        "followers_count",
+        "following_count",
+        "posts_count",
+        "created_at",
+        "email",
+        "birthday",
+        "followed_by_me",
+        "follows_me",
+    }
+)
+
+
+def years_ago(years: int) -> dt.date:
+    today = dt.datetime.now(dt.UTC).date()
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - years, day=28)
+
 
 _ip_counter = itertools.count(1)
 _name_counter = itertools.count(1)

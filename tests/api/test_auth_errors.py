@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.support import Api, Mailbox, Reply, assert_error, unique
+from tests.support import Api, Mailbox, Reply, assert_error, unique, years_ago
 
 AUTH = "/api/v1/auth"
 GOOD_PASSWORD = "Sturdy-Pass-42"
@@ -30,14 +30,6 @@ MISSING = object()
 def other_code(code: str) -> str:
     """A well-formed code that is certainly not ``code``."""
     return f"{(int(code) + 1) % 1_000_000:06d}"
-
-
-def years_ago(years: int) -> dt.date:
-    today = dt.datetime.now(dt.UTC).date()
-    try:
-        return today.replace(year=today.year - years)
-    except ValueError:  # 29 February
-        return today.replace(year=today.year - years, day=28)
 
 
 def new_email(prefix: str = "new") -> str:

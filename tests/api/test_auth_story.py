@@ -5,23 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support import Api, Mailbox, assert_error, unique
-
-ME_KEYS = {
-    "id",
-    "username",
-    "name",
-    "avatar",
-    "bio",
-    "followers_count",
-    "following_count",
-    "posts_count",
-    "created_at",
-    "email",
-    "birthday",
-    "followed_by_me",
-    "follows_me",
-}
+from tests.support import ME_KEYS, Api, Mailbox, assert_error, unique
 
 
 async def test_user_signs_up_resets_password_and_logs_in_again(any_api: Api, mailbox: Mailbox, db: Any) -> None:

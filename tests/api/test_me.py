@@ -9,32 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from tests.support import Api, assert_error, unique
+from tests.support import ME_KEYS, Api, assert_error, unique, years_ago
 
 ME = "/api/v1/me"
-ME_KEYS = {
-    "id",
-    "username",
-    "name",
-    "avatar",
-    "bio",
-    "followers_count",
-    "following_count",
-    "posts_count",
-    "created_at",
-    "email",
-    "birthday",
-    "followed_by_me",
-    "follows_me",
-}
-
-
-def years_ago(years: int) -> dt.date:
-    today = dt.datetime.now(dt.UTC).date()
-    try:
-        return today.replace(year=today.year - years)
-    except ValueError:  # 29 February
-        return today.replace(year=today.year - years, day=28)
 
 
 async def user_row(db: asyncpg.Pool, user_id: str) -> dict[str, Any]:

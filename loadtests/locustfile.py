@@ -1,0 +1,136 @@
+"""Load journeys for i9lyfe: HTTP account traffic and WebSocket users.
+
+    .venv/bin/python loadtests/seed.py --users 200
+    .venv/bin/locust -f loadtests/locustfile.py --headless -u 100 -r 20 -t 60s --host http://127.0.0.1:8000
+
+Every simulated user logs in as one of the seeded accounts (load_0000..), so the run needs no mail. The server's
+per-IP auth limit applies to logins: run the server with RATE_LIMITS raised (e.g. ``auth=100000/60``) or
+TRUSTED_PROXIES=127.0.0.1/32, in which case each simulated user sends its own X-Forwarded-For address.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import time
+from typing import Any
+
+import websocket  # websocket-client, installed with locust
+from locust import HttpUser, User, between, events, task
+
+PASSWORD = "Load-test-pass-1"
+SEEDED = int(os.environ.get("LOAD_USERS", "200"))
+_next = itertools.count()
+
+
+def _account() -> tuple[str, str]:
+    n = next(_next) % SEEDED
+    return f"load_{n:04d}", f"10.77.{n // 256}.{n % 256}"
+
+
+class AccountUser(HttpUser):
+    """Reads its profile often, edits it now and then, refreshes its session, rarely logs in again."""
+
+    wait_time = between(0.5, 2)
+    weight = 3
+
+    def on_start(self) -> None:
+        self.username, self.ip = _account()
+        self.client.headers["X-Forwarded-For"] = self.ip
+        self._login()
+
+    def _login(self) -> None:
+        with self.client.post(
+            "/api/v1/auth/login", json={"login": self.username, "password": PASSWORD}, catch_response=True
+        ) as reply:
+            if reply.status_code != 200:
+                reply.failure(f"login {reply.status_code}: {reply.text[:200]}")
+                return
+            body = reply.json()
+            self.access = body["tokens"]["access_token"]
+            self.refresh_token = body["tokens"]["refresh_token"]
+            self.client.headers["Authorization"] = f"Bearer {self.access}"
+
+    @task(20)
+    def me(self) -> None:
+        self.client.get("/api/v1/me", name="GET /me")
+
+    @task(5)
+    def me_msgpack(self) -> None:
+        self.client.get("/api/v1/me", headers={"Accept": "application/msgpack"}, name="GET /me (msgpack)")
+
+    @task(2)
+    def edit_bio(self) -> None:
+        self.client.patch("/api/v1/me", json={"bio": f"load {random.randint(0, 10**6)}"}, name="PATCH /me")
+
+    @task(1)
+    def refresh(self) -> None:
+        with self.client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": self.refresh_token}, catch_response=True
+        ) as reply:
+            if reply.status_code == 200:
+                tokens = reply.json()["tokens"]
+                self.refresh_token = tokens["refresh_token"]
+                self.client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+            else:
+                reply.failure(f"refresh {reply.status_code}")
+
+    @task(1)
+    def relogin(self) -> None:
+        self._login()
+
+
+class SocketUser(User):
+    """Holds a WebSocket, watches another user's presence, pings now and then (acks are timed)."""
+
+    wait_time = between(1, 3)
+    weight = 1
+
+    def on_start(self) -> None:
+        import requests
+
+        self.username, ip = _account()
+        reply = requests.post(
+            f"{self.host}/api/v1/auth/login",
+            json={"login": self.username, "password": PASSWORD},
+            headers={"X-Forwarded-For": ip},
+            timeout=30,
+        )
+        reply.raise_for_status()
+        token = reply.json()["tokens"]["access_token"]
+        url = self.host.replace("http", "ws", 1) + "/api/v1/ws"
+        started = time.perf_counter()
+        self.ws = websocket.create_connection(url, header=[f"Authorization: Bearer {token}"], subprotocols=["i9.json"])
+        self._fire("connect", started, 0)
+        self.refs = itertools.count()
+        other = f"load_{random.randrange(SEEDED):04d}"
+        self._call("subscribe", {"topic": f"presence:{other}"})
+
+    def on_stop(self) -> None:
+        self.ws.close()
+
+    def _fire(self, name: str, started: float, size: int, exc: Exception | None = None) -> None:
+        events.request.fire(
+            request_type="WS",
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=size,
+            exception=exc,
+        )
+
+    def _call(self, action: str, data: dict[str, Any]) -> None:
+        ref = f"r{next(self.refs)}"
+        started = time.perf_counter()
+        self.ws.send(json.dumps({"ref": ref, "action": action, "data": data}))
+        while True:
+            frame = json.loads(self.ws.recv())
+            if frame["type"] == "ack" and frame["data"]["ref"] == ref:
+                ok = frame["data"]["ok"]
+                self._fire(action, started, 0, None if ok else RuntimeError(str(frame["data"].get("error"))))
+                return
+
+    @task
+    def ping(self) -> None:
+        self._call("ping", {})
