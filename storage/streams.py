@@ -91,6 +91,10 @@ class Streams:
         rows: Any = await self.client.xrange(self.stream_key(user_id), min=f"({after_id}", max="+", count=count)
         return [_stored(entry_id, fields) for entry_id, fields in rows or ()]
 
+    async def first_id(self, user_id: int) -> str | None:
+        rows: Any = await self.client.xrange(self.stream_key(user_id), min="-", max="+", count=1)
+        return str(rows[0][0].decode()) if rows else None
+
     async def last_id(self, user_id: int) -> str:
         rows: Any = await self.client.xrevrange(self.stream_key(user_id), max="+", min="-", count=1)
         return str(rows[0][0].decode()) if rows else "0-0"

@@ -159,7 +159,12 @@ class Gateway:
             now_ms = int(await self._redis_time_ms())
             lost = await self.streams.is_lost(conn.user_id, since, now_ms)
             conn.last = _position(await self.streams.last_id(conn.user_id)) if lost else _position(since)
-        if not lost:
+        if lost:  # first frame, before anything live that arrived meanwhile
+            oldest = await self.streams.first_id(conn.user_id)
+            conn.send_data(
+                "resync_required", {"reason": "since is older than the retained events", "oldest_id": oldest}
+            )
+        else:
             await self._replay(conn)
         conn.go_live()
         return not lost

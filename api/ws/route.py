@@ -109,8 +109,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await gateway.attach(conn)
         except DomainError as err:  # shard restarting: the gateway heartbeat registers the socket shortly
             log.warning("connect not registered yet", extra={"fields": {"error": err.code}})
-        if not await gateway.start_stream(conn, since):
-            conn.send_data("resync_required", {"reason": "since is older than the retained events", "oldest_id": None})
+        await gateway.start_stream(conn, since)
         await _read_loop(ctx, gateway, conn)
     except WebSocketDisconnect:
         pass

@@ -156,6 +156,7 @@ async def test_since_older_than_retention_starts_with_resync_required(
     first = await ws.next()
     assert first["type"] == "resync_required"
     assert first["id"] is None
+    assert first["data"]["oldest_id"] == ids[-5]  # the oldest event still retained
     # Then it is live: new events arrive, the lost ones are not replayed.
     live = (await emit(api, uid))[0]
     assert (await ws.next_of("test.event"))["id"] == live
