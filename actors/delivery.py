@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
+from actors.batching import Coalescer
 from actors.context import Services
 from actors.registry import shard_index
 from storage import db, ids
 from storage import outbox as outbox_store
-from storage.streams import Streams
+from storage.streams import Appended, Streams
 
 log = logging.getLogger("i9lyfe.delivery")
 
-PushItem = tuple[int, str, str, bytes]  # (user id, event id, type, msgpack data)
+PushItem = tuple[int, str, str, bytes, str]  # (user id, event id, type, msgpack data, previous event id)
 PushFn = Callable[[int, list[PushItem]], Awaitable[Any]]
+AppendItem = tuple[int, list[int], str, bytes]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class OutboxEvent:
 
 
 class Delivery:
+    """Every hop is micro-batched (actors/batching.py): stream appends from concurrent writers share one Redis
+    pipeline, pushes to a shard share one Ray call, and outbox rows are marked sent together."""
+
     def __init__(self, services: Services, push: PushFn, shards: int, push_retries: int = 4) -> None:
         self.services = services
         self.streams = Streams(services.redis, services.keys)
@@ -51,6 +55,9 @@ class Delivery:
         self.shards = shards
         self.push_retries = push_retries
         self._tasks: set[asyncio.Task[None]] = set()
+        self._appends: Coalescer[AppendItem, dict[int, Appended]] = Coalescer(self._append_batch, max_batch=256)
+        self._pushes: Coalescer[PushItem, None] = Coalescer(self._push_batch, max_batch=512)
+        self._marks: Coalescer[int, None] = Coalescer(self._mark_batch, max_batch=512)
 
     async def stage(self, conn: Any, events: Sequence[OutboxEvent]) -> None:
         """Insert outbox rows inside the caller's transaction (commit first, then ``publish``)."""
@@ -64,34 +71,49 @@ class Delivery:
         return await self.publish(events)
 
     async def publish(self, events: Sequence[OutboxEvent], *, mark: bool = True) -> dict[int, dict[int, str]]:
-        """Streams first (the acknowledgement point), then live push, then mark the outbox rows sent."""
-        appended = await self.streams.append([(e.id, e.recipients, e.type, e.data) for e in events])
-        by_shard: dict[int, list[PushItem]] = defaultdict(list)
-        for event, event_ids in zip(events, appended, strict=True):
-            for user_id, event_id in event_ids.items():
-                by_shard[shard_index(user_id, self.shards)].append((user_id, event_id, event.type, event.data))
-        await asyncio.gather(*(self._push_with_retry(k, items) for k, items in by_shard.items()))
+        """Streams first (the acknowledgement point), then live push, then mark the outbox rows sent.
+        Returns, per outbox event, recipient -> event id."""
+        appended = await asyncio.gather(
+            *(self._appends.submit(0, (e.id, e.recipients, e.type, e.data)) for e in events)
+        )
+        pushes = [
+            self._push_with_retry(shard_index(user_id, self.shards), (user_id, at.id, event.type, event.data, at.prev))
+            for event, landed in zip(events, appended, strict=True)
+            for user_id, at in landed.items()
+        ]
+        await asyncio.gather(*pushes)
         if mark:
-            await outbox_store.mark_sent(self.services.pool, [e.id for e in events])
-        return {e.id: m for e, m in zip(events, appended, strict=True)}
+            await asyncio.gather(*(self._marks.submit(0, e.id) for e in events))
+        return {e.id: {u: at.id for u, at in landed.items()} for e, landed in zip(events, appended, strict=True)}
 
-    async def _push_with_retry(self, shard: int, items: list[PushItem]) -> None:
+    async def _append_batch(self, _key: int, items: list[AppendItem]) -> list[dict[int, Appended]]:
+        return await self.streams.append(items)
+
+    async def _push_batch(self, shard: int, items: list[PushItem]) -> list[None]:
+        await self._push(shard, items)
+        return [None] * len(items)
+
+    async def _mark_batch(self, _key: int, outbox_ids: list[int]) -> list[None]:
+        await outbox_store.mark_sent(self.services.pool, outbox_ids)
+        return [None] * len(outbox_ids)
+
+    async def _push_with_retry(self, shard: int, item: PushItem) -> None:
         try:
-            await self._push(shard, items)
+            await self._pushes.submit(shard, item)
         except Exception as exc:
             log.warning(
                 "live push failed; retrying in background", extra={"fields": {"shard": shard, "error": repr(exc)}}
             )
-            task = asyncio.get_running_loop().create_task(self._retry(shard, items))
+            task = asyncio.get_running_loop().create_task(self._retry(shard, item))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _retry(self, shard: int, items: list[PushItem]) -> None:
+    async def _retry(self, shard: int, item: PushItem) -> None:
         delay = 0.25
         for _ in range(self.push_retries):
             await asyncio.sleep(delay)
             try:
-                await self._push(shard, items)
+                await self._pushes.submit(shard, item)  # retries coalesce too
                 return
             except Exception:
                 delay *= 2

@@ -32,15 +32,29 @@ end
 local out = {}
 local n = #KEYS - 1
 for i = 1, n do
-  local id = redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[4], 'd', ARGV[5])
-  redis.call('EXPIRE', KEYS[i + 1], ARGV[2])
+  local key = KEYS[i + 1]
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  local prev = '0-0'
+  if #last > 0 then
+    prev = last[1][1]
+  end
+  local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[4], 'd', ARGV[5])
+  redis.call('EXPIRE', key, ARGV[2])
   out[#out + 1] = ARGV[5 + i]
-  out[#out + 1] = id
+  out[#out + 1] = id .. ' ' .. prev
 end
 redis.call('HSET', KEYS[1], unpack(out))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return out
 """
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where an event landed in one user's stream: its id and the id of the entry before it."""
+
+    id: str
+    prev: str
 
 
 @dataclass(frozen=True)
@@ -68,9 +82,10 @@ class Streams:
     def stream_key(self, user_id: int) -> str:
         return self.keys("events", user_id)
 
-    async def append(self, events: list[tuple[int, list[int], str, bytes]]) -> list[dict[int, str]]:
+    async def append(self, events: list[tuple[int, list[int], str, bytes]]) -> list[dict[int, Appended]]:
         """XADD each event ``(outbox id, recipients, type, data)`` to its recipients' streams, in order, in one
-        round trip; idempotent per outbox id. Returns, per event, user id -> event id."""
+        round trip; idempotent per outbox id. Returns, per event, user id -> (event id, previous entry id): the
+        previous id lets a gateway see that a live event overtook an earlier one and fill the gap."""
         live = [e for e in events if e[1]]
         if not live:
             return [{} for _ in events]
@@ -80,10 +95,10 @@ class Streams:
                 args: list[Any] = [STREAM_MAXLEN, STREAM_TTL_S, DEDUPE_TTL_S, type_, data, *recipients]
                 await self._append(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
-        by_id: dict[int, dict[int, str]] = {}
+        by_id: dict[int, dict[int, Appended]] = {}
         for (outbox_id, *_), flat in zip(live, results, strict=True):
             pairs = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
-            by_id[outbox_id] = {int(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
+            by_id[outbox_id] = {int(pairs[i]): Appended(*pairs[i + 1].split(" ", 1)) for i in range(0, len(pairs), 2)}
         return [by_id.get(e[0], {}) for e in events]
 
     async def read_after(self, user_id: int, after_id: str, count: int = 500) -> list[StoredEvent]:

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -43,6 +44,7 @@ class Conn:
         self.presence_versions: dict[str, int] = {}
         self.closed = False
         self.close_code: int | None = None
+        self.on_gap: Callable[[Conn], None] | None = None  # the gateway's catch-up, when a live event overtook one
         self._writer: asyncio.Task[None] | None = None
         self._frames: deque[float] = deque()
 
@@ -105,6 +107,13 @@ class Conn:
         position = parse_stream_id(frame.event_id)
         if position <= self.last:
             return  # already sent (replay overlap or a retried push)
+        if frame.prev is not None and parse_stream_id(frame.prev) != self.last and self.on_gap is not None:
+            # An earlier event of this stream has not arrived yet (concurrent writers' pushes can overtake each
+            # other): hold this one and read the gap from the stream, so the socket stays in order, gap-free.
+            self.live = False
+            self.buffer.append(frame)
+            self.on_gap(self)
+            return
         self.last = position
         self.send_now(frame.get(self.fmt))
 

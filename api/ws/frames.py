@@ -26,12 +26,13 @@ def json_frame(event_id: str | None, type_: str, data: Any) -> bytes:
 class FrameCache:
     """One event's frame in each encoding, built at most once however many sockets receive it."""
 
-    __slots__ = ("_json", "_msgpack", "event_id", "packed", "type")
+    __slots__ = ("_json", "_msgpack", "event_id", "packed", "prev", "type")
 
-    def __init__(self, event_id: str | None, type_: str, packed: bytes) -> None:
+    def __init__(self, event_id: str | None, type_: str, packed: bytes, prev: str | None = None) -> None:
         self.event_id = event_id
         self.type = type_
         self.packed = packed
+        self.prev = prev  # the stream entry before this one (live events only): detects overtaking
         self._json: bytes | None = None
         self._msgpack: bytes | None = None
 

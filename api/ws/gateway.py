@@ -44,6 +44,8 @@ class Gateway:
         self.epochs: dict[int, str] = {}
         self.pubsub: aioredis.client.PubSub = services.redis.pubsub(ignore_subscribe_messages=True)
         self._tasks: list[asyncio.Task[None]] = []
+        self._bg: set[asyncio.Task[None]] = set()
+        self._catching_up: set[str] = set()
         self._sub_lock = asyncio.Lock()
 
     @property
@@ -101,10 +103,10 @@ class Gateway:
             if isinstance(batch, dict):
                 self._control(batch)
                 return
-            for user_id, event_id, type_, packed in batch:
-                conns = self.by_user.get(user_id)
+            for item in batch:
+                conns = self.by_user.get(item[0])
                 if conns:
-                    frame = FrameCache(event_id, type_, packed)
+                    frame = FrameCache(item[1], item[2], item[3], item[4] if len(item) > 4 else None)
                     for conn in list(conns):
                         conn.offer(frame)
             return
@@ -134,6 +136,7 @@ class Gateway:
 
     async def attach(self, conn: Conn) -> None:
         """Register locally first (events start buffering), then with the user's shard."""
+        conn.on_gap = self._schedule_catch_up
         self.by_user[conn.user_id].add(conn)
         await self.users.call("connect", conn.user_id, self.id, conn.id)
 
@@ -169,14 +172,25 @@ class Gateway:
         conn.go_live()
         return not lost
 
+    def _schedule_catch_up(self, conn: Conn) -> None:
+        if conn.id in self._catching_up:
+            return
+        self._catching_up.add(conn.id)
+
+        task = asyncio.get_running_loop().create_task(self.catch_up(conn))
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
     async def catch_up(self, conn: Conn) -> None:
         """After a shard restart or a pub/sub reconnect: send what the live path may have missed."""
         if conn.closed:
+            self._catching_up.discard(conn.id)
             return
         conn.pause()
         try:
             await self._replay(conn)
         finally:
+            self._catching_up.discard(conn.id)  # before go_live, which may find another gap and ask again
             conn.go_live()
 
     async def _replay(self, conn: Conn) -> None:

@@ -369,3 +369,20 @@ async def test_logout_closes_that_sessions_sockets_on_every_gateway(
     assert reply.status == 200
     closed, _ = await asyncio.wait_for(tablet.closed, timeout=10)
     assert closed == 4401
+
+
+async def test_concurrent_writers_to_one_user_reach_the_socket_in_stream_order_without_gaps(
+    server: Server, make_api: Any, register: Any
+) -> None:
+    api = make_api("json")
+    user = await register(api)
+    uid = user["user"]["id"]
+    ws = await WsClient.connect(server.base_url, api.token)
+    await ws.gateway()
+    writers = [make_api("json") for _ in range(8)]  # separate connections: both api processes write at once
+    batches = await asyncio.gather(*(emit(w, uid, 5, note=f"writer {i}") for i, w in enumerate(writers * 3)))
+    expected = sorted((eid for batch in batches for eid in batch), key=stream_pos)
+    got = [(await ws.next_of("test.event"))["id"] for _ in range(len(expected))]
+    assert got == expected
+    assert [f for f in await ws.quiet(0.3) if f["type"] == "test.event"] == []
+    await ws.close()

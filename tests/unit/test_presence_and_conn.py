@@ -81,3 +81,24 @@ async def test_events_are_sent_once_in_order_across_replay_and_live() -> None:
     while not conn.queue.empty():
         sent.append(conn.queue.get_nowait())
     assert sent == [packed_frame(f"1000-{n}", "test.event", b"\x80") for n in (1, 2, 3)]
+
+
+async def test_a_live_event_that_overtook_an_earlier_one_waits_for_the_gap_to_be_read() -> None:
+    sock: Any = _StuckSocket()
+    conn = Conn(sock, 1, 1, "json", 0)
+    gaps: list[Conn] = []
+    conn.on_gap = gaps.append
+    conn.last = (1000, 1)
+    conn.live = True
+    conn.offer(FrameCache("1000-3", "test.event", b"\x80", prev="1000-2"))  # 1000-2 has not arrived
+    assert gaps == [conn]
+    assert conn.queue.empty()
+    assert not conn.live
+    # The gateway reads the gap from the stream, then goes live again: both leave in stream order.
+    await conn.replay([FrameCache("1000-2", "test.event", b"\x80"), FrameCache("1000-3", "test.event", b"\x80")])
+    conn.go_live()
+    assert conn.queue.qsize() == 2
+    assert conn.last == (1000, 3)
+    conn.offer(FrameCache("1000-4", "test.event", b"\x80", prev="1000-3"))  # in order: straight out
+    assert conn.queue.qsize() == 3
+    assert gaps == [conn]
