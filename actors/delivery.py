@@ -58,17 +58,22 @@ class Delivery:
         self._appends: Coalescer[AppendItem, dict[int, Appended]] = Coalescer(self._append_batch, max_batch=256)
         self._pushes: Coalescer[PushItem, None] = Coalescer(self._push_batch, max_batch=512)
         self._marks: Coalescer[int, None] = Coalescer(self._mark_batch, max_batch=512)
+        self._stages: Coalescer[OutboxEvent, None] = Coalescer(self._stage_batch, max_batch=512)
 
     async def stage(self, conn: Any, events: Sequence[OutboxEvent]) -> None:
         """Insert outbox rows inside the caller's transaction (commit first, then ``publish``)."""
-        for event in events:
-            await outbox_store.insert_event(conn, event.id, event.recipients, event.type, event.data)
+        await outbox_store.insert_events(conn, [(e.id, e.recipients, e.type, e.data) for e in events])
 
     async def deliver(self, events: Sequence[OutboxEvent]) -> dict[int, dict[int, str]]:
-        """Commit outbox rows, then publish: for writers with nothing else to commit."""
-        async with db.transaction(self.services.pool) as conn:
-            await self.stage(conn, events)
+        """Commit outbox rows, then publish: for writers with nothing else to commit. Concurrent callers share
+        one transaction (group commit); each returns once its rows are durable and published."""
+        await asyncio.gather(*(self._stages.submit(0, e) for e in events))
         return await self.publish(events)
+
+    async def _stage_batch(self, _key: int, events: list[OutboxEvent]) -> list[None]:
+        async with db.transaction(self.services.pool) as conn:
+            await outbox_store.insert_events(conn, [(e.id, e.recipients, e.type, e.data) for e in events])
+        return [None] * len(events)
 
     async def publish(self, events: Sequence[OutboxEvent], *, mark: bool = True) -> dict[int, dict[int, str]]:
         """Streams first (the acknowledgement point), then live push, then mark the outbox rows sent.

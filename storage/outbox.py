@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncpg
 
 
-async def insert_event(conn: asyncpg.Connection, event_id: int, recipients: list[int], type_: str, data: bytes) -> None:
-    await conn.execute(
-        "INSERT INTO outbox (id, recipients, type, data) VALUES ($1, $2, $3, $4)", event_id, recipients, type_, data
-    )
+async def insert_events(conn: asyncpg.Connection, rows: list[tuple[int, list[int], str, bytes]]) -> None:
+    """Several outbox rows ``(id, recipients, type, data)`` in one statement."""
+    await conn.executemany("INSERT INTO outbox (id, recipients, type, data) VALUES ($1, $2, $3, $4)", rows)
 
 
 async def mark_sent(conn: asyncpg.Connection | asyncpg.Pool, event_ids: list[int]) -> None:
