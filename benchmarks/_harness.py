@@ -1,0 +1,471 @@
+"""Shared setup for the benchmarks: everything a run needs is made here and taken down at the end.
+
+``Bench`` owns one run's throwaway resources and removes them in reverse order on exit (also on Ctrl-C and
+SIGTERM): a database ``i9bench_<id>`` (created and migrated by ``python -m storage.migrate``, dropped WITH
+(FORCE)), a Redis key prefix ``i9bench:<id>:`` (its keys deleted), a private Ray head on free 127.0.0.1 ports
+(``actors.cluster.start_head``, its process group stopped) and ``python -m api`` with the environment the test
+suite uses (tests/conftest.py ``_server_env``). Traffic goes to 127.0.0.1 only.
+
+Scripts import this module as ``benchmarks._harness`` after taking ``benchmarks/`` off ``sys.path``:
+``benchmarks/actors.py`` would otherwise shadow the ``actors`` package, in the script and (because Ray hands the
+driver's script directory to its workers) in every Ray worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import json
+import os
+import re
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+import redis as sync_redis
+
+from actors.cluster import RayHead, free_port, start_head
+from storage.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+ADMIN_DSN = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+JWT_SECRET = "bench-secret-" + "b" * 40
+GIB = 1024**3
+MIB = 1024**2
+
+
+# ---------------------------------------------------------------- output
+
+
+def command_line() -> str:
+    """The exact command that ran this benchmark, relative to the repository."""
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(REPO)
+    return shlex.join([".venv/bin/python", str(script), *sys.argv[1:]])
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table (pastes into docs/PERFORMANCE.md as is)."""
+    cells = [[str(h) for h in headers], *[[_fmt(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def say(*parts: Any) -> None:
+    print(*parts, flush=True)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (q in 0..100)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return float(sorted_values[rank - 1])
+
+
+# ---------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True)
+class Mem:
+    rss: int
+    pss: int
+    uss: int
+
+    def __add__(self, other: Mem) -> Mem:
+        return Mem(self.rss + other.rss, self.pss + other.pss, self.uss + other.uss)
+
+    def __sub__(self, other: Mem) -> Mem:
+        return Mem(self.rss - other.rss, self.pss - other.pss, self.uss - other.uss)
+
+
+ZERO = Mem(0, 0, 0)
+
+
+def process_memory(pid: int) -> Mem:
+    """RSS, PSS and USS (private clean + dirty) of one process, from /proc/<pid>/smaps_rollup, in bytes."""
+    fields: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            parts = rest.split()
+            if len(parts) == 2 and parts[1] == "kB":
+                fields[name] = int(parts[0]) * 1024
+    return Mem(fields["Rss"], fields["Pss"], fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0))
+
+
+def memory_of(pids: Sequence[int]) -> Mem:
+    total = ZERO
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, KeyError):
+            total = total + process_memory(pid)
+    return total
+
+
+def ray_worker_pids(head: RayHead) -> list[int]:
+    """Ray worker processes (``ray::<Actor>`` or ``ray::IDLE``) under this head."""
+    found = []
+    try:
+        children = psutil.Process(head.process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            cmd = child.cmdline()
+            if cmd and cmd[0].startswith("ray::"):
+                found.append(child.pid)
+    return found
+
+
+def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
+    """User + system CPU time of these processes (those that ended meanwhile count as 0)."""
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def processes_named(*names: str) -> list[psutil.Process]:
+    """Machine-wide services by process name (postgres, redis-server): read-only CPU accounting."""
+    found = []
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] and process.info["name"].startswith(names):
+            found.append(process)
+    return found
+
+
+def available_memory() -> int:
+    return int(psutil.virtual_memory().available)
+
+
+# ---------------------------------------------------------------- resources
+
+
+@dataclass
+class Server:
+    base_url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    worker_pids: list[int]
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def raise_nofile() -> int:
+    """Raise this process's open-files limit to its hard limit; returns the new soft limit."""
+    _raise_nofile()
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Bench:
+    """One benchmark run's throwaway resources, removed in reverse order by ``close()`` (``with Bench(...)``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.run_id = uuid.uuid4().hex[:10]
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"i9bench-{name}-"))
+        self.namespace = f"i9bench-{self.run_id}"
+        self._cleanups: list[tuple[str, Callable[[], Any]]] = []
+        self._failed = False
+        os.chdir(REPO)  # Ray hands the driver's cwd to its workers' sys.path: make it the repository
+
+    def __enter__(self) -> Bench:
+        def on_term(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_term)
+        say(f"# {command_line()}")
+        say(f"# run {self.run_id}, workdir {self.workdir}")
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._failed = exc_type is not None
+        self.close()
+
+    def defer(self, what: str, fn: Callable[[], Any]) -> None:
+        self._cleanups.append((what, fn))
+
+    def close(self) -> None:
+        while self._cleanups:
+            what, fn = self._cleanups.pop()
+            try:
+                fn()
+            except BaseException as exc:  # keep cleaning up whatever else there is
+                say(f"# cleanup of {what} failed: {exc!r}")
+        if self._failed or os.environ.get("BENCH_KEEP"):
+            say(f"# logs kept in {self.workdir}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------ database, Redis, Ray
+
+    def database(self) -> str:
+        name = f"i9bench_{self.run_id}"
+        dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+        self.defer("database", lambda: asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+        env = dict(os.environ, DATABASE_URL=dsn)
+        subprocess.run([PYTHON, "-m", "storage.migrate"], check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+        return dsn
+
+    def redis_prefix(self) -> str:
+        prefix = f"i9bench:{self.run_id}:"
+        self.defer("redis keys", lambda: delete_prefix(prefix))
+        return prefix
+
+    def ray_head(self, num_cpus: int = 2) -> RayHead:
+        head = start_head(num_cpus=num_cpus, log_path=self.workdir / "ray-head.log")
+        self.defer("ray session dir", lambda: _remove_session_dir(head))
+        self.defer("ray head", head.stop)
+        return head
+
+    def ray_driver(self, head: RayHead) -> None:
+        """Connect this process to ``head`` as a Ray driver (disconnected at the end)."""
+        import ray
+
+        saved = signal.getsignal(signal.SIGTERM)
+        ray.init(address=head.address, namespace=self.namespace, log_to_driver=False, configure_logging=False)
+        signal.signal(signal.SIGTERM, saved)
+        self.defer("ray driver", ray.shutdown)
+
+    def settings(self, database_url: str, redis_prefix: str, head: RayHead, **changes: Any) -> Settings:
+        """Settings as the api would load them from the server environment below."""
+        base = Settings(
+            env="test",
+            database_url=database_url,
+            redis_url=REDIS_URL,
+            redis_prefix=redis_prefix,
+            ray_address=head.address,
+            ray_namespace=self.namespace,
+            jwt_secret=JWT_SECRET,
+            mail_dir=str(self.workdir / "var" / "mail"),
+            media_dir=str(self.workdir / "var" / "media"),
+            var_dir=str(self.workdir / "var"),
+            log_level="WARNING",
+        )
+        return replace(base, **changes)
+
+    # ------------------------------------------------------------ the api server
+
+    def server_env(
+        self, database_url: str, redis_prefix: str, head: RayHead, port: int, **extra: str
+    ) -> dict[str, str]:
+        """As tests/conftest.py ``_server_env``, with SMTP_URL unset: mail goes to files under VAR_DIR/mail."""
+        env = dict(os.environ)
+        env.pop("SMTP_URL", None)
+        env.update(
+            HOST="127.0.0.1",
+            PORT=str(port),
+            WORKERS="2",
+            DATABASE_URL=database_url,
+            REDIS_URL=REDIS_URL,
+            REDIS_PREFIX=redis_prefix,
+            RAY_ADDRESS=head.address,
+            RAY_NAMESPACE=self.namespace,
+            JWT_SECRET=JWT_SECRET,
+            TRUSTED_PROXIES="127.0.0.1/32",
+            VAR_DIR=str(self.workdir / "var"),
+            LOG_LEVEL="WARNING",
+            APP_ENV="test",
+            MAX_BODY_BYTES=str(64 * 1024),
+            PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        )
+        env.update(extra)
+        return env
+
+    def server(
+        self, database_url: str, redis_prefix: str, head: RayHead, extra: dict[str, str] | None = None
+    ) -> Server:
+        """``python -m api`` on a free port with ``server_env`` (plus ``extra``), ready on every worker."""
+        port = free_port()
+        env = self.server_env(database_url, redis_prefix, head, port, **(extra or {}))
+        log_path = self.workdir / "server.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [PYTHON, "-m", "api"],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_raise_nofile,  # the server may hold as many sockets as the hard limit allows
+            )
+        self.defer("api server", lambda: stop_server(process))
+        base_url = f"http://127.0.0.1:{port}"
+        pids = wait_ready(base_url, process, int(env["WORKERS"]), log_path)
+        return Server(base_url, env, process, log_path, sorted(pids))
+
+
+def _remove_session_dir(head: RayHead) -> None:
+    """The head's own /tmp/ray/session_<time>_<pid of `ray start`> directory, once the head is stopped."""
+    if head.process.poll() is None:
+        return
+    found = re.search(r"(/tmp/ray/session_[0-9_-]+_(\d+))/", head.log_path.read_text(errors="replace"))
+    if found and int(found.group(2)) == head.process.pid:
+        shutil.rmtree(found.group(1), ignore_errors=True)
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def delete_prefix(prefix: str) -> int:
+    client = sync_redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def log_summary(log_path: Path, limit: int = 8) -> list[str]:
+    """Warnings and errors in a server log (JSON lines), counted by message and exception."""
+    counts: dict[str, int] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") not in ("warning", "error", "critical"):
+            continue
+        exc = str(entry.get("exc") or "").strip().splitlines()
+        key = f"{entry['level']} {entry.get('logger')}: {entry.get('msg', '').strip()}"
+        if exc:
+            key += f" ({exc[-1]})"
+        counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+    return [f"{n} x {key}" for key, n in ranked]
+
+
+def wait_ready(base_url: str, process: subprocess.Popen[bytes], workers: int, log_path: Path) -> set[int]:
+    """Poll /readyz (a new connection each time, so every worker gets asked) until ``workers`` pids answered."""
+    deadline = time.monotonic() + 120
+    pids: set[int] = set()
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()[-4000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            response = httpx.get(base_url + "/readyz", timeout=5)
+            if response.status_code == 200:
+                pids.add(int(response.json()["pid"]))
+                if len(pids) >= workers:
+                    return pids
+        time.sleep(0.2)
+    raise RuntimeError(f"server not ready in time:\n{log_path.read_text()[-4000:]}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+# ---------------------------------------------------------------- users
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    access_token: str
+
+
+_CODE = re.compile(r"\b(\d{6})\b")
+
+
+def _mail_code(mail_dir: Path, address: str) -> str | None:
+    for path in sorted(mail_dir.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes())
+        if str(message["To"]).lower() == address.lower():
+            body = message.get_payload(decode=True)
+            text = body.decode() if isinstance(body, bytes) else str(message.get_payload())
+            match = _CODE.search(text)
+            if match:
+                return match.group(1)
+    return None
+
+
+async def signup(base_url: str, mail_dir: Path, username: str, ip: str = "10.9.0.1") -> User:
+    """The real three-step signup; the code is read from the .eml the server wrote (SMTP_URL unset)."""
+    address = f"{username}@example.com"
+    headers = {"X-Forwarded-For": ip}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=headers) as http:
+        started = await http.post("/api/v1/auth/signup", json={"email": address})
+        started.raise_for_status()
+        flow_id = started.json()["flow_id"]
+        deadline = time.monotonic() + 15
+        code = None
+        while code is None:
+            code = _mail_code(mail_dir, address)
+            if code is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no mail for {address} in {mail_dir}")
+                await asyncio.sleep(0.05)
+        verified = await http.post("/api/v1/auth/signup/verify", json={"flow_id": flow_id, "code": code})
+        verified.raise_for_status()
+        body = {
+            "flow_id": flow_id,
+            "username": username,
+            "name": username.title(),
+            "password": "correct-Horse-9",
+            "birthday": "2000-01-31",
+        }
+        done = await http.post("/api/v1/auth/signup/complete", json=body)
+        done.raise_for_status()
+        data = done.json()
+    return User(int(data["user"]["id"]), username, data["tokens"]["access_token"])
+
+
+def ws_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://") + "/api/v1/ws"
