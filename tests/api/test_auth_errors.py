@@ -12,13 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import httpx
 import jwt
 import msgpack
 import orjson
 import pytest
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.support import Api, Mailbox, Reply, assert_error, unique, years_ago
+from tests.support import Api, Mailbox, Reply, assert_error, fresh_ip, unique, years_ago
 
 AUTH = "/api/v1/auth"
 GOOD_PASSWORD = "Sturdy-Pass-42"
@@ -905,3 +906,19 @@ async def test_a_wrong_method_is_405_in_the_error_shape(make_api: Callable[..., 
     assert "POST" in reply.headers.get("allow", "")
     assert_error(await api.delete(f"{AUTH}/signup"), 405, "method_not_allowed")
     assert_error(await api.post("/api/v1/me", {"name": "x"}), 405, "method_not_allowed")
+
+
+async def test_the_auth_limit_is_shared_by_both_worker_processes(server: Any) -> None:
+    """30 logins a minute per IP in total, whichever process serves them (new connection per request)."""
+    ip = fresh_ip()
+    statuses = []
+    for n in range(31):
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            response = await client.post(
+                f"{AUTH}/login",
+                json={"login": f"nobody{n}", "password": "Wrong-pass-1"},
+                headers={"X-Forwarded-For": ip},
+            )
+        statuses.append(response.status_code)
+    assert statuses[:30] == [401] * 30
+    assert statuses[30] == 429
