@@ -1,8 +1,10 @@
 """Start and stop a local Ray head for development and tests.
 
-``ray start --head --block`` runs in its own process group bound to 127.0.0.1 with every port chosen free, so
-several clusters (a dev server, a test run) live side by side and stopping one never touches another
-(unlike ``ray stop``, which ends every Ray process on the machine).
+``ray start --head --block`` runs in its own process group with every port chosen free, so several clusters
+(a dev server, a test run) live side by side and stopping one never touches another (unlike ``ray stop``,
+which ends every Ray process on the machine). Clients reach it at 127.0.0.1. Ray itself listens on all
+interfaces (it replaces a loopback ``--node-ip-address`` with the machine's address), so token
+authentication is on: only processes holding the token file can join or call the cluster.
 """
 
 from __future__ import annotations
