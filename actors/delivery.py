@@ -6,6 +6,10 @@ holding the recipients' sockets, one PUBLISH per gateway. Then the outbox rows a
 
 Once the streams hold an event it is acknowledged: a failed shard push is retried in the background, and a
 gateway that sees its shard restart replays its sockets from their streams, so the event still arrives.
+
+``relay_once()`` re-publishes rows left unsent. It leases a batch in one short statement, publishes with no
+transaction open (no row lock is held across Redis and Ray), then marks each row sent or records its failure:
+a poison row backs off and is parked as dead after ``MAX_ATTEMPTS`` (storage/outbox.py), alone.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ log = logging.getLogger("i9lyfe.delivery")
 PushItem = tuple[int, str, str, bytes, str]  # (user id, event id, type, msgpack data, previous event id)
 PushFn = Callable[[int, list[PushItem]], Awaitable[Any]]
 AppendItem = tuple[int, list[int], str, bytes]
+AppendResult = dict[int, Appended] | Exception  # per event: where it landed, or why its append failed
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class Delivery:
         self.shards = shards
         self.push_retries = push_retries
         self._tasks: set[asyncio.Task[None]] = set()
-        self._appends: Coalescer[AppendItem, dict[int, Appended]] = Coalescer(self._append_batch, max_batch=256)
+        self._appends: Coalescer[AppendItem, AppendResult] = Coalescer(self._append_batch, max_batch=256)
         self._pushes: Coalescer[PushItem, None] = Coalescer(self._push_batch, max_batch=512)
         self._marks: Coalescer[int, None] = Coalescer(self._mark_batch, max_batch=512)
         self._stages: Coalescer[OutboxEvent, None] = Coalescer(self._stage_batch, max_batch=512)
@@ -77,22 +82,38 @@ class Delivery:
 
     async def publish(self, events: Sequence[OutboxEvent], *, mark: bool = True) -> dict[int, dict[int, str]]:
         """Streams first (the acknowledgement point), then live push, then mark the outbox rows sent.
-        Returns, per outbox event, recipient -> event id."""
-        appended = await asyncio.gather(
-            *(self._appends.submit(0, (e.id, e.recipients, e.type, e.data)) for e in events)
-        )
+        Returns, per outbox event, recipient -> event id. When an event cannot be appended, the others are
+        still pushed and marked, then its error is raised (its row stays unsent for the relay)."""
+        results = await asyncio.gather(*(self._appends.submit(0, (e.id, e.recipients, e.type, e.data)) for e in events))
+        landed = [(e, r) for e, r in zip(events, results, strict=True) if not isinstance(r, Exception)]
         pushes = [
             self._push_with_retry(shard_index(user_id, self.shards), (user_id, at.id, event.type, event.data, at.prev))
-            for event, landed in zip(events, appended, strict=True)
-            for user_id, at in landed.items()
+            for event, where in landed
+            for user_id, at in where.items()
         ]
         await asyncio.gather(*pushes)
         if mark:
-            await asyncio.gather(*(self._marks.submit(0, e.id) for e in events))
-        return {e.id: {u: at.id for u, at in landed.items()} for e, landed in zip(events, appended, strict=True)}
+            await asyncio.gather(*(self._marks.submit(0, e.id) for e, _ in landed))
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return {e.id: {u: at.id for u, at in where.items()} for e, where in landed}
 
-    async def _append_batch(self, _key: int, items: list[AppendItem]) -> list[dict[int, Appended]]:
-        return await self.streams.append(items)
+    async def _append_batch(self, _key: int, items: list[AppendItem]) -> list[AppendResult]:
+        try:
+            return list(await self.streams.append(items))
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc]
+        # One bad event fails the whole pipeline: append each alone so that only it fails. Idempotent: the
+        # events the pipeline did append get their recorded ids back.
+        return list(await asyncio.gather(*(self._append_one(item) for item in items)))
+
+    async def _append_one(self, item: AppendItem) -> AppendResult:
+        try:
+            return (await self.streams.append([item]))[0]
+        except Exception as exc:
+            return exc
 
     async def _push_batch(self, shard: int, items: list[PushItem]) -> list[None]:
         await self._push(shard, items)
@@ -124,21 +145,72 @@ class Delivery:
                 delay *= 2
         log.error("live push gave up; gateways will catch up from streams", extra={"fields": {"shard": shard}})
 
-    async def relay_once(self, older_than_s: float = 5.0, limit: int = 200) -> int:
-        """Re-deliver outbox rows left unsent (crash between commit and publish). Safe to run anywhere."""
-        async with db.transaction(self.services.pool) as conn:
-            rows = await outbox_store.claim_unsent(conn, older_than_s, limit)
-            if not rows:
-                return 0
-            events = [
-                OutboxEvent(int(r["id"]), [int(u) for u in r["recipients"]], r["type"], bytes(r["data"])) for r in rows
-            ]
-            try:
-                await self.publish(events, mark=False)
-            except Exception as exc:
-                await outbox_store.record_failure(conn, [e.id for e in events], repr(exc))
-                log.warning("outbox relay failed; will retry", extra={"fields": {"error": repr(exc)}})
-                return 0
-            await outbox_store.mark_sent(conn, [e.id for e in events])
-        log.info("outbox relayed", extra={"fields": {"events": len(events)}})
-        return len(events)
+    async def relay_once(
+        self,
+        older_than_s: float = outbox_store.RELAY_AFTER_S,
+        limit: int = 200,
+        *,
+        max_attempts: int = outbox_store.MAX_ATTEMPTS,
+        lease_s: float = outbox_store.LEASE_S,
+    ) -> int:
+        """Re-deliver outbox rows left unsent (crash between commit and publish, or a failed attempt whose
+        backoff ran out). Safe to run anywhere, concurrently. Returns the number of rows marked sent."""
+        pool = self.services.pool
+        claimed = await outbox_store.claim_due(
+            pool, older_than_s=older_than_s, limit=limit, lease_s=lease_s, max_attempts=max_attempts
+        )
+        if not claimed:
+            return 0
+        for row in claimed:
+            if row["dead_at"] is not None:
+                _log_dead(row)
+        events = [
+            OutboxEvent(int(r["id"]), [int(u) for u in r["recipients"]], r["type"], bytes(r["data"]))
+            for r in claimed
+            if r["dead_at"] is None
+        ]
+        deadline = asyncio.get_running_loop().time() + lease_s / 2  # done (or given up) well inside the lease
+        outcomes = await asyncio.gather(*(self._publish_by(deadline, e) for e in events))
+        sent = [e.id for e, error in zip(events, outcomes, strict=True) if error is None]
+        attempts = {int(r["id"]): int(r["attempts"]) for r in claimed}
+        failed = [
+            (e.id, error, outbox_store.backoff_s(attempts[e.id]))
+            for e, error in zip(events, outcomes, strict=True)
+            if error is not None
+        ]
+        await outbox_store.mark_sent(pool, sent)
+        retrying = []
+        for row in await outbox_store.record_failures(pool, failed, max_attempts):
+            if row["dead_at"] is not None:
+                _log_dead(row)
+            else:
+                retrying.append(row)
+        if retrying:
+            log.warning(
+                "outbox rows failed; will retry", extra={"fields": {**_row_fields(retrying[0]), "rows": len(retrying)}}
+            )
+        if sent:
+            log.info("outbox relayed", extra={"fields": {"events": len(sent), "failed": len(failed)}})
+        return len(sent)
+
+    async def _publish_by(self, deadline: float, event: OutboxEvent) -> str | None:
+        """Publish one event (appends and pushes of concurrent calls still share batches); its error or None."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self.publish([event], mark=False)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None
+
+
+def _row_fields(row: Any) -> dict[str, Any]:
+    return {
+        "outbox_id": int(row["id"]),
+        "type": row["type"],
+        "attempts": int(row["attempts"]),
+        "error": row["last_error"],
+    }
+
+
+def _log_dead(row: Any) -> None:
+    log.error("outbox row parked as dead; it will not be delivered", extra={"fields": _row_fields(row)})

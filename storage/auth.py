@@ -126,3 +126,74 @@ async def is_session_active(conn: asyncpg.Connection | asyncpg.Pool, session_id:
             session_id,
         )
     )
+
+
+# ---------------------------------------------------------------- retention (bounded batches)
+
+
+async def delete_finished_flows(conn: asyncpg.Connection | asyncpg.Pool, older_than_s: float, limit: int) -> int:
+    """Delete up to ``limit`` flows expired, consumed or burned more than ``older_than_s`` ago."""
+    return int(
+        await conn.fetchval(
+            """WITH gone AS (DELETE FROM auth_flows WHERE id IN (
+                   SELECT id FROM auth_flows
+                   WHERE expires_at < now() - make_interval(secs => $1)
+                      OR consumed_at < now() - make_interval(secs => $1)
+                      OR burned_at < now() - make_interval(secs => $1)
+                   LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)
+               SELECT count(*) FROM gone""",
+            older_than_s,
+            limit,
+        )
+    )
+
+
+async def delete_used_refresh_tokens(conn: asyncpg.Connection | asyncpg.Pool, older_than_s: float, limit: int) -> int:
+    """Delete up to ``limit`` refresh tokens used (rotated) more than ``older_than_s`` ago. Reuse detection
+    needs the used row: a token presented after this is merely unknown, and its session is not revoked."""
+    return int(
+        await conn.fetchval(
+            """WITH gone AS (DELETE FROM refresh_tokens WHERE token_hash IN (
+                   SELECT token_hash FROM refresh_tokens WHERE used_at < now() - make_interval(secs => $1)
+                   LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)
+               SELECT count(*) FROM gone""",
+            older_than_s,
+            limit,
+        )
+    )
+
+
+async def delete_refresh_tokens_of_ended_sessions(
+    conn: asyncpg.Connection | asyncpg.Pool, older_than_s: float, limit: int
+) -> int:
+    """Delete up to ``limit`` refresh tokens whose session expired or was revoked more than ``older_than_s``
+    ago (the session row stays a while longer, for the account's history)."""
+    return int(
+        await conn.fetchval(
+            """WITH gone AS (DELETE FROM refresh_tokens WHERE token_hash IN (
+                   SELECT r.token_hash FROM sessions s JOIN refresh_tokens r ON r.session_id = s.id
+                   WHERE s.expires_at < now() - make_interval(secs => $1)
+                      OR s.revoked_at < now() - make_interval(secs => $1)
+                   LIMIT $2 FOR UPDATE OF r SKIP LOCKED) RETURNING 1)
+               SELECT count(*) FROM gone""",
+            older_than_s,
+            limit,
+        )
+    )
+
+
+async def delete_ended_sessions(conn: asyncpg.Connection | asyncpg.Pool, older_than_s: float, limit: int) -> int:
+    """Delete up to ``limit`` sessions expired or revoked more than ``older_than_s`` ago (their refresh tokens
+    go with them: ON DELETE CASCADE)."""
+    return int(
+        await conn.fetchval(
+            """WITH gone AS (DELETE FROM sessions WHERE id IN (
+                   SELECT id FROM sessions
+                   WHERE expires_at < now() - make_interval(secs => $1)
+                      OR revoked_at < now() - make_interval(secs => $1)
+                   LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)
+               SELECT count(*) FROM gone""",
+            older_than_s,
+            limit,
+        )
+    )

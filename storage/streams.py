@@ -19,7 +19,7 @@ from storage.redis import Keys
 
 STREAM_MAXLEN = 10_000
 STREAM_TTL_S = 30 * 24 * 3600
-DEDUPE_TTL_S = 24 * 3600
+DEDUPE_TTL_S = 24 * 3600  # outlives any retry: > outbox.RETRY_WINDOW_S + outbox.LEASE_S (checked by a test)
 RETENTION_MIN_EVENTS = 1_000
 RETENTION_MIN_SECONDS = 24 * 3600
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")

@@ -1,0 +1,205 @@
+"""The outbox relay against real PostgreSQL and Redis: a poison row is retried with backoff and parked as dead
+while the rows behind it are delivered; no row lock is held while publishing; a retried row lands once.
+
+The push function stands in for the Ray hop to the UserShards (it is not a part of ours being mocked)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import msgpack
+import pytest
+
+from actors.context import Services
+from actors.delivery import Delivery, OutboxEvent, PushItem
+from storage import db
+from storage import outbox as outbox_store
+from storage import streams as streams_store
+from tests.storage.fresh_db import fresh_database, private_services
+from tests.support import wait_until
+
+POISON_USER = 666
+
+
+class Pushes:
+    """Records what reaches the shards; ``gate`` (when set) holds every push until it opens."""
+
+    def __init__(self) -> None:
+        self.items: list[PushItem] = []
+        self.entered = asyncio.Event()
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self, _shard: int, items: list[PushItem]) -> None:
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        self.items.extend(items)
+
+
+@pytest.fixture(scope="module")
+async def relay_dsn() -> AsyncIterator[str]:
+    async with fresh_database("i9relay") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def services(relay_dsn: str) -> AsyncIterator[Services]:
+    async with private_services(relay_dsn) as made:
+        await made.pool.execute("TRUNCATE outbox")
+        yield made
+
+
+async def stage(services: Services, delivery: Delivery, recipients: list[int], n: int) -> OutboxEvent:
+    """Commit one outbox row and leave it unsent, as a crash right after the commit would."""
+    event = OutboxEvent.make(recipients, "test.event", {"n": n})
+    async with db.transaction(services.pool) as conn:
+        await delivery.stage(conn, [event])
+    return event
+
+
+async def stream_ids(services: Services, user_id: int) -> list[tuple[str, int]]:
+    entries = await streams_store.Streams(services.redis, services.keys).read_after(user_id, "0-0")
+    return [(e.id, msgpack.unpackb(e.data)["n"]) for e in entries]
+
+
+async def outbox_row(services: Services, event_id: int) -> asyncpg.Record:
+    row = await services.pool.fetchrow("SELECT *, next_attempt_at - now() AS wait FROM outbox WHERE id = $1", event_id)
+    assert row is not None
+    return row
+
+
+async def make_due(services: Services, event_id: int) -> None:
+    """Let the backoff of one row run out now (instead of waiting for it)."""
+    await services.pool.execute("UPDATE outbox SET next_attempt_at = now() WHERE id = $1", event_id)
+
+
+async def test_a_poison_row_is_retried_with_backoff_then_parked_while_the_rows_behind_it_are_delivered(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    pushes = Pushes()
+    delivery = Delivery(services, pushes, shards=2)
+    # A recipient whose stream key holds something else: every append of the event fails (WRONGTYPE).
+    await services.redis.set(services.keys("events", POISON_USER), b"not a stream")
+    poison = await stage(services, delivery, [POISON_USER], 0)  # oldest: first in line
+    good = [await stage(services, delivery, [1, 2], n) for n in (1, 2, 3)]
+
+    assert await delivery.relay_once(older_than_s=0.0) == 3
+    for user_id in (1, 2):
+        assert [n for _, n in await stream_ids(services, user_id)] == [1, 2, 3]
+    unsent = await services.pool.fetchval(
+        "SELECT array_agg(id ORDER BY id) FROM outbox WHERE sent_at IS NULL", column=0
+    )
+    assert unsent == [poison.id]
+    assert sorted(item[0] for item in pushes.items) == [1, 1, 1, 2, 2, 2]
+
+    row = await outbox_row(services, poison.id)
+    assert row["attempts"] == 1
+    assert "WRONGTYPE" in row["last_error"]
+    assert row["dead_at"] is None
+    assert row["wait"].total_seconds() >= outbox_store.BACKOFF_BASE_S / 2 - 0.5  # backed off, not retried at once
+    assert await delivery.relay_once(older_than_s=0.0) == 0  # still backing off: not claimed again
+
+    for attempt in (2, 3):
+        await make_due(services, poison.id)
+        with caplog.at_level(logging.WARNING, logger="i9lyfe.delivery"):
+            assert await delivery.relay_once(older_than_s=0.0, max_attempts=3) == 0
+        row = await outbox_row(services, poison.id)
+        assert row["attempts"] == attempt
+        assert (row["dead_at"] is not None) == (attempt == 3)
+    parked = [r for r in caplog.records if r.levelno == logging.ERROR and "dead" in r.getMessage()]
+    assert len(parked) == 1
+    fields: dict[str, Any] = parked[0].fields  # type: ignore[attr-defined]
+    assert fields["outbox_id"] == poison.id
+    assert fields["type"] == "test.event"
+    assert fields["attempts"] == 3
+    assert "WRONGTYPE" in fields["error"]
+
+    await make_due(services, poison.id)
+    assert await delivery.relay_once(older_than_s=0.0, max_attempts=3) == 0  # dead rows are left alone
+    assert (await outbox_row(services, poison.id))["attempts"] == 3
+    assert all(r["sent_at"] is not None for r in [await outbox_row(services, e.id) for e in good])
+
+
+async def test_no_row_lock_is_held_while_publishing(services: Services) -> None:
+    pushes = Pushes()
+    pushes.gate = asyncio.Event()
+    delivery = Delivery(services, pushes, shards=2)
+    event = await stage(services, delivery, [7], 0)
+
+    relay = asyncio.get_running_loop().create_task(delivery.relay_once(older_than_s=0.0))
+    try:
+        await asyncio.wait_for(pushes.entered.wait(), timeout=10)  # the relay is inside the Ray hop now
+        async with db.transaction(services.pool) as conn:
+            locked = await conn.fetchrow("SELECT id FROM outbox WHERE id = $1 FOR UPDATE NOWAIT", event.id)
+        assert locked is not None
+        # The claim is a lease instead: another relay meanwhile leaves the row alone.
+        assert await Delivery(services, Pushes(), shards=2).relay_once(older_than_s=0.0) == 0
+    finally:
+        pushes.gate.set()
+    assert await asyncio.wait_for(relay, timeout=10) == 1
+    assert (await outbox_row(services, event.id))["sent_at"] is not None
+    assert [n for _, n in await stream_ids(services, 7)] == [0]
+
+
+async def test_a_row_retried_after_a_publish_ran_out_of_time_lands_in_the_stream_once(services: Services) -> None:
+    pushes = Pushes()
+    pushes.gate = asyncio.Event()  # the shard hop hangs: the publish outlives its share of the lease
+    delivery = Delivery(services, pushes, shards=2)
+    event = await stage(services, delivery, [8, 9], 0)
+
+    assert await delivery.relay_once(older_than_s=0.0, lease_s=1.0) == 0
+    row = await outbox_row(services, event.id)
+    assert row["sent_at"] is None
+    assert row["attempts"] == 1
+    assert "Timeout" in row["last_error"]
+    first = {u: await stream_ids(services, u) for u in (8, 9)}
+    assert all(len(entries) == 1 for entries in first.values())  # the append itself went through
+
+    pushes.gate.set()
+
+    async def hung_pushes_done() -> bool:
+        return len(pushes.items) >= 2
+
+    await wait_until(hung_pushes_done, timeout=10)
+    await make_due(services, event.id)
+    assert await delivery.relay_once(older_than_s=0.0) == 1
+    assert {u: await stream_ids(services, u) for u in (8, 9)} == first  # no duplicate entries
+    pushed_ids = {(item[0], item[1]) for item in pushes.items}
+    assert pushed_ids == {(u, entries[0][0]) for u, entries in first.items()}  # the retry pushed the same ids
+    assert (await outbox_row(services, event.id))["sent_at"] is not None
+
+
+async def test_a_row_older_than_the_retry_window_is_parked_not_published(services: Services) -> None:
+    pushes = Pushes()
+    delivery = Delivery(services, pushes, shards=2)
+    event = await stage(services, delivery, [10], 0)
+    await services.pool.execute(
+        "UPDATE outbox SET created_at = now() - make_interval(secs => $2) WHERE id = $1",
+        event.id,
+        outbox_store.RETRY_WINDOW_S + 60.0,
+    )
+    assert await delivery.relay_once(older_than_s=0.0) == 0
+    row = await outbox_row(services, event.id)
+    assert row["dead_at"] is not None and row["sent_at"] is None
+    assert await stream_ids(services, 10) == []
+    assert pushes.items == []
+
+
+def test_the_append_dedupe_outlives_every_retry_of_a_row() -> None:
+    schedule = [outbox_store.backoff_s(n, jitter=1.0) for n in range(1, outbox_store.MAX_ATTEMPTS)]
+    assert schedule[:3] == [
+        outbox_store.BACKOFF_BASE_S,
+        outbox_store.BACKOFF_BASE_S * 2,
+        outbox_store.BACKOFF_BASE_S * 4,
+    ]
+    assert max(schedule) == outbox_store.BACKOFF_CAP_S
+    assert outbox_store.backoff_s(5, jitter=0.0) == outbox_store.backoff_s(5, jitter=1.0) / 2
+    # Relays running normally use up the attempts well inside the retry window ...
+    assert sum(schedule) + outbox_store.MAX_ATTEMPTS * outbox_store.LEASE_S <= outbox_store.MAX_RETRY_SPAN_S
+    assert outbox_store.RETRY_WINDOW_S >= outbox_store.MAX_RETRY_SPAN_S
+    # ... and no row is published after its window plus one lease, while the dedupe hash outlives both.
+    assert streams_store.DEDUPE_TTL_S > outbox_store.RETRY_WINDOW_S + outbox_store.LEASE_S
