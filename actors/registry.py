@@ -14,9 +14,10 @@ def shard_index(entity_id: int, shards: int) -> int:
     return mixed % shards
 
 
-def user_shard_name(index: int) -> str:
-    return f"user-shard-{index}"
+def user_shard_name(fingerprint: str, index: int) -> str:
+    """``user-shard-<fingerprint>-<k>``: the fingerprint (actors/versioning.py) names the code and settings."""
+    return f"user-shard-{fingerprint}-{index}"
 
 
-def chat_shard_name(index: int) -> str:
-    return f"chat-shard-{index}"
+def chat_shard_name(fingerprint: str, index: int) -> str:
+    return f"chat-shard-{fingerprint}-{index}"

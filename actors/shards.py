@@ -26,7 +26,9 @@ from actors.delivery import Delivery, PushItem
 from actors.entities import EntityTable
 from actors.errors import DomainError, Internal
 from actors.registry import user_shard_name
+from actors.topology import retire_stale_shards
 from actors.user import UserOps, UserState
+from actors.versioning import shard_fingerprint
 from storage.config import Settings
 
 log = logging.getLogger("i9lyfe.shard")
@@ -206,15 +208,16 @@ def _now() -> dt.datetime:
 
 @ray.remote
 class UserShard:
-    def __init__(self, index: int, settings: dict[str, Any]) -> None:
+    def __init__(self, index: int, settings: dict[str, Any], peer_names: list[str]) -> None:
         logging.basicConfig(level=settings.get("log_level", "INFO"))
         parsed = Settings.from_dict(settings)
         namespace = parsed.ray_namespace
         cache: dict[int, Any] = {}
 
         def peer(k: int) -> Any:
+            # The creator's names for this version's shards (a fingerprint recomputed here could differ).
             if k not in cache:
-                cache[k] = ray.get_actor(user_shard_name(k), namespace=namespace)
+                cache[k] = ray.get_actor(peer_names[k], namespace=namespace)
             return cache[k]
 
         self.core = UserShardCore(index, parsed, peer)
@@ -235,19 +238,24 @@ class UserShard:
         return await self.core.register(gateway, sockets)
 
 
-def get_or_create_user_shards(settings: Settings) -> list[Any]:
-    """Handles to the K user shards, creating any that do not exist (races between processes are fine)."""
+def get_or_create_user_shards(settings: Settings, ready_timeout_s: float = 60.0) -> list[Any]:
+    """Handles to the K user shards of this version, creating any that do not exist (races between processes
+    are fine); once they answer, shards of other versions in the namespace are retired (actors/topology.py)."""
+    fingerprint = shard_fingerprint(settings)
+    names = [user_shard_name(fingerprint, k) for k in range(settings.user_shards)]
     handles = []
-    for k in range(settings.user_shards):
+    for k, name in enumerate(names):
         handles.append(
             UserShard.options(  # type: ignore[attr-defined]
-                name=user_shard_name(k),
+                name=name,
                 namespace=settings.ray_namespace,
                 lifetime="detached",
                 get_if_exists=True,
                 max_restarts=-1,
                 num_cpus=0,
                 max_concurrency=1000,
-            ).remote(k, settings.to_dict())
+            ).remote(k, settings.to_dict(), names)
         )
+    ray.get([handle.ping.remote() for handle in handles], timeout=ready_timeout_s)
+    retire_stale_shards(settings.ray_namespace, fingerprint)
     return handles

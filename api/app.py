@@ -15,6 +15,7 @@ from actors.client import ShardClient
 from actors.context import Services
 from actors.delivery import Delivery
 from actors.shards import get_or_create_user_shards
+from actors.topology import check_shard_count
 from api import errors
 from api.codec import CodecMiddleware
 from api.deps import AppContext
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.create(settings)
+        await check_shard_count(services.pool, settings)  # refuse to start with another K than recorded
         connect_ray(settings)
         handles = get_or_create_user_shards(settings)
         users = ShardClient(handles)

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from actors.delivery import OutboxEvent
+from actors.topology import describe_shards
 from api.deps import Ctx
 from api.schemas.common import Strict
 from storage import db
@@ -44,3 +45,9 @@ async def emit(body: EventsBody, ctx: Ctx) -> dict[str, Any]:
 @router.get("/shards")
 async def shards(ctx: Ctx) -> list[dict[str, Any]]:
     return [await handle.ping.remote() for handle in ctx.user_shard_handles]
+
+
+@router.get("/shard_names")
+async def shard_names(ctx: Ctx) -> dict[str, Any]:
+    """This process's shard fingerprint and shard names, and every named actor of its Ray namespace."""
+    return describe_shards(ctx.services.settings)
