@@ -29,8 +29,15 @@ local done = redis.call('HGETALL', KEYS[1])
 if #done > 0 then
   return done
 end
-local out = {}
 local n = #KEYS - 1
+for i = 1, n do
+  local kind = redis.call('TYPE', KEYS[i + 1])['ok']
+  if kind ~= 'stream' and kind ~= 'none' then
+    -- checked before any XADD, so that a failing event writes nothing and its retry duplicates nothing
+    return redis.error_reply('WRONGTYPE events key ' .. KEYS[i + 1] .. ' holds a ' .. kind)
+  end
+end
+local out = {}
 for i = 1, n do
   local key = KEYS[i + 1]
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
@@ -114,26 +121,68 @@ class Streams:
         rows: Any = await self.client.xrevrange(self.stream_key(user_id), max="+", min="-", count=1)
         return str(rows[0][0].decode()) if rows else "0-0"
 
-    async def is_lost(self, user_id: int, since: str, now_ms: int) -> bool:
-        """True when events after ``since`` may have been trimmed away (the client must resync)."""
-        since_ms = parse_stream_id(since)[0]
-        if since_ms < now_ms - STREAM_TTL_S * 1000:
-            return True  # older than a whole stream lifetime: it may have expired and been made anew
-        key = self.stream_key(user_id)
+    async def tails(self, user_ids: list[int]) -> tuple[dict[int, str], int]:
+        """The last entry id of each user's stream (users without one are left out) and Redis's clock in
+        Unix milliseconds, in one round trip."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for uid in user_ids:
+                pipe.xrevrange(self.stream_key(uid), max="+", min="-", count=1)
+            pipe.time()
+            results: list[Any] = await pipe.execute()
+        seconds, micros = results[-1]
+        tails = {uid: _text(rows[0][0]) for uid, rows in zip(user_ids, results[:-1], strict=True) if rows}
+        return tails, int(seconds) * 1000 + int(micros) // 1000
+
+    async def info(self, user_id: int) -> StreamInfo:
+        """What the user's stream holds, in one round trip (XINFO STREAM)."""
         try:
-            info: Any = await self.client.xinfo_stream(key)
+            raw: Any = await self.client.xinfo_stream(self.stream_key(user_id))
         except aioredis.ResponseError:
-            # No stream: no event for 30 days (each append renews the TTL), so nothing after ``since`` was lost.
-            return False
+            return StreamInfo(exists=False)
+        first, last = raw.get("first-entry"), raw.get("last-entry")
+        return StreamInfo(
+            exists=True,
+            first=_text(first[0]) if first else None,
+            last=_text(last[0]) if last else None,
+            trimmed=int(raw.get("entries-added", 0)) > int(raw.get("length", 0)),
+            max_deleted=_text(raw.get("max-deleted-entry-id")) or None,
+        )
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    exists: bool
+    first: str | None = None
+    last: str | None = None
+    trimmed: bool = False  # entries were removed from the head (MAXLEN) or deleted
+    max_deleted: str | None = None
+
+    @property
+    def tail(self) -> str:
+        return self.last or "0-0"
+
+    def is_lost(self, since: str) -> bool:
+        """True when events after ``since`` may be gone, so the client must resync.
+
+        ``since`` is a real event id (its time part is not 0) or ``0-N``, which asks for everything kept:
+        * a real id whose stream no longer exists was lost (Redis restarted without persistence, or the
+          stream expired, which takes 30 days without an event, so nothing newer can have been missed);
+        * a real id after the stream's last entry names events the stream lost;
+        * a real id before the first entry is not in this stream: trimmed away, or from an earlier
+          incarnation of the stream (lost and made anew);
+        * an entry deleted after ``since`` is lost;
+        * ``0-N`` on a stream that never lost an entry replays everything; once anything was trimmed, resync.
+        """
         position = parse_stream_id(since)
-        deleted = _text(info.get("max-deleted-entry-id"))
-        if deleted and position < parse_stream_id(deleted):
-            return True  # an entry after ``since`` was deleted
-        # Trimming (MAXLEN) removes from the head without recording ids: when anything was trimmed, a
-        # ``since`` before the first kept entry may have missed some (conservative: resync).
-        first = info.get("first-entry")
-        trimmed = int(info.get("entries-added", 0)) > int(info.get("length", 0))
-        return bool(trimmed and first and position < parse_stream_id(_text(first[0])))
+        if position[0] == 0:
+            return self.exists and (self.trimmed or (self.max_deleted is not None and self.max_deleted != "0-0"))
+        if not self.exists or self.last is None:
+            return True
+        if position > parse_stream_id(self.last):
+            return True
+        if self.first is not None and position < parse_stream_id(self.first):
+            return True
+        return self.max_deleted is not None and position < parse_stream_id(self.max_deleted)
 
 
 def _text(value: Any) -> str:

@@ -203,3 +203,17 @@ def test_the_append_dedupe_outlives_every_retry_of_a_row() -> None:
     assert outbox_store.RETRY_WINDOW_S >= outbox_store.MAX_RETRY_SPAN_S
     # ... and no row is published after its window plus one lease, while the dedupe hash outlives both.
     assert streams_store.DEDUPE_TTL_S > outbox_store.RETRY_WINDOW_S + outbox_store.LEASE_S
+
+
+async def test_an_event_with_one_corrupt_recipient_stream_writes_nothing_so_retries_never_duplicate(
+    services: Services,
+) -> None:
+    streams = streams_store.Streams(services.redis, services.keys)
+    good, bad = 4242, POISON_USER
+    await services.redis.set(streams.stream_key(bad), b"not a stream")
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        await streams.append([(987654321, [good, bad], "test.event", msgpack.packb({"n": 1}))])
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        await streams.append([(987654321, [good, bad], "test.event", msgpack.packb({"n": 1}))])
+    assert await stream_ids(services, good) == []  # before the check, each try appended to the good stream
+    await services.redis.delete(streams.stream_key(bad), streams.stream_key(good))
