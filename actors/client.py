@@ -3,6 +3,7 @@ see actors/batching.py), so the Ray hop costs a fraction of a call per request u
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,6 +12,8 @@ from actors.errors import DomainError, Unavailable
 from actors.registry import shard_index
 
 log = logging.getLogger("i9lyfe.shardclient")
+
+CALL_TIMEOUT_S = 10.0
 
 Op = tuple[str, int, tuple[Any, ...], dict[str, Any]]
 
@@ -37,9 +40,15 @@ class ShardClient:
     def shard_for(self, entity_id: int) -> int:
         return shard_index(entity_id, len(self.shards))
 
-    async def call(self, op: str, entity_id: int, *args: Any, **kwargs: Any) -> Any:
-        """Run ``op`` in the entity's logical actor; its DomainError is raised here."""
-        status, value = await self._batches.submit(self.shard_for(entity_id), (op, entity_id, args, kwargs))
+    async def call(self, op: str, entity_id: int, *args: Any, deadline_s: float = CALL_TIMEOUT_S, **kwargs: Any) -> Any:
+        """Run ``op`` in the entity's logical actor; its DomainError is raised here. A shard that does not
+        answer within ``deadline_s`` seconds (restarting, overloaded) raises Unavailable."""
+        try:
+            async with asyncio.timeout(deadline_s):
+                status, value = await self._batches.submit(self.shard_for(entity_id), (op, entity_id, args, kwargs))
+        except TimeoutError as exc:
+            log.warning("shard call timed out", extra={"fields": {"op": op, "timeout_s": deadline_s}})
+            raise Unavailable("The realtime service did not answer in time; try again.") from exc
         if status == "ok":
             return value
         raise DomainError.from_wire(value)

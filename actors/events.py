@@ -225,7 +225,9 @@ class ChatTypingEvent(_Wire, frozen=True):
 
 
 class ResyncRequired(_Wire, frozen=True):
-    """First frame when `since` is older than retention: refetch state over HTTP, then keep the live events."""
+    """Events after the socket's position are no longer kept: the first frame when `since` is older than
+    retention or was lost, or mid-stream when the socket fell behind retention. Refetch state over HTTP, then
+    keep the live events. `oldest_id` is the oldest event still kept (null when none)."""
 
     reason: str
     oldest_id: str | None

@@ -21,6 +21,7 @@ from typing import Any
 import msgpack
 import ray
 
+from actors import retention
 from actors.context import Services
 from actors.delivery import Delivery, PushItem
 from actors.entities import EntityTable
@@ -38,7 +39,7 @@ Result = tuple[str, Any]
 
 GATEWAY_TIMEOUT_S = 15.0
 RELAY_INTERVAL_S = 2.0
-_TRACKED_OPS = {"connect", "disconnect", "sync_gateway"}
+_TRACKED_OPS = {"connect", "disconnect", "sync_gateway", "expire_gateway"}
 
 
 class UserShardCore:
@@ -69,7 +70,11 @@ class UserShardCore:
                     self.delivery = Delivery(self._services, self._push_to_peer, self.settings.user_shards)
                     self._ops = UserOps(self._services)
                     loop = asyncio.get_running_loop()
-                    self._tasks = [loop.create_task(self._maintenance_loop()), loop.create_task(self._relay_loop())]
+                    self._tasks = [
+                        loop.create_task(self._maintenance_loop()),
+                        loop.create_task(self._relay_loop()),
+                        loop.create_task(self._retention_loop()),
+                    ]
         return self._ops
 
     @property
@@ -156,12 +161,20 @@ class UserShardCore:
         )
         return {"epoch": self.epoch, "known": known}
 
-    async def register(self, gateway: str, sockets: dict[int, list[str]]) -> dict[str, Any]:
-        """Full re-registration: exactly these sockets of ``gateway`` live in this shard."""
+    async def register(
+        self, gateway: str, sockets: dict[int, list[str]], seq: int, departed: dict[int, float] | None = None
+    ) -> dict[str, Any]:
+        """Re-registration: these are the sockets ``gateway`` holds in this shard, as of its sequence number
+        ``seq`` (operations numbered after it that arrived first are kept; older ones arriving later are
+        ignored). ``departed``: users whose sockets there closed (Unix time) while their disconnect may not
+        have reached this shard, so that they go offline with a ``last_seen``."""
         user_ops = await self.ready()
         self.gateway_seen[gateway] = time.monotonic()
-        users = set(sockets) | set(self.gateway_users.get(gateway, ()))
-        ops: list[Op] = [("sync_gateway", uid, (gateway, sockets.get(uid, [])), {}) for uid in users]
+        departed = departed or {}
+        users = set(sockets) | set(self.gateway_users.get(gateway, ())) | set(departed)
+        ops: list[Op] = [
+            ("sync_gateway", uid, (gateway, sockets.get(uid, []), seq, departed.get(uid)), {}) for uid in users
+        ]
         await asyncio.gather(*(self._one(user_ops, op) for op in ops))
         return {"epoch": self.epoch, "users": len(users)}
 
@@ -169,7 +182,7 @@ class UserShardCore:
         user_ops = await self.ready()
         users = list(self.gateway_users.pop(gateway, ()))
         self.gateway_seen.pop(gateway, None)
-        await asyncio.gather(*(self._one(user_ops, ("sync_gateway", uid, (gateway, []), {})) for uid in users))
+        await asyncio.gather(*(self._one(user_ops, ("expire_gateway", uid, (gateway,), {})) for uid in users))
         log.warning("gateway expired", extra={"fields": {"gateway": gateway, "users": len(users)}})
 
     # ------------------------------------------------------------ background work
@@ -194,6 +207,15 @@ class UserShardCore:
                 await self.delivery.relay_once()
             except Exception:
                 log.exception("outbox relay failed")
+
+    async def _retention_loop(self) -> None:
+        """Purge sent outbox rows, ended sessions and finished auth flows (one shard at a time, by lock)."""
+        while True:
+            await asyncio.sleep(retention.PURGE_INTERVAL_S)
+            try:
+                await retention.purge_once(self.services)
+            except Exception:
+                log.exception("retention purge failed")
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -234,8 +256,10 @@ class UserShard:
     async def heartbeat(self, gateway: str, sockets: int) -> dict[str, Any]:
         return await self.core.heartbeat(gateway, sockets)
 
-    async def register(self, gateway: str, sockets: dict[int, list[str]]) -> dict[str, Any]:
-        return await self.core.register(gateway, sockets)
+    async def register(
+        self, gateway: str, sockets: dict[int, list[str]], seq: int, departed: dict[int, float] | None = None
+    ) -> dict[str, Any]:
+        return await self.core.register(gateway, sockets, seq, departed)
 
 
 def get_or_create_user_shards(settings: Settings, ready_timeout_s: float = 60.0) -> list[Any]:

@@ -34,6 +34,12 @@ class UserState:
         return self.presence.online
 
 
+def _at(unix_seconds: float | None) -> dt.datetime:
+    if unix_seconds is None:
+        return dt.datetime.now(dt.UTC)
+    return dt.datetime.fromtimestamp(unix_seconds, dt.UTC)
+
+
 def _rfc3339(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -103,22 +109,38 @@ class UserOps:
             msgpack.packb({"type": "presence", "data": self.presence_view(state)}, use_bin_type=True),
         )
 
-    async def connect(self, state: UserState, gateway: str, socket_id: str) -> dict[str, Any]:
+    async def connect(self, state: UserState, gateway: str, socket_id: str, seq: int) -> dict[str, Any]:
         await self._load(state)
-        if state.presence.add(gateway, socket_id):
+        if state.presence.add(gateway, socket_id, seq):
             await self._announce(state)
         return self.presence_view(state)
 
-    async def disconnect(self, state: UserState, gateway: str, socket_id: str) -> dict[str, Any]:
+    async def disconnect(
+        self, state: UserState, gateway: str, socket_id: str, seq: int, closed_at: float | None = None
+    ) -> dict[str, Any]:
+        """``closed_at``: when the socket closed (Unix seconds); a retried disconnect keeps its original time."""
         await self._load(state)
-        if state.presence.remove(gateway, socket_id, dt.datetime.now(dt.UTC)):
+        if state.presence.remove(gateway, socket_id, _at(closed_at), seq):
             await self._announce(state)
         return self.presence_view(state)
 
-    async def sync_gateway(self, state: UserState, gateway: str, sockets: list[str]) -> bool:
-        """Re-registration after a shard restart or a missed heartbeat: the gateway's full socket set."""
+    async def sync_gateway(
+        self, state: UserState, gateway: str, sockets: list[str], seq: int, closed_at: float | None = None
+    ) -> bool:
+        """Re-registration: the gateway's full socket list of this user, taken at ``seq``. ``closed_at``: the
+        gateway had sockets of this user that closed then, while this shard could not hear of it."""
         await self._load(state)
-        changed = state.presence.replace_gateway(gateway, set(sockets), dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        closed = None if closed_at is None else _at(closed_at)
+        changed = state.presence.replace_gateway(gateway, set(sockets), now, seq, closed)
+        if changed:
+            await self._announce(state)
+        return changed
+
+    async def expire_gateway(self, state: UserState, gateway: str) -> bool:
+        """The gateway stopped heartbeating: its sockets are gone."""
+        await self._load(state)
+        changed = state.presence.forget_gateway(gateway, dt.datetime.now(dt.UTC))
         if changed:
             await self._announce(state)
         return changed
@@ -156,6 +178,7 @@ class UserOps:
             raise Conflict("This username is taken.", code="username_taken") from exc
         except RowNotFound as exc:
             raise NotFound("No such user.") from exc
+        state.username = row["username"]  # later presence events carry the new name
         return dict(row)
 
     async def touch(self, state: UserState) -> str:

@@ -68,7 +68,7 @@ class ShardProbe:
             state.username = f"user{state.user_id}"
             state.loaded = True
             if online:
-                state.presence.add("gw0123456789", f"{state.user_id:016x}")
+                state.presence.add("gw0123456789", f"{state.user_id:016x}", 1)
 
         started = time.perf_counter()
         for user_id in range(first, first + count):

@@ -33,7 +33,10 @@ EVENT_SUMMARIES: dict[str, str] = {
     "chat.reaction": "A message in one of my chats gets (`added: true`) or loses (`added: false`) a reaction.",
     "chat.receipt": "The peer's delivered/read progress in a chat.",
     "chat.typing": "The peer is typing (or stopped). Not stored.",
-    "resync_required": "First frame when `since` is older than retention: refetch over HTTP, keep the live events.",
+    "resync_required": (
+        "Events after your position are no longer kept (on connect: `since` older than retention or lost; "
+        "mid-stream: the socket fell behind retention): refetch over HTTP, keep the live events."
+    ),
     "ack": "The answer to every client frame, echoing its `ref`.",
 }
 
@@ -78,7 +81,11 @@ The realtime side of the i9lyfe API: one socket per device at `ws://{host}/api/v
 Events with an id (`x-stored: true` on the message: `notification`, `feed.post` and `chat.*` except `chat.typing`)
 are stored per user. Connect with `?since=<last seen id>` to receive every missed event in order, then the live ones.
 Events are kept at least 24 h and at least the last 1,000 per user; when `since` is older, the first frame is
-`resync_required` (refetch over HTTP, then carry on with the live events). A malformed `since` is refused (422).
+`resync_required` (refetch over HTTP, then carry on with the live events). The same holds when the events after
+`since` were lost (the server's store was reset): a `since` that names an event no longer kept, or one after the
+newest kept, gives `resync_required`. `since=0-0` asks for everything kept; it gives `resync_required` only once
+older events were dropped. A connected socket that fell behind retention (its position trimmed away) gets
+`resync_required` too, mid-stream, then carries on live. A malformed `since` is refused (422).
 Delivery is at-least-once: de-duplicate by id. `presence`, `post.counts`, `comment.counts`, `chat.typing`, `ack` and
 `resync_required` have `id: null` and are never replayed.
 

@@ -3,6 +3,11 @@
 Stored events are sent in stream order exactly once per socket: while the socket is replaying (on connect
 with ``since``, or catching up after a shard restart) live events are buffered; afterwards only ids greater
 than the last one sent go out. A socket whose queue overflows is closed with 4008 and resumes with ``since``.
+
+Every await here has a way out: a replay waiting for room in the queue gives up after ``SLOW_SEND_S`` (4008),
+the writer's death (the peer reset the connection) wakes it at once, a close frame that cannot be written is
+abandoned after ``CLOSE_TIMEOUT_S``, and a handler still waiting on the socket after that is cancelled
+(``abort``), so a vanished client never holds its handler.
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ from storage.streams import parse_stream_id
 
 log = logging.getLogger("i9lyfe.ws")
 
+_closing: set[asyncio.Task[None]] = set()  # close tasks in flight (kept referenced until done)
+
 SEND_QUEUE_MAX = 512
 REPLAY_BUFFER_MAX = 5_000
 CLOSE_SLOW = 4008
+SLOW_SEND_S = 10.0  # a replay that finds no room in the send queue for this long closes the socket (4008)
+CLOSE_TIMEOUT_S = 2.0  # writing the close frame; then the handler is cancelled if it is still waiting
 
 
 class Conn:
@@ -45,6 +54,9 @@ class Conn:
         self.closed = False
         self.close_code: int | None = None
         self.on_gap: Callable[[Conn], None] | None = None  # the gateway's catch-up, when a live event overtook one
+        self.handler: asyncio.Task[Any] | None = None  # the endpoint task serving this socket
+        self.aborted = False  # the handler was cancelled by ``abort``, not by a shutdown
+        self.closed_at: float | None = None  # Unix time the socket was found closed
         self._writer: asyncio.Task[None] | None = None
         self._frames: deque[float] = deque()
 
@@ -65,7 +77,17 @@ class Conn:
                     await self.ws.send_text(frame.decode())
         except Exception as exc:  # the peer went away mid-send
             log.debug("writer stopped", extra={"fields": {"error": repr(exc)}})
+        finally:
+            self._mark_closed()
+
+    def _mark_closed(self) -> None:
+        """No more frames will be written: wake whoever waits for room in the queue (a replay)."""
+        if not self.closed:
             self.closed = True
+        if self.closed_at is None:
+            self.closed_at = time.time()
+        while not self.queue.empty():
+            self.queue.get_nowait()
 
     async def stop_writer(self) -> None:
         if self._writer is not None and not self._writer.done():
@@ -88,9 +110,18 @@ class Conn:
             self.close_soon(CLOSE_SLOW, "too slow: send queue overflowed; reconnect with since")
 
     async def send_wait(self, frame: bytes) -> None:
-        """Queue a frame, waiting for room (replay applies backpressure instead of dropping)."""
-        if not self.closed:
-            await self.queue.put(frame)
+        """Queue a frame, waiting for room (replay applies backpressure instead of dropping), but not for
+        longer than ``SLOW_SEND_S``, and not at all once the socket is closed."""
+        if self.closed:
+            return
+        if not self.queue.full():
+            self.queue.put_nowait(frame)
+            return
+        try:
+            async with asyncio.timeout(SLOW_SEND_S):
+                await self.queue.put(frame)
+        except TimeoutError:
+            self.close_soon(CLOSE_SLOW, "too slow: replay could not be sent; reconnect with since")
 
     def send_data(self, type_: str, data: Any, event_id: str | None = None) -> None:
         self.send_now(plain_frame(event_id, type_, data, self.fmt))
@@ -119,6 +150,8 @@ class Conn:
 
     async def replay(self, frames: list[FrameCache]) -> None:
         for frame in frames:
+            if self.closed:
+                return
             assert frame.event_id is not None
             position = parse_stream_id(frame.event_id)
             if position <= self.last:
@@ -138,19 +171,43 @@ class Conn:
 
     # ------------------------------------------------------------ closing and limits
 
+    def presence_snapshot(self, channel: str, version: int) -> bool:
+        """A presence snapshot for ``channel`` taken at ``version``: True when it should be sent, False when a
+        live transition at least as new already went out on this socket (the snapshot would move it back)."""
+        if self.presence_versions.get(channel, -1) >= version:
+            return False
+        self.presence_versions[channel] = version
+        return True
+
     def close_soon(self, code: int, reason: str) -> None:
-        if self.closed:
+        if self.closed and self.close_code is not None:
             return
-        self.closed = True
         self.close_code = code
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._mark_closed()
+        task = asyncio.get_running_loop().create_task(self._close(code, reason))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
     async def _close(self, code: int, reason: str) -> None:
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
         with contextlib.suppress(Exception):
             if self.ws.client_state == WebSocketState.CONNECTED:
-                await self.ws.close(code=code, reason=reason[:120])
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self.ws.close(code=code, reason=reason[:120])
+        # The close frame went out (or could not be written): the handler should see the disconnect soon.
+        handler = self.handler
+        if handler is not None and not handler.done():
+            done, _ = await asyncio.wait({handler}, timeout=CLOSE_TIMEOUT_S)
+            if not done:
+                self.abort()
+
+    def abort(self) -> None:
+        """Stop the handler however it is waiting (a peer that neither reads nor answers the close)."""
+        self._mark_closed()
+        if self.handler is not None and not self.handler.done():
+            self.aborted = True
+            self.handler.cancel()
 
     def allow_frame(self, per_second: int = 30, burst: int = 60) -> bool:
         """Inbound frame rate limit (sliding one-second window with a burst allowance)."""

@@ -25,7 +25,7 @@ from actors.errors import Forbidden as ForbiddenError
 from api.codec import encode, error_body
 from api.deps import AppContext, authenticate
 from api.logs import request_id_var
-from api.ws.connection import Conn
+from api.ws.connection import CLOSE_TIMEOUT_S, Conn
 from api.ws.gateway import Gateway
 from storage import users as user_store
 from storage.streams import is_stream_id
@@ -104,6 +104,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         events.CLOSE_UNAUTHENTICATED,
         "access token expired; reconnect with a fresh token and since",
     )
+    conn.handler = asyncio.current_task()
     try:
         try:
             await gateway.attach(conn)
@@ -113,15 +114,22 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _read_loop(ctx, gateway, conn)
     except WebSocketDisconnect:
         pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not conn.aborted or task is None:
+            raise  # shutdown: let it through
+        task.uncancel()  # we stopped a handler whose peer vanished: clean up below
     except Exception:
         log.exception("socket failed")
         conn.close_soon(events.CLOSE_INTERNAL, "internal error")
     finally:
         expiry.cancel()
+        conn.handler = None
         await gateway.detach(conn)
         await conn.stop_writer()
         with contextlib.suppress(Exception):
-            await websocket.close()
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await websocket.close()
 
 
 async def _read_loop(ctx: AppContext, gateway: Gateway, conn: Conn) -> None:
@@ -171,7 +179,8 @@ async def _act(ctx: AppContext, gateway: Gateway, conn: Conn, action: str, data:
         if kind == "presence":
             snapshot = await ctx.users.call("presence", int(channel.rsplit(":", 1)[1]))
             version = int(snapshot.pop("version", 0))
-            conn.presence_versions[channel] = max(conn.presence_versions.get(channel, -1), version)
+            if not conn.presence_snapshot(channel, version):
+                return {"topic": data.topic}, None  # a newer live transition already went out
             return {"topic": data.topic}, ("presence", snapshot)
         return {"topic": data.topic}, None
     raise DomainError(f"The action {action!r} is not available yet.", code="not_implemented")
