@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
+import asyncpg
 import uvicorn
 
 from actors.events import PROTOCOL_MAX_BYTES
-from storage.config import load_settings
+from actors.topology import ShardCountMismatch, check_shard_count
+from storage.config import Settings, load_settings
+
+
+async def _preflight(settings: Settings) -> None:
+    """Checks that must stop the whole server, not one worker (uvicorn's supervisor exits 0 when one fails)."""
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        await check_shard_count(pool, settings)
+    finally:
+        await pool.close()
 
 
 def main() -> None:
     settings = load_settings()
+    try:
+        asyncio.run(_preflight(settings))
+    except ShardCountMismatch as exc:
+        print(f"i9lyfe: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(3) from exc
     uvicorn.run(
         "api.app:create_app",
         factory=True,
