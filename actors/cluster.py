@@ -2,9 +2,16 @@
 
 ``ray start --head --block`` runs in its own process group with every port chosen free, so several clusters
 (a dev server, a test run) live side by side and stopping one never touches another (unlike ``ray stop``,
-which ends every Ray process on the machine). Clients reach it at 127.0.0.1. Ray itself listens on all
-interfaces (it replaces a loopback ``--node-ip-address`` with the machine's address), so token
-authentication is on: only processes holding the token file can join or call the cluster.
+which ends every Ray process on the machine).
+
+The head is for this machine only: it listens and dials on 127.0.0.1 alone (GCS, raylet, object manager,
+workers, agents, metrics, client server) and advertises 127.0.0.1 as its node address. A loopback
+``--node-ip-address`` alone does not do that: Ray swaps it for the machine's external address and binds many
+ports on every interface, unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is in the environment of the head
+and of every driver (``loopback_env``; ``RayHead.client_env`` includes it). With it, ``ray start --address``
+refuses to add a second node (``ray.cluster_utils.Cluster`` still can, on 127.0.0.1); a multi-machine cluster
+is started from ray_cluster.yaml instead (docs/OPERATIONS.md, "Network exposure"). Token authentication stays
+on as well: only processes holding the token file can join or call the cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def loopback_env() -> dict[str, str]:
+    """Environment that keeps a single-machine Ray on 127.0.0.1: for the head and for every driver joining it.
+
+    Ray reads it at import time (``ray_constants.ENABLE_RAY_CLUSTER``): set it before a process imports ray.
+    """
+    return {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,8 +50,8 @@ class RayHead:
     auth_env: dict[str, str]
 
     def client_env(self) -> dict[str, str]:
-        """Environment a process needs to join this cluster (address and token authentication)."""
-        return {"RAY_ADDRESS": self.address, **self.auth_env}
+        """Environment a process needs to join this cluster (address, loopback only, token authentication)."""
+        return {"RAY_ADDRESS": self.address, **loopback_env(), **self.auth_env}
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.process.poll() is not None:
@@ -83,6 +98,7 @@ def start_head(
         "--block",
         "--node-ip-address=127.0.0.1",
         "--include-dashboard=false",
+        "--dashboard-host=127.0.0.1",
         "--disable-usage-stats",
         f"--num-cpus={num_cpus}",
     ]
@@ -90,7 +106,10 @@ def start_head(
     log_path = log_path or Path("var/log/ray-head.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     auth_env = ensure_auth_token(auth_token_path) if auth_token_path is not None else {}
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **auth_env)
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **loopback_env(), **auth_env)
+    # The autoscaler monitor's and the dashboard head's Prometheus endpoints default to fixed ports (44217,
+    # 44227), which a second head on this machine could not bind: free ones, like every other port.
+    env.update(AUTOSCALER_METRIC_PORT=str(free_port()), DASHBOARD_METRIC_PORT=str(free_port()))
     env.pop("RAY_ADDRESS", None)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)

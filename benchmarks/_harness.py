@@ -38,7 +38,7 @@ import httpx
 import psutil
 import redis as sync_redis
 
-from actors.cluster import RayHead, free_port, start_head
+from actors.cluster import RayHead, free_port, loopback_env, start_head
 from storage.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,10 +197,26 @@ def raise_nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def _reexec_with_loopback_ray() -> None:
+    """Restart this script once with ``loopback_env()`` in its environment, unless it is there already.
+
+    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when it is imported (the scripts import it before this
+    module). Without it this driver would swap 127.0.0.1 for the machine's address and dial the loopback-only
+    head where it does not listen; ``server_env`` and every subprocess inherit it from here.
+    """
+    wanted = loopback_env()
+    if all(os.environ.get(key) == value for key, value in wanted.items()):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(PYTHON, [PYTHON, *sys.orig_argv[1:]], {**os.environ, **wanted})  # noqa: S606 (our own argv)
+
+
 class Bench:
     """One benchmark run's throwaway resources, removed in reverse order by ``close()`` (``with Bench(...)``)."""
 
     def __init__(self, name: str) -> None:
+        _reexec_with_loopback_ray()
         self.name = name
         self.run_id = uuid.uuid4().hex[:10]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"i9bench-{name}-"))
@@ -299,7 +315,7 @@ class Bench:
             DATABASE_URL=database_url,
             REDIS_URL=REDIS_URL,
             REDIS_PREFIX=redis_prefix,
-            RAY_ADDRESS=head.address,
+            **head.client_env(),
             RAY_NAMESPACE=self.namespace,
             JWT_SECRET=JWT_SECRET,
             TRUSTED_PROXIES="127.0.0.1/32",

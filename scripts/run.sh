@@ -86,6 +86,9 @@ if [ -z "${RAY_ADDRESS:-}" ]; then
   # Ray token authentication: the head and every client (the api workers) share this token file.
   export RAY_AUTH_MODE=token
   export RAY_AUTH_TOKEN_PATH="${RAY_AUTH_TOKEN_PATH:-$PWD/var/ray_auth_token}"
+  # Loopback only: the head and every driver (the api workers) bind and dial 127.0.0.1 alone. Ray reads this
+  # when it is imported, so it must be in the api's environment from the start (actors.cluster.loopback_env).
+  export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
   # `python -m actors.cluster`, in its own session so that a terminal's Ctrl-C reaches only this script, which
   # then stops the helper exactly once. SIGINT and SIGTERM both become KeyboardInterrupt, on which the helper
   # stops its head; SIGINT is reset explicitly because launchers without job control start us with it ignored.
