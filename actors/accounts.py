@@ -286,10 +286,10 @@ async def refresh(services: Services, refresh_token: str) -> IssuedTokens:
         try:
             row = await auth_store.get_refresh_for_update(conn, digest)
         except RowNotFound as exc:
-            raise Unauthenticated("The refresh token is invalid.", code="invalid_refresh_token") from exc
+            raise Unauthenticated("The refresh token is invalid.", reason="invalid_refresh_token") from exc
         session_id = int(row["session_id"])
         if row["revoked_at"] is not None or row["expires_at"] <= _now():
-            raise Unauthenticated("This session has ended; log in again.", code="session_revoked")
+            raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
         if row["used_at"] is not None:
             await auth_store.revoke_session(conn, session_id, "refresh_reuse")
             reused_session = session_id
@@ -299,7 +299,7 @@ async def refresh(services: Services, refresh_token: str) -> IssuedTokens:
     if reused_session is not None:
         await services.deny_sessions([reused_session])
         log.warning("refresh token reuse; session revoked", extra={"fields": {"session_id": reused_session}})
-        raise Unauthenticated("This refresh token was already used; the session is revoked.", code="refresh_reused")
+        raise Unauthenticated("This refresh token was already used; the session is revoked.", reason="refresh_reused")
     access = services.tokens.issue_access(int(row["user_id"]), session_id)
     return IssuedTokens(access, new_refresh, services.tokens.access_ttl_s)
 

@@ -41,9 +41,26 @@ class MalformedBody(DomainError):
 
 
 class Unauthenticated(DomainError):
+    """Every 401 is ``unauthenticated`` (a failed login's ``invalid_credentials`` aside); why, where it helps the
+    client, goes in ``details.reason``: token_expired, invalid_token, session_revoked, refresh_reused,
+    invalid_refresh_token (API.md 1)."""
+
     code = "unauthenticated"
     http_status = 401
     default_message = "Authentication is required."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        reason: str | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ):
+        merged = dict(details or {})
+        if reason is not None:
+            merged["reason"] = reason
+        super().__init__(message, code=code, details=merged)
 
 
 class InvalidCredentials(Unauthenticated):

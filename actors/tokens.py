@@ -58,15 +58,15 @@ class TokenService:
                 leeway=5,
             )
         except jwt.ExpiredSignatureError as exc:
-            raise Unauthenticated("The access token has expired.", code="token_expired") from exc
+            raise Unauthenticated("The access token has expired.", reason="token_expired") from exc
         except jwt.PyJWTError as exc:
-            raise Unauthenticated("The access token is invalid.", code="invalid_token") from exc
+            raise Unauthenticated("The access token is invalid.", reason="invalid_token") from exc
         if claims.get("typ") != "access":
-            raise Unauthenticated("The access token is invalid.", code="invalid_token")
+            raise Unauthenticated("The access token is invalid.", reason="invalid_token")
         try:
             return Principal(int(claims["sub"]), int(claims["sid"]), str(claims["jti"]), int(claims["exp"]))
         except (TypeError, ValueError) as exc:
-            raise Unauthenticated("The access token is invalid.", code="invalid_token") from exc
+            raise Unauthenticated("The access token is invalid.", reason="invalid_token") from exc
 
     def hmac_digest(self, *parts: str) -> bytes:
         """Keyed hash for codes and refresh tokens stored server-side (never the plain value)."""

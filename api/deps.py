@@ -63,7 +63,7 @@ def _in(ip: str, networks: tuple[str, ...]) -> bool:
 async def authenticate(ctx: AppContext, token: str) -> Principal:
     principal = ctx.services.tokens.decode_access(token)
     if await ctx.services.is_session_denied(principal.session_id):
-        raise Unauthenticated("This session has ended; log in again.", code="session_revoked")
+        raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
     return principal
 
 
@@ -72,7 +72,7 @@ async def optional_user(
 ) -> Principal | None:
     if creds is None:
         if request.headers.get("authorization"):
-            raise Unauthenticated("Use 'Authorization: Bearer <access token>'.", code="invalid_token")
+            raise Unauthenticated("Use 'Authorization: Bearer <access token>'.", reason="invalid_token")
         return None
     return await authenticate(get_ctx(request), creds.credentials)
 

@@ -116,6 +116,14 @@ async def me_status(api: Api, access_token: str) -> Reply:
     return await api.get("/api/v1/me", headers={"Authorization": f"Bearer {access_token}"})
 
 
+def assert_unauthenticated(reply: Reply, reason: str | None = None) -> dict[str, Any]:
+    """A 401 ``unauthenticated`` (API.md 1); ``reason`` is the expected ``details.reason``."""
+    err = assert_error(reply, 401, "unauthenticated")
+    if reason is not None:
+        assert err["details"].get("reason") == reason, err
+    return err
+
+
 # ---------------------------------------------------------------- signup: duplicates
 
 
@@ -643,8 +651,8 @@ async def test_non_bearer_authorization_is_401(make_api: Callable[..., Api], reg
         f"Bearer {user['tokens']['refresh_token']}",
     ):
         reply = await api.get("/api/v1/me", headers={"Authorization": header})
-        err = assert_error(reply, 401)
-        assert err["code"] in ("unauthenticated", "invalid_token"), (header, err)
+        err = assert_unauthenticated(reply)
+        assert err["details"].get("reason") in (None, "invalid_token"), (header, err)
 
 
 async def test_an_expired_access_token_is_401_token_expired(make_api: Callable[..., Api], register: Any) -> None:
@@ -658,7 +666,7 @@ async def test_an_expired_access_token_is_401_token_expired(make_api: Callable[.
     assert (await me_status(api, mint({**claims, "iat": now, "exp": now + 60}))).status == 200
 
     expired = mint({**claims, "iat": now - 1000, "exp": now - 60})
-    assert_error(await me_status(api, expired), 401, "token_expired")
+    assert_unauthenticated(await me_status(api, expired), "token_expired")
 
 
 async def test_a_token_with_a_tampered_payload_is_401_invalid_token(
@@ -671,10 +679,10 @@ async def test_a_token_with_a_tampered_payload_is_401_invalid_token(
     claims = orjson.loads(unb64url(payload))
     claims["sub"] = victim["user"]["id"]
     forged = ".".join([header, b64url(orjson.dumps(claims)), signature])
-    assert_error(await me_status(api, forged), 401, "invalid_token")
+    assert_unauthenticated(await me_status(api, forged), "invalid_token")
     # Tampering with the signature alone is refused too.
     flipped = signature[:-2] + ("AA" if not signature.endswith("AA") else "BB")
-    assert_error(await me_status(api, ".".join([header, payload, flipped])), 401, "invalid_token")
+    assert_unauthenticated(await me_status(api, ".".join([header, payload, flipped])), "invalid_token")
 
 
 async def test_an_alg_none_token_is_401_invalid_token(make_api: Callable[..., Api], register: Any) -> None:
@@ -685,7 +693,7 @@ async def test_an_alg_none_token_is_401_invalid_token(make_api: Callable[..., Ap
         head = b64url(orjson.dumps({"alg": alg, "typ": "JWT"}))
         body = b64url(orjson.dumps(claims))
         for token in (f"{head}.{body}.", f"{head}.{body}"):
-            assert_error(await me_status(api, token), 401, "invalid_token")
+            assert_unauthenticated(await me_status(api, token), "invalid_token")
 
 
 async def test_a_token_signed_with_another_secret_or_algorithm_is_401_invalid_token(
@@ -694,19 +702,19 @@ async def test_a_token_signed_with_another_secret_or_algorithm_is_401_invalid_to
     api = make_api()
     user = await register(api)
     claims = claims_of(user["tokens"]["access_token"])
-    assert_error(await me_status(api, mint(claims, secret="another-secret-" + "y" * 40)), 401, "invalid_token")
+    assert_unauthenticated(await me_status(api, mint(claims, secret="another-secret-" + "y" * 40)), "invalid_token")
     # The right secret with an algorithm outside the allow-list.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyJWT warns that the key is short for HS512; that is not the point here
         hs512 = mint(claims, algorithm="HS512")
-    assert_error(await me_status(api, hs512), 401, "invalid_token")
+    assert_unauthenticated(await me_status(api, hs512), "invalid_token")
     # The right secret and algorithm, but not an access token or missing claims.
-    assert_error(await me_status(api, mint({**claims, "typ": "refresh"})), 401, "invalid_token")
-    assert_error(await me_status(api, mint({**claims, "iss": "someone-else"})), 401, "invalid_token")
+    assert_unauthenticated(await me_status(api, mint({**claims, "typ": "refresh"})), "invalid_token")
+    assert_unauthenticated(await me_status(api, mint({**claims, "iss": "someone-else"})), "invalid_token")
     for claim in ("sid", "sub", "exp", "jti"):
         trimmed = {k: v for k, v in claims.items() if k != claim}
-        assert_error(await me_status(api, mint(trimmed)), 401, "invalid_token")
-    assert_error(await me_status(api, mint({**claims, "sub": "not-a-number"})), 401, "invalid_token")
+        assert_unauthenticated(await me_status(api, mint(trimmed)), "invalid_token")
+    assert_unauthenticated(await me_status(api, mint({**claims, "sub": "not-a-number"})), "invalid_token")
 
 
 async def test_a_refresh_token_used_twice_is_401_refresh_reused_and_kills_the_session(
@@ -726,12 +734,14 @@ async def test_a_refresh_token_used_twice_is_401_refresh_reused_and_kills_the_se
     assert (await me_status(api, newest["access_token"])).status == 200
 
     reply = await api.post(f"{AUTH}/refresh", {"refresh_token": first["refresh_token"]})
-    assert_error(reply, 401, "refresh_reused")
+    assert_unauthenticated(reply, "refresh_reused")
 
     # The whole session is dead: both of its access tokens and its newest refresh token.
-    assert_error(await me_status(api, newest["access_token"]), 401)
-    assert_error(await me_status(api, first["access_token"]), 401)
-    assert_error(await api.post(f"{AUTH}/refresh", {"refresh_token": newest["refresh_token"]}), 401)
+    assert_unauthenticated(await me_status(api, newest["access_token"]), "session_revoked")
+    assert_unauthenticated(await me_status(api, first["access_token"]), "session_revoked")
+    assert_unauthenticated(
+        await api.post(f"{AUTH}/refresh", {"refresh_token": newest["refresh_token"]}), "session_revoked"
+    )
     rows = await sessions(db, user["user"]["id"])
     assert len(rows) == 2
     dead = [r for r in rows if r["revoked_at"] is not None]
@@ -742,7 +752,7 @@ async def test_a_refresh_token_used_twice_is_401_refresh_reused_and_kills_the_se
 
 async def test_an_unknown_refresh_token_is_401(api: Api) -> None:
     for token in ("made-up-token", "", "x" * 512):
-        assert_error(await api.post(f"{AUTH}/refresh", {"refresh_token": token}), 401)
+        assert_unauthenticated(await api.post(f"{AUTH}/refresh", {"refresh_token": token}), "invalid_refresh_token")
     assert_error(await api.post(f"{AUTH}/refresh", {"refresh_token": "x" * 513}), 422, "validation_failed")
 
 
@@ -752,8 +762,10 @@ async def test_logging_out_twice_with_the_same_token_is_401_the_second_time(
     api = make_api()
     user = await register(api)
     assert (await api.post(f"{AUTH}/logout")).status == 204
-    assert_error(await api.post(f"{AUTH}/logout"), 401, "session_revoked")
-    assert_error(await api.post(f"{AUTH}/refresh", {"refresh_token": user["tokens"]["refresh_token"]}), 401)
+    assert_unauthenticated(await api.post(f"{AUTH}/logout"), "session_revoked")
+    assert_unauthenticated(
+        await api.post(f"{AUTH}/refresh", {"refresh_token": user["tokens"]["refresh_token"]}), "session_revoked"
+    )
     rows = await sessions(db, user["user"]["id"])
     assert len(rows) == 1 and rows[0]["revoked_reason"] == "logout"
     api.token = None

@@ -208,8 +208,9 @@ async def test_patch_me_without_a_valid_token_is_401_and_changes_nothing(
     # A token of a session that logged out does not work either.
     any_api.token = token
     assert (await any_api.post("/api/v1/auth/logout")).status == 204
-    await assert_refused_and_unchanged(any_api, db, user_id, {"name": "Intruder"}, 401, "session_revoked")
-    assert_error(await any_api.get(ME), 401, "session_revoked")
+    err = await assert_refused_and_unchanged(any_api, db, user_id, {"name": "Intruder"}, 401, "unauthenticated")
+    assert err["details"]["reason"] == "session_revoked", err
+    assert assert_error(await any_api.get(ME), 401, "unauthenticated")["details"]["reason"] == "session_revoked"
 
 
 async def test_patch_me_with_a_malformed_or_non_object_body_is_400(

@@ -42,7 +42,8 @@ def test_bad_access_tokens_are_refused(kind: str) -> None:
         raw = "not.a.jwt"
     with pytest.raises(Unauthenticated) as info:
         tokens.decode_access(raw)
-    assert info.value.code == ("token_expired" if kind == "expired" else "invalid_token")
+    assert info.value.code == "unauthenticated"
+    assert info.value.details == {"reason": "token_expired" if kind == "expired" else "invalid_token"}
 
 
 def test_codes_and_refresh_tokens_are_random_and_well_formed() -> None:
