@@ -49,5 +49,5 @@ class Mailer:
         self.mail_dir.mkdir(parents=True, exist_ok=True)
         path = self.mail_dir / f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.eml"
         path.write_bytes(bytes(msg))
-        # Local development backend: the subject is logged so a developer can read the code from the log.
-        log.info("mail written", extra={"fields": {"subject": subject, "path": str(path)}})
+        # Local development backend: the code is in the file, never in the log (a subject may carry a code).
+        log.info("mail written", extra={"fields": {"path": str(path)}})
