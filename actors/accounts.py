@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import hmac
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,9 @@ SIGNUP = "signup"
 RESET = "password_reset"
 
 _background: set[asyncio.Task[None]] = set()
+
+# Best effort after a revocation: close the open sockets of (user id, revoked sessions) with 4401.
+CloseSockets = Callable[[int, list[int]], Awaitable[None]]
 
 
 def _spawn(coro: Coroutine[Any, Any, None]) -> None:
@@ -238,10 +241,20 @@ async def signup_complete(
             await auth_store.mark_flow_consumed(conn, flow_id)
             tokens = await _create_session(services, conn, int(user["id"]), user_agent, ip)
     except UniqueViolation as exc:
-        if exc.constraint == "users_email_key":
-            raise Conflict("An account with this email already exists.", code="email_taken") from exc
-        raise Conflict("This username is taken.", code="username_taken") from exc
+        conflict = signup_conflict(exc)
+        if conflict is None:
+            raise  # not the client's doing (say a primary-key clash): an internal error, logged with its stack
+        raise conflict from exc
     return user, tokens
+
+
+def signup_conflict(exc: UniqueViolation) -> Conflict | None:
+    """The 409 that a unique violation during signup means, or None when no input of the client caused it."""
+    if exc.constraint == user_store.EMAIL_UNIQUE:
+        return Conflict("An account with this email already exists.", code="email_taken")
+    if exc.constraint == user_store.USERNAME_UNIQUE:
+        return Conflict("This username is taken.", code="username_taken")
+    return None
 
 
 # ---------------------------------------------------------------- sessions
@@ -279,7 +292,9 @@ async def login(
     return row, tokens
 
 
-async def refresh(services: Services, refresh_token: str) -> IssuedTokens:
+async def refresh(services: Services, refresh_token: str, close_sockets: CloseSockets | None = None) -> IssuedTokens:
+    """Rotate. A reused token (the theft signal) revokes its session: its tokens stop working at once and
+    ``close_sockets`` is asked to close the session's open sockets before the 401."""
     digest = _refresh_digest(services, refresh_token)
     reused_session: int | None = None
     async with db.transaction(services.pool) as conn:
@@ -299,9 +314,20 @@ async def refresh(services: Services, refresh_token: str) -> IssuedTokens:
     if reused_session is not None:
         await services.deny_sessions([reused_session])
         log.warning("refresh token reuse; session revoked", extra={"fields": {"session_id": reused_session}})
+        if close_sockets is not None:
+            await close_sockets(int(row["user_id"]), [reused_session])
         raise Unauthenticated("This refresh token was already used; the session is revoked.", reason="refresh_reused")
     access = services.tokens.issue_access(int(row["user_id"]), session_id)
     return IssuedTokens(access, new_refresh, services.tokens.access_ttl_s)
+
+
+async def logout(services: Services, session_id: int) -> bool:
+    """Revoke the session in storage, then deny its access tokens in every process. Needs no shard: closing
+    the session's open sockets is the caller's best effort afterwards. False if it had ended already."""
+    async with db.transaction(services.pool) as conn:
+        changed = await auth_store.revoke_session(conn, session_id, "logout")
+    await services.deny_sessions([session_id])
+    return changed
 
 
 # ---------------------------------------------------------------- password reset

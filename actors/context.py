@@ -24,13 +24,23 @@ class Services:
     tokens: TokenService
     passwords: PasswordService
     mailer: Mailer
+    node_lease: rstore.NodeLease
 
     @staticmethod
     async def create(settings: Settings, *, pool_max: int | None = None) -> Services:
-        pool = await db.create_pool(settings.database_url, settings.db_pool_min, pool_max or settings.db_pool_max)
+        """Connect to PostgreSQL and Redis and lease an id node (``NoFreeNode`` if none is free), renewed
+        until ``close``."""
         client = rstore.create_client(settings.redis_url)
         keys = rstore.Keys(settings.redis_prefix)
-        ids.configure(await rstore.lease_node_id(client, keys))
+        lease = rstore.NodeLease(client, keys, ids.default_generator())
+        try:
+            await lease.acquire()
+            pool = await db.create_pool(settings.database_url, settings.db_pool_min, pool_max or settings.db_pool_max)
+        except BaseException:
+            await lease.release()
+            await client.aclose()
+            raise
+        lease.start_renewing()
         return Services(
             settings=settings,
             pool=pool,
@@ -39,11 +49,13 @@ class Services:
             tokens=TokenService(settings.jwt_secret, settings.jwt_issuer, settings.access_ttl_s),
             passwords=PasswordService(settings.hash_concurrency),
             mailer=Mailer(settings.smtp_url, settings.mail_from, settings.mail_dir),
+            node_lease=lease,
         )
 
     async def close(self) -> None:
         self.passwords.close()
         await self.pool.close()
+        await self.node_lease.release()
         await self.redis.aclose()
 
     async def deny_sessions(self, session_ids: list[int]) -> None:

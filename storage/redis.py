@@ -1,8 +1,20 @@
-"""Redis client and key naming. Every key lives under one configurable prefix."""
+"""Redis client, key naming (every key lives under one configurable prefix) and the id generator's node lease."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from storage.ids import NODES, IdGenerator
+
+log = logging.getLogger("i9lyfe.node_lease")
 
 
 def create_client(url: str) -> aioredis.Redis:
@@ -21,6 +33,9 @@ class Keys:
     def node_counter(self) -> str:
         return self("idgen", "node")
 
+    def node_lease(self, node: int) -> str:
+        return self("idgen", "lease", node)
+
     def revoked_session(self, sid: int) -> str:
         return self("sess", "revoked", sid)
 
@@ -37,7 +52,159 @@ class Keys:
         return self("topic", "post", post_id)
 
 
-async def lease_node_id(client: aioredis.Redis, keys: Keys) -> int:
-    """A node number for the id generator, distinct among the processes sharing this Redis (mod 1024)."""
-    value = await client.incr(keys.node_counter())
-    return int(value) % 1024
+class NoFreeNode(RuntimeError):
+    """Every id node number is leased by a live process: refuse to start rather than mint someone else's ids."""
+
+
+# KEYS: the lease keys in the order to try; ARGV: owner token, ttl ms. The index of the key taken, or -1.
+_ACQUIRE = """
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then return i - 1 end
+end
+return -1
+"""
+# Compare-and-renew / compare-and-delete: only the owner token may extend or end its lease.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class NodeLease:
+    """One node number (0..1023) of the id generator, leased under ``idgen:lease:<n>`` while this process lives.
+
+    ``acquire`` takes a free node (SET NX with a TTL and a random owner token; the search starts at an INCR-based
+    offset so that processes starting together try different nodes first, and covers every node in one
+    atomic script); ``start_renewing`` extends it every TTL/3 (compare-and-renew); ``release`` stops renewing
+    and deletes the key if it is still ours (compare-and-delete). After each acquisition and renewal the
+    ``generator`` may mint with the node until ``started + ttl - margin`` (monotonic time, measured from
+    before the command was sent, so it never outlasts the key). If a renewal finds the key gone or someone
+    else's (the process stalled past the TTL, or Redis lost it), the node is dropped at once, the loss is
+    logged as an error and another node is acquired: no id is ever minted with a node another process may
+    hold, at the price of ``NodeNotHeld`` errors until a node is held again. Renewal failures of Redis itself
+    are retried; minting stops when the lease runs out meanwhile.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        generator: IdGenerator | None = None,
+        *,
+        ttl_s: float = 30.0,
+        nodes: int = NODES,
+    ) -> None:
+        if not 0 < nodes <= NODES:
+            raise ValueError(f"nodes must be in 1..{NODES}")
+        self.client = client
+        self.keys = keys
+        self.generator = generator
+        self.ttl_s = ttl_s
+        self.nodes = nodes
+        self.node: int | None = None
+        self.valid_until = -math.inf
+        self.renewals = 0
+        self._token = b""
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, round(self.ttl_s * 1000))
+
+    @property
+    def held(self) -> bool:
+        return self.node is not None and time.monotonic() < self.valid_until
+
+    def _hold(self, node: int, started: float) -> None:
+        self.node = node
+        self.valid_until = started + self.ttl_s * 0.9  # 10% margin for clock-rate differences
+        if self.generator is not None:
+            self.generator.hold(node, self.valid_until)
+
+    def _drop(self) -> None:
+        if self.node is not None and self.generator is not None:
+            self.generator.drop(self.node)
+        self.node = None
+        self.valid_until = -math.inf
+
+    async def acquire(self) -> int:
+        """Lease a free node; ``NoFreeNode`` if every one is held by a live process."""
+        if self.node is not None:
+            raise RuntimeError(f"this lease already holds node {self.node}")
+        offset = int(await self.client.incr(self.keys.node_counter())) % self.nodes
+        order = [(offset + i) % self.nodes for i in range(self.nodes)]
+        token = secrets.token_hex(16).encode()
+        started = time.monotonic()
+        index = int(await self._acquire(keys=[self.keys.node_lease(n) for n in order], args=[token, self.ttl_ms]))
+        if index < 0:
+            raise NoFreeNode(
+                f"all {self.nodes} id generator nodes are leased by live processes (Redis keys "
+                f"{self.keys('idgen', 'lease', '<n>')}); without a node of its own this process could mint ids "
+                "that duplicate another process's, so it does not start: stop some processes, or wait up to "
+                f"{self.ttl_s:g} s for the leases of crashed ones to expire"
+            )
+        self._token = token
+        self._hold(order[index], started)
+        return order[index]
+
+    async def renew(self) -> bool:
+        """Extend the lease if it is still ours. False (and the node dropped) if it was lost."""
+        if self.node is None:
+            return False
+        started = time.monotonic()
+        kept = int(await self._renew(keys=[self.keys.node_lease(self.node)], args=[self._token, self.ttl_ms]))
+        if not kept:
+            log.error(
+                "id node lease lost: stopped minting ids with this node",
+                extra={"fields": {"node": self.node, "key": self.keys.node_lease(self.node)}},
+            )
+            self._drop()
+            return False
+        self.renewals += 1
+        self._hold(self.node, started)
+        return True
+
+    def start_renewing(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._renew_forever(), name="node-lease-renewal")
+
+    async def _renew_forever(self) -> None:
+        interval = self.ttl_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(interval):
+                    if self.node is not None:
+                        await self.renew()
+                    if self.node is None:
+                        node = await self.acquire()
+                        log.warning("id node lease re-acquired", extra={"fields": {"node": node}})
+            except NoFreeNode as exc:
+                log.error("id node lease: %s; retrying", exc)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("id node lease renewal failed (retrying): %r", exc)
+            except Exception:  # keep renewing whatever happened; minting stops by itself if the lease runs out
+                log.exception("id node lease renewal failed (retrying)")
+
+    async def release(self) -> None:
+        """Stop renewing and give the node back (if it is still ours); the generator stops minting with it."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        node, token = self.node, self._token
+        self._drop()
+        if node is None:
+            return
+        try:
+            await self._release(keys=[self.keys.node_lease(node)], args=[token])
+        except (RedisError, OSError) as exc:  # it expires on its own
+            log.warning("id node lease release failed: %r", exc)

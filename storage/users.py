@@ -9,6 +9,11 @@ import asyncpg
 
 from storage.errors import RowNotFound
 
+# The unique constraints a user's own input can violate (migration 0001); any other one is a bug, such as an id
+# minted twice.
+USERNAME_UNIQUE = "users_username_key"
+EMAIL_UNIQUE = "users_email_key"
+
 USER_COLUMNS = (
     "id, username, email, name, bio, birthday, avatar_media_id, followers_count, following_count, "
     "posts_count, last_seen, created_at"
