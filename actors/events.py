@@ -19,23 +19,26 @@ import msgspec
 MAX_FRAME_BYTES = 64 * 1024  # app-level: a larger client frame gets an ack error `payload_too_large`, socket stays open
 PROTOCOL_MAX_BYTES = 1024 * 1024  # transport-level: a larger frame closes the socket with 1009
 
+# Every close code the server sends, and only those (handshake refusals are HTTP responses, not close codes).
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009
-CLOSE_BAD_REQUEST = 4400
+CLOSE_PING_TIMEOUT = 1011  # sent by uvicorn when a socket stops answering pings
+CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_TOO_SLOW = 4008
 CLOSE_INTERNAL = 4500
 
 CLOSE_CODES: dict[int, str] = {
-    CLOSE_NORMAL: "Normal closure.",
+    CLOSE_NORMAL: "Normal closure (after the client's close, or the end of the session).",
     CLOSE_GOING_AWAY: "Server going away (restart or shutdown); reconnect with `since`.",
     CLOSE_TOO_BIG: f"Frame larger than the protocol limit ({PROTOCOL_MAX_BYTES} bytes).",
-    CLOSE_BAD_REQUEST: "Bad request at connect: malformed `since`, unsupported subprotocol.",
-    CLOSE_UNAUTHENTICATED: "Unauthenticated: missing or invalid token, token expired, or session revoked.",
-    CLOSE_FORBIDDEN_ORIGIN: "Origin not allowed.",
-    CLOSE_TOO_SLOW: "Too slow: the send queue overflowed; reconnect with `since` to replay what was missed.",
+    CLOSE_PING_TIMEOUT: "The socket stopped answering the server's pings (keepalive timeout).",
+    CLOSE_TRY_AGAIN: "The server is overloaded; reconnect with `since` after a short, jittered delay.",
+    CLOSE_UNAUTHENTICATED: "Unauthenticated: the access token expired or the session was revoked; log in or "
+    "refresh, then reconnect with `since`.",
+    CLOSE_TOO_SLOW: "Too slow: the send queue overflowed or a replay stalled; reconnect with `since` to replay "
+    "what was missed.",
     CLOSE_INTERNAL: "Internal error; reconnect with `since`.",
 }
 
@@ -390,12 +393,15 @@ def _size(raw: bytes | str) -> int:
     return len(raw.encode())
 
 
-def _salvage_ref(raw: bytes | str, fmt: str) -> str | None:
+def salvage_ref(raw: bytes | str, fmt: str) -> str | None:
+    """The ``ref`` of a frame that will not be decoded in full (too large, rate-limited), when readable."""
+    if _size(raw) > MAX_FRAME_BYTES * 16:
+        return None  # not worth parsing
     try:
         if fmt == "msgpack" and not isinstance(raw, str):
             return _MSGPACK_REF.decode(raw).ref
         return _JSON_REF.decode(raw).ref
-    except (msgspec.DecodeError, TypeError):
+    except (msgspec.DecodeError, TypeError, RecursionError):
         return None
 
 
@@ -406,7 +412,7 @@ def decode_client_frame(raw: bytes | str, fmt: str) -> ClientFrame:
             "payload_too_large",
             f"The frame is larger than {MAX_FRAME_BYTES} bytes.",
             {"limit": MAX_FRAME_BYTES},
-            ref=_salvage_ref(raw, fmt),
+            ref=salvage_ref(raw, fmt),
         )
     try:
         if fmt == "json":
@@ -418,7 +424,7 @@ def decode_client_frame(raw: bytes | str, fmt: str) -> ClientFrame:
     except msgspec.ValidationError as exc:
         reason = _AT.sub("", str(exc))
         raise FrameError(
-            "malformed_frame", f"The frame is not a valid envelope: {reason}.", ref=_salvage_ref(raw, fmt)
+            "malformed_frame", f"The frame is not a valid envelope: {reason}.", ref=salvage_ref(raw, fmt)
         ) from None
     except msgspec.DecodeError:
         name = "JSON" if fmt == "json" else "MessagePack"

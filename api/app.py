@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        redirect_slashes=False,  # a redirect would be built from the Host header: an unknown path is a 404
     )
     errors.install(app)
     app.include_router(health.router)

@@ -67,6 +67,8 @@ def install(app: FastAPI) -> None:
         cls = _STATUS_ERRORS.get(exc.status_code)
         if cls is not None:
             err: DomainError = cls()
+        elif exc.status_code == 400:  # FastAPI could not parse the body (invalid UTF-8, nesting too deep)
+            err = MalformedBody("The request body could not be parsed.")
         else:
             err = DomainError(str(exc.detail), code="http_error")
             err.http_status = exc.status_code

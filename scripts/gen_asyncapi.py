@@ -60,8 +60,8 @@ The realtime side of the i9lyfe API: one socket per device at `ws://{host}/api/v
 - **Handshake refusals** happen before the upgrade, as an HTTP response in the API error shape
   `{"error": {"code", "message", "details"}}`: 401 (`unauthenticated`, `invalid_token`, `token_expired`,
   `session_revoked`), 403 `origin_not_allowed` (the `Origin` header, when sent, must be a configured origin),
-  400 `bad_subprotocol`, 422 `validation_failed` (malformed `since`). The close codes 4401/4403/4400 mean the same
-  where a server cannot send such a response; 4401 also closes a live socket when its access token expires.
+  400 `bad_subprotocol`, 422 `validation_failed` (malformed `since`). A live socket is closed with 4401 when its
+  access token expires or its session is revoked; the table below lists every close code the server sends.
 - **Encoding** by subprotocol: `i9.json` (JSON in text frames) or `i9.msgpack` (MessagePack in binary frames). Without
   a subprotocol the socket speaks JSON. Both encodings carry the same shapes.
 - **Heartbeat**: the server sends a WebSocket ping every 25 s; a socket that stops answering is closed. The `ping`

@@ -76,8 +76,15 @@ def parse_stream_id(value: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
+_MAX_ID_PART = (1 << 64) - 1
+
+
 def is_stream_id(value: str) -> bool:
-    return bool(STREAM_ID.match(value))
+    """``<ms>-<seq>`` with both parts within Redis's 64-bit range (a larger one would make Redis fail)."""
+    if not STREAM_ID.match(value):
+        return False
+    ms, seq = parse_stream_id(value)
+    return ms <= _MAX_ID_PART and seq <= _MAX_ID_PART
 
 
 class Streams:

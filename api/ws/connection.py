@@ -23,6 +23,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from actors.events import CLOSE_TOO_SLOW
 from api.ws.frames import FrameCache, plain_frame
 from storage.streams import parse_stream_id
 
@@ -32,7 +33,7 @@ _closing: set[asyncio.Task[None]] = set()  # close tasks in flight (kept referen
 
 SEND_QUEUE_MAX = 512
 REPLAY_BUFFER_MAX = 5_000
-CLOSE_SLOW = 4008
+CLOSE_SLOW = CLOSE_TOO_SLOW
 SLOW_SEND_S = 10.0  # a replay that finds no room in the send queue for this long closes the socket (4008)
 CLOSE_TIMEOUT_S = 2.0  # writing the close frame; then the handler is cancelled if it is still waiting
 

@@ -19,6 +19,7 @@ import msgpack
 import redis.asyncio as aioredis
 
 from actors.client import ShardClient
+from actors.events import CLOSE_GOING_AWAY, CLOSE_UNAUTHENTICATED
 from actors.context import Services
 from api.ws.connection import Conn
 from api.ws.frames import FrameCache
@@ -60,7 +61,7 @@ class Gateway:
             task.cancel()
         for conns in list(self.by_user.values()):
             for conn in list(conns):
-                conn.close_soon(1001, "server going away")
+                conn.close_soon(CLOSE_GOING_AWAY, "server going away")
         with contextlib.suppress(Exception):
             async with asyncio.timeout(REDIS_CALL_S):
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -131,7 +132,7 @@ class Gateway:
             sessions = set(message.get("sessions", ()))
             for conn in list(self.by_user.get(int(message["user"]), ())):
                 if conn.session_id in sessions:
-                    conn.close_soon(4401, "session revoked; log in again")
+                    conn.close_soon(CLOSE_UNAUTHENTICATED, "session revoked; log in again")
 
     # ------------------------------------------------------------ sockets
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from actors import events
+from actors import events, rules
 from actors.errors import DomainError, MalformedBody, NotFound, Unauthenticated, ValidationFailed
 from actors.errors import Forbidden as ForbiddenError
 from api.codec import encode, error_body
@@ -62,8 +62,8 @@ async def _deny(websocket: WebSocket, err: DomainError) -> None:
     response = Response(body, status_code=err.http_status, media_type="application/json")
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
-    else:  # servers without the denial extension: close before accept (the client sees 403)
-        await websocket.close(code=events.CLOSE_UNAUTHENTICATED if err.http_status == 401 else events.CLOSE_BAD_REQUEST)
+    else:  # servers without the denial extension: a close before accept is an HTTP 403 (no close frame)
+        await websocket.close()
 
 
 @router.websocket("/api/v1/ws")
@@ -143,7 +143,8 @@ async def _read_loop(ctx: AppContext, gateway: Gateway, conn: Conn) -> None:
         if raw is None:
             continue
         if not conn.allow_frame():
-            conn.send_data("ack", events.ack_error(None, "rate_limited", "Too many frames; slow down."))
+            ref = events.salvage_ref(raw, conn.fmt)
+            conn.send_data("ack", events.ack_error(ref, "rate_limited", "Too many frames; slow down."))
             continue
         try:
             frame = events.decode_client_frame(raw, conn.fmt)
@@ -191,11 +192,13 @@ async def _resolve_topic(ctx: AppContext, kind: str, name: str) -> str:
     if kind == "presence":
         if not name:
             raise ValidationFailed({"topic": "must be presence:<username> or post:<id>"})
+        if not rules.USERNAME_RE.match(name.lower()):
+            raise NotFound(f"No user {name[:40]!r}.")  # no such username can exist: never ask the database
         row = await user_store.find_user_by_username(ctx.services.pool, name)
         if row is None:
             raise NotFound(f"No user {name!r}.")
         return keys.presence_channel(int(row["id"]))
     if kind == "post":
         # Posts (and their live counts) arrive with the posts feature; until then no post exists to watch.
-        raise NotFound(f"No post {name!r}.")
+        raise NotFound(f"No post {name[:40]!r}.")
     raise ValidationFailed({"topic": "must be presence:<username> or post:<id>"})
