@@ -429,6 +429,8 @@ def decode_client_frame(raw: bytes | str, fmt: str) -> ClientFrame:
     except msgspec.DecodeError:
         name = "JSON" if fmt == "json" else "MessagePack"
         raise FrameError("malformed_frame", f"The frame is not valid {name}.") from None
+    except RecursionError:
+        raise FrameError("malformed_frame", "The frame is nested too deeply.") from None
     raise ValueError(f"unknown frame format {fmt!r}")
 
 
@@ -466,6 +468,8 @@ def decode_action(frame: ClientFrame) -> Any:
         )
     try:
         return msgspec.convert(frame.data, cls, strict=True)
+    except RecursionError:
+        raise FrameError("malformed_frame", "The frame is nested too deeply.", ref=frame.ref) from None
     except msgspec.ValidationError as exc:
         name, reason = _field_error(exc)
         raise FrameError(
