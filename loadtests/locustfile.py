@@ -14,6 +14,8 @@ import itertools
 import json
 import os
 import random
+import socket
+import struct
 import time
 from typing import Any
 
@@ -83,7 +85,9 @@ class AccountUser(HttpUser):
 
 
 class SocketUser(User):
-    """Holds a WebSocket, watches another user's presence, pings now and then (acks are timed)."""
+    """Holds a WebSocket, watches another user's presence, pings now and then (acks are timed); now and then its
+    connection vanishes without a close frame (a TCP reset, as a phone losing its network) and it resumes with
+    ``since`` (the reconnect and the first ack after it are timed)."""
 
     wait_time = between(1, 3)
     weight = 1
@@ -99,14 +103,21 @@ class SocketUser(User):
             timeout=30,
         )
         reply.raise_for_status()
-        token = reply.json()["tokens"]["access_token"]
-        url = self.host.replace("http", "ws", 1) + "/api/v1/ws"
-        started = time.perf_counter()
-        self.ws = websocket.create_connection(url, header=[f"Authorization: Bearer {token}"], subprotocols=["i9.json"])
-        self._fire("connect", started, 0)
+        self.token = reply.json()["tokens"]["access_token"]
+        self.url = self.host.replace("http", "ws", 1) + "/api/v1/ws"
+        self.last_id: str | None = None
         self.refs = itertools.count()
-        other = f"load_{random.randrange(SEEDED):04d}"
-        self._call("subscribe", {"topic": f"presence:{other}"})
+        self._connect("connect")
+        self.other = f"load_{random.randrange(SEEDED):04d}"
+        self._call("subscribe", {"topic": f"presence:{self.other}"})
+
+    def _connect(self, name: str) -> None:
+        url = self.url + (f"?since={self.last_id}" if self.last_id else "")
+        started = time.perf_counter()
+        self.ws = websocket.create_connection(
+            url, header=[f"Authorization: Bearer {self.token}"], subprotocols=["i9.json"]
+        )
+        self._fire(name, started, 0)
 
     def on_stop(self) -> None:
         self.ws.close()
@@ -126,11 +137,23 @@ class SocketUser(User):
         self.ws.send(json.dumps({"ref": ref, "action": action, "data": data}))
         while True:
             frame = json.loads(self.ws.recv())
+            if frame.get("id"):
+                self.last_id = frame["id"]  # stored events: resume from the last one seen
             if frame["type"] == "ack" and frame["data"]["ref"] == ref:
                 ok = frame["data"]["ok"]
                 self._fire(action, started, 0, None if ok else RuntimeError(str(frame["data"].get("error"))))
                 return
 
-    @task
+    @task(10)
     def ping(self) -> None:
         self._call("ping", {})
+
+    @task(1)
+    def vanish_and_resume(self) -> None:
+        """Drop the connection with a TCP RST (no close frame), then reconnect with since and watch again."""
+        sock = self.ws.sock
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        self._connect("reconnect with since")
+        self._call("subscribe", {"topic": f"presence:{self.other}"})

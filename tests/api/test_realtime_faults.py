@@ -209,3 +209,25 @@ async def test_since_0_1_on_a_stream_never_trimmed_replays_everything(
     assert [f["type"] for f in got] == ["test.event"] * 5
     assert [f["id"] for f in got] == sorted(ids, key=stream_pos) == ids
     await ws.close()
+
+
+async def test_a_socket_opened_while_its_shard_restarts_is_registered_and_gets_what_was_stored_meanwhile(
+    server: Server, make_api: Any, register: Any
+) -> None:
+    api, watcher_api = make_api("json"), make_api("json")
+    user = await register(api)
+    await register(watcher_api)
+    uid = user["user"]["id"]
+    watcher = await watch_presence(server, watcher_api, user["username"])
+    shards = (await api.get("/api/v1/_test/shards")).body
+    for shard in shards:
+        os.kill(shard["pid"], signal.SIGKILL)
+    ws = await WsClient.connect(server.base_url, api.token)  # its connect races the restart
+    stored = await emit(api, uid, 3, note="during restart")
+    assert (await next_presence(watcher, True, timeout=30))["username"] == user["username"]
+    got = [(await ws.next_of("test.event", timeout=30))["id"] for _ in range(3)]
+    assert got == sorted(stored, key=stream_pos)
+    assert [f for f in await ws.quiet(0.5) if f["type"] == "test.event"] == []  # once each
+    await ws.close()
+    assert (await next_presence(watcher, False, timeout=30))["last_seen"]
+    await watcher.close()
