@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from actors.events import CLOSE_TOO_SLOW
 from api.ws.frames import FrameCache, plain_frame
-from storage.streams import parse_stream_id
+from storage.streams import StreamInfo, parse_stream_id
 
 log = logging.getLogger("i9lyfe.ws")
 
@@ -58,6 +58,7 @@ class Conn:
         self.handler: asyncio.Task[Any] | None = None  # the endpoint task serving this socket
         self.aborted = False  # the handler was cancelled by ``abort``, not by a shutdown
         self.closed_at: float | None = None  # Unix time the socket was found closed
+        self.start_info: StreamInfo | None = None  # the user's stream when the socket was accepted
         self._writer: asyncio.Task[None] | None = None
         self._frames: deque[float] = deque()
 

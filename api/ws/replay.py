@@ -37,8 +37,10 @@ class Replayer:
 
     async def start(self, conn: Conn, since: str | None) -> bool:
         """Replay from ``since`` (or start at the stream's end) and go live. False when ``since`` was lost."""
-        async with asyncio.timeout(READ_TIMEOUT_S):
-            info = await self.streams.info(conn.user_id)
+        info = conn.start_info if since is None else None
+        if info is None:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                info = await self.streams.info(conn.user_id)
         lost = since is not None and info.is_lost(since)
         if since is None or lost:
             conn.last = parse_stream_id(info.tail)
