@@ -16,7 +16,6 @@ from actors import rules
 from actors.context import Services
 from actors.errors import Conflict, NotFound, ValidationFailed
 from actors.presence import Presence
-from storage import auth as auth_store
 from storage import db
 from storage import users as user_store
 from storage.errors import RowNotFound, UniqueViolation
@@ -149,15 +148,10 @@ class UserOps:
         await self._load(state)
         return self.presence_view(state)
 
-    async def logout(self, state: UserState, session_id: int) -> bool:
-        async with db.transaction(self.services.pool) as conn:
-            changed = await auth_store.revoke_session(conn, session_id, "logout")
-        await self.services.deny_sessions([session_id])
-        await self.sessions_revoked(state, [session_id])
-        return changed
-
     async def sessions_revoked(self, state: UserState, session_ids: list[int]) -> int:
-        """Tell the gateways holding this user's sockets to close those of the revoked sessions (4401)."""
+        """Tell the gateways holding this user's sockets to close those of the revoked sessions (4401). The
+        revocation itself happened before, in storage and the Redis denylist (actors/accounts.py), so a shard
+        that cannot be reached never keeps a session alive."""
         gateways = state.presence.gateways()
         if gateways and session_ids:
             message = msgpack.packb(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from actors import accounts
 from actors.errors import DomainError
 from api import presenters
-from api.deps import Ctx, User, client_ip, limit
+from api.deps import AppContext, Ctx, User, client_ip, limit
 from api.schemas.auth import (
     CodeCheck,
     FlowStarted,
@@ -29,6 +29,22 @@ from api.schemas.common import error_responses
 
 log = logging.getLogger("i9lyfe.auth")
 router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[limit("auth")])
+
+CLOSE_SOCKETS_S = 2.0  # the tokens are dead already; a shard this slow does not hold up the answer
+
+
+def _socket_closer(ctx: AppContext) -> accounts.CloseSockets:
+    async def close(user_id: int, session_ids: list[int]) -> None:
+        """Best effort: the user's shard tells the gateways to close these sessions' sockets (4401)."""
+        try:
+            await ctx.users.call("sessions_revoked", user_id, session_ids, deadline_s=CLOSE_SOCKETS_S)
+        except DomainError as err:
+            log.warning(
+                "open sockets of revoked sessions not closed",
+                extra={"fields": {"user_id": user_id, "sessions": session_ids, "error": err.code}},
+            )
+
+    return close
 
 
 def _started(result: dict[str, Any]) -> dict[str, Any]:
@@ -80,14 +96,15 @@ async def login(body: Login, ctx: Ctx, request: Request) -> dict[str, Any]:
 @router.post("/refresh", response_model=TokensOnly, responses=error_responses(401, 422, 429))
 async def refresh(body: RefreshBody, ctx: Ctx) -> dict[str, Any]:
     """Rotate the refresh token. A refresh token used twice revokes its whole session (401)."""
-    tokens = await accounts.refresh(ctx.services, body.refresh_token)
+    tokens = await accounts.refresh(ctx.services, body.refresh_token, _socket_closer(ctx))
     return {"tokens": tokens.to_wire()}
 
 
 @router.post("/logout", status_code=204, response_class=Response, responses=error_responses(401))
 async def logout(user: User, ctx: Ctx) -> Response:
-    """End this session: its access and refresh tokens stop working at once."""
-    await ctx.users.call("logout", user.user_id, user.session_id)
+    """End this session: its access and refresh tokens stop working at once, and its open sockets close."""
+    await accounts.logout(ctx.services, user.session_id)
+    await _socket_closer(ctx)(user.user_id, [user.session_id])
     return Response(status_code=204)
 
 
@@ -108,8 +125,5 @@ async def password_reset_verify(body: CodeCheck, ctx: Ctx, request: Request) -> 
 async def password_reset_complete(body: ResetComplete, ctx: Ctx) -> dict[str, Any]:
     """Set the new password; every session of the user is revoked."""
     user_id, revoked = await accounts.reset_complete(ctx.services, body.flow_id, body.new_password)
-    try:  # the password changed and the tokens are dead already; closing open sockets is best effort
-        await ctx.users.call("sessions_revoked", user_id, revoked)
-    except DomainError:
-        log.warning("open sockets not closed after a password reset", extra={"fields": {"user_id": user_id}})
+    await _socket_closer(ctx)(user_id, revoked)  # the password changed and the tokens are dead already
     return {"password_changed": True}
