@@ -102,11 +102,11 @@ def _field_errors(checks: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str
 
 
 def _code_digest(services: Services, flow_id: int, code: str) -> bytes:
-    return services.tokens.hmac_digest("code", str(flow_id), code)
+    return services.tokens.code_digest(flow_id, code)
 
 
 def _refresh_digest(services: Services, token: str) -> bytes:
-    return services.tokens.hmac_digest("refresh", token)
+    return services.tokens.refresh_digest(token)
 
 
 # ---------------------------------------------------------------- email-code flows

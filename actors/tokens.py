@@ -1,4 +1,8 @@
-"""Access tokens (JWT, HS256 only) and opaque refresh tokens."""
+"""Access tokens (JWT, HS256 only) and opaque refresh tokens.
+
+JWT_SECRET is never used as a key itself: HKDF-SHA256 (RFC 5869) derives one independent 32-byte key per use
+(JWT signing, refresh-token digests, code digests), so no output of one use helps with another.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,24 @@ import uuid
 from dataclasses import dataclass
 
 import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from actors.errors import Unauthenticated
 
 ALGORITHMS = ["HS256"]  # explicit allow-list: "none" and asymmetric confusion are refused
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "sid", "typ", "iss"]
+
+# HKDF ``info`` labels, one per key use. Changing one invalidates what that key made (tokens, stored digests).
+JWT_SIGNING = "i9lyfe/v1/jwt-hs256"
+REFRESH_DIGEST = "i9lyfe/v1/refresh-token-digest"
+CODE_DIGEST = "i9lyfe/v1/code-digest"
+
+
+def derive_key(secret: str, purpose: str) -> bytes:
+    """The 32-byte key for ``purpose`` derived from ``secret`` (HKDF-SHA256, no salt, info = purpose)."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+    return hkdf.derive(secret.encode())
 
 
 @dataclass(frozen=True)
@@ -30,7 +47,9 @@ class TokenService:
     def __init__(self, secret: str, issuer: str, access_ttl_s: int) -> None:
         if len(secret) < 32:
             raise ValueError("JWT_SECRET must be at least 32 characters")
-        self._secret = secret
+        self._jwt_key = derive_key(secret, JWT_SIGNING)
+        self._refresh_key = derive_key(secret, REFRESH_DIGEST)
+        self._code_key = derive_key(secret, CODE_DIGEST)
         self._issuer = issuer
         self.access_ttl_s = access_ttl_s
 
@@ -45,13 +64,13 @@ class TokenService:
             "iat": issued,
             "exp": issued + self.access_ttl_s,
         }
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        return jwt.encode(claims, self._jwt_key, algorithm="HS256")
 
     def decode_access(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                self._jwt_key,
                 algorithms=ALGORITHMS,
                 issuer=self._issuer,
                 options={"require": REQUIRED_CLAIMS},
@@ -68,9 +87,13 @@ class TokenService:
         except (TypeError, ValueError) as exc:
             raise Unauthenticated("The access token is invalid.", reason="invalid_token") from exc
 
-    def hmac_digest(self, *parts: str) -> bytes:
-        """Keyed hash for codes and refresh tokens stored server-side (never the plain value)."""
-        return hmac.new(self._secret.encode(), "\x1f".join(parts).encode(), hashlib.sha256).digest()
+    def refresh_digest(self, token: str) -> bytes:
+        """What is stored for a refresh token (never the token): HMAC-SHA256 under the refresh-digest key."""
+        return hmac.new(self._refresh_key, token.encode(), hashlib.sha256).digest()
+
+    def code_digest(self, flow_id: int, code: str) -> bytes:
+        """What is stored for an emailed code, bound to its flow: HMAC-SHA256 under the code-digest key."""
+        return hmac.new(self._code_key, f"{flow_id}\x1f{code}".encode(), hashlib.sha256).digest()
 
 
 def new_refresh_token() -> str:

@@ -10,7 +10,7 @@ import uvicorn
 
 from actors.events import PROTOCOL_MAX_BYTES
 from actors.topology import ShardCountMismatch, check_shard_count
-from storage.config import Settings, load_settings
+from storage.config import ConfigError, Settings, load_settings
 
 
 async def _preflight(settings: Settings) -> None:
@@ -23,7 +23,11 @@ async def _preflight(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = load_settings()
+    try:  # an unsafe production configuration (storage/config.py production_problems) stops here
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"i9lyfe: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from exc
     try:
         asyncio.run(_preflight(settings))
     except ShardCountMismatch as exc:

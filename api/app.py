@@ -19,6 +19,7 @@ from actors.topology import check_shard_count
 from api import errors
 from api.codec import CodecMiddleware
 from api.deps import AppContext
+from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.ratelimit import RateLimiter
 from api.routes import auth, health, me, testing
@@ -115,4 +116,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-Id", "Retry-After"],
         )
     app.add_middleware(CodecMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: its headers go on the codec's own errors too
     return app

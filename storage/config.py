@@ -46,20 +46,48 @@ def parse_rate_limits(spec: str) -> dict[str, tuple[int, int]]:
 DEFAULT_RATE_LIMITS = "auth=30/60,auth_email=5/600,auth_code=20/600,write=120/60"
 
 
-def _jwt_secret(var_dir: Path) -> str:
+PRODUCTION_ENVS = frozenset({"production", "prod"})
+
+
+class ConfigError(ValueError):
+    """The configuration is unsafe or inconsistent; the message says what to set."""
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Why this configuration must not serve production (empty outside APP_ENV=production)."""
+    if settings.env not in PRODUCTION_ENVS:
+        return []
+    problems = []
+    if not settings.smtp_url:
+        problems.append("SMTP_URL is unset, so signup and reset codes would go to .eml files, not to users")
+    if settings.jwt_secret_generated or not settings.jwt_secret:
+        problems.append("JWT_SECRET is unset; set a long random value, the same on every node")
+    elif len(settings.jwt_secret) < 32:
+        problems.append("JWT_SECRET is shorter than 32 characters")
+    if "*" in settings.cors_origins:
+        problems.append("CORS_ORIGINS=* lets any web site call the API; list the allowed origins")
+    if "*" in settings.ws_origins:
+        problems.append("WS_ORIGINS=* lets any web site open sockets; list the allowed origins")
+    return problems
+
+
+def _jwt_secret(var_dir: Path, env: str) -> tuple[str, bool]:
+    """JWT_SECRET, or (outside production) one generated once under var/: (secret, generated)."""
     secret = os.environ.get("JWT_SECRET")
     if secret:
-        return secret
+        return secret, False
+    if env in PRODUCTION_ENVS:
+        return "", True  # refused by Settings validation; never written to disk
     # Development only: generate once and keep it under var/ so restarts keep sessions valid.
     path = var_dir / "jwt_secret"
     try:
-        return path.read_text().strip()
+        return path.read_text().strip(), True
     except FileNotFoundError:
         var_dir.mkdir(parents=True, exist_ok=True)
         value = secrets.token_urlsafe(48)
         path.write_text(value)
         path.chmod(0o600)
-        return value
+        return value, True
 
 
 @dataclass(frozen=True)
@@ -78,6 +106,7 @@ class Settings:
     user_shards: int = 4
     chat_shards: int = 4
     jwt_secret: str = ""
+    jwt_secret_generated: bool = False  # made up under VAR_DIR because JWT_SECRET was unset (development)
     jwt_issuer: str = "i9lyfe"
     access_ttl_s: int = 900
     refresh_ttl_s: int = 30 * 24 * 3600
@@ -98,6 +127,11 @@ class Settings:
     hash_concurrency: int = 2
     var_dir: str = "var"
 
+    def __post_init__(self) -> None:
+        problems = production_problems(self)
+        if problems:
+            raise ConfigError(f"APP_ENV={self.env} refuses to start: " + "; ".join(problems) + ".")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, for handing the configuration to Ray actors (whose environment is not ours)."""
         return asdict(self)
@@ -115,11 +149,13 @@ def load_settings() -> Settings:
     var_dir = Path(_env("VAR_DIR", str(REPO_ROOT / "var")))
     port = _env_int("PORT", 8000)
     host = _env("HOST", "127.0.0.1")
+    env = _env("APP_ENV", "dev")
+    jwt_secret, jwt_secret_generated = _jwt_secret(var_dir, env)
     return Settings(
         host=host,
         port=port,
         workers=_env_int("WORKERS", 2),
-        env=_env("APP_ENV", "dev"),
+        env=env,
         database_url=_env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/i9lyfe"),
         db_pool_min=_env_int("DB_POOL_MIN", 1),
         db_pool_max=_env_int("DB_POOL_MAX", 10),
@@ -129,7 +165,8 @@ def load_settings() -> Settings:
         ray_namespace=_env("RAY_NAMESPACE", "i9lyfe"),
         user_shards=_env_int("USER_SHARDS", 4),
         chat_shards=_env_int("CHAT_SHARDS", 4),
-        jwt_secret=_jwt_secret(var_dir),
+        jwt_secret=jwt_secret,
+        jwt_secret_generated=jwt_secret_generated,
         jwt_issuer=_env("JWT_ISSUER", "i9lyfe"),
         access_ttl_s=_env_int("ACCESS_TOKEN_TTL", 900),
         refresh_ttl_s=_env_int("REFRESH_TOKEN_TTL", 30 * 24 * 3600),

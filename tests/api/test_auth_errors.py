@@ -18,6 +18,7 @@ import msgpack
 import orjson
 import pytest
 
+from actors.tokens import JWT_SIGNING, derive_key
 from tests.conftest import TEST_JWT_SECRET
 from tests.support import Api, Mailbox, Reply, assert_error, fresh_ip, unique, years_ago
 
@@ -109,7 +110,8 @@ def claims_of(token: str) -> dict[str, Any]:
 
 
 def mint(claims: dict[str, Any], secret: str = TEST_JWT_SECRET, algorithm: str = "HS256") -> str:
-    return jwt.encode(claims, secret, algorithm=algorithm)
+    """A token signed as the server signs: with the key HKDF derives from ``secret`` for JWTs."""
+    return jwt.encode(claims, derive_key(secret, JWT_SIGNING), algorithm=algorithm)
 
 
 async def me_status(api: Api, access_token: str) -> Reply:
@@ -703,6 +705,9 @@ async def test_a_token_signed_with_another_secret_or_algorithm_is_401_invalid_to
     user = await register(api)
     claims = claims_of(user["tokens"]["access_token"])
     assert_unauthenticated(await me_status(api, mint(claims, secret="another-secret-" + "y" * 40)), "invalid_token")
+    # JWT_SECRET itself is no signing key: only the key derived from it for JWTs is.
+    raw_secret = jwt.encode(claims, TEST_JWT_SECRET, algorithm="HS256")
+    assert_unauthenticated(await me_status(api, raw_secret), "invalid_token")
     # The right secret with an algorithm outside the allow-list.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyJWT warns that the key is short for HS512; that is not the point here
