@@ -6,7 +6,7 @@ Plain Python (no Ray import). Every operation is ``check_*`` then ``do_*`` and r
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,19 @@ class UserOps:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+
+    def table(self) -> dict[str, Callable[..., Awaitable[Any]]]:
+        """The op table: the only operations a UserShard runs for a caller (actors/host.py)."""
+        return {
+            "connect": self.connect,
+            "disconnect": self.disconnect,
+            "sync_gateway": self.sync_gateway,
+            "expire_gateway": self.expire_gateway,
+            "presence": self.presence,
+            "sessions_revoked": self.sessions_revoked,
+            "update_profile": self.update_profile,
+            "touch": self.touch,
+        }
 
     # ------------------------------------------------------------ activation and presence
 
