@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 import websockets
 
 from actors.registry import shard_index
+from actors.tokens import JWT_SIGNING, derive_key
 from tests.api.realtime_helpers import emit, socket_on_gateway, stream_pos
 from tests.conftest import REDIS_URL, TEST_JWT_SECRET, Server
 from tests.support import Api, WsClient, wait_until
@@ -255,7 +256,9 @@ async def test_an_expired_access_token_closes_the_socket_with_4401(server: Serve
     alice_api, alice, _bob_api, _bob = pair
     now = int(time.time())
     claims = jwt.decode(alice_api.token, options={"verify_signature": False})
-    short = jwt.encode({**claims, "iat": now, "exp": now + 2}, TEST_JWT_SECRET, algorithm="HS256")
+    short = jwt.encode(
+        {**claims, "iat": now, "exp": now + 2}, derive_key(TEST_JWT_SECRET, JWT_SIGNING), algorithm="HS256"
+    )
     ws = await WsClient.connect(server.base_url, short)
     assert (await ws.request("ping"))["ok"]
     code, _reason = await asyncio.wait_for(ws.closed, timeout=15)
