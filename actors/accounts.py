@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import hmac
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from actors import rules
+from actors import throttle as th
 from actors.context import Services
 from actors.errors import Conflict, Gone, InvalidCredentials, NotFound, Unauthenticated, ValidationFailed
 from actors.tokens import new_code, new_refresh_token
@@ -28,6 +30,12 @@ from storage.errors import RowNotFound, UniqueViolation
 log = logging.getLogger("i9lyfe.accounts")
 
 CODE_TTL = dt.timedelta(minutes=15)
+SIGNUP_NOTICE_SUBJECT = "Someone tried to sign up with your email"
+SIGNUP_NOTICE_BODY = (
+    "Someone, maybe you, asked to create an i9lyfe account with this email address, which already has one.\n"
+    "If it was you, log in instead, or reset your password if you forgot it.\n"
+    "If it was not you, ignore this mail: nothing changes and no code was sent."
+)
 MAX_CODE_ATTEMPTS = 5
 SIGNUP = "signup"
 RESET = "password_reset"
@@ -62,6 +70,11 @@ def _email_field(raw: str) -> str:
         return rules.normalize_email(raw)
     except rules.RuleError as exc:
         raise ValidationFailed({"email": str(exc)}) from exc
+
+
+def email_key(raw: str) -> str:
+    """The subject the per-address mail limit counts (actors/throttle.py); 422 when it is no email address."""
+    return th.address_key(_email_field(raw))
 
 
 def _now() -> dt.datetime:
@@ -112,9 +125,15 @@ def _refresh_digest(services: Services, token: str) -> bytes:
 # ---------------------------------------------------------------- email-code flows
 
 
-async def _start_flow(services: Services, kind: str, email: str, user_id: int | None) -> tuple[int, str, dt.datetime]:
+async def _start_flow(
+    services: Services, kind: str, email: str, user_id: int | None, *, completable: bool = True
+) -> tuple[int, str, dt.datetime]:
+    """A new flow and its code. A flow that must never complete (a signup for a registered address, a reset
+    for an unknown one) stores random bytes instead of a code's digest: every code is wrong for it, exactly as
+    a wrong code is for any flow, so its answers reveal nothing."""
     flow_id = ids.new_id()
     code = new_code()
+    code_hash = _code_digest(services, flow_id, code) if completable else secrets.token_bytes(32)
     expires_at = _now() + CODE_TTL
     await auth_store.insert_flow(
         services.pool,
@@ -122,7 +141,7 @@ async def _start_flow(services: Services, kind: str, email: str, user_id: int | 
         kind=kind,
         email=email,
         user_id=user_id,
-        code_hash=_code_digest(services, flow_id, code),
+        code_hash=code_hash,
         expires_at=expires_at,
     )
     return flow_id, code, expires_at
@@ -133,7 +152,11 @@ def _check_flow_usable(row: asyncpg.Record) -> None:
         raise Gone("This code has expired or was used up; start again.", code="flow_expired")
 
 
-async def _verify_code(services: Services, kind: str, flow_id_text: str, code: str) -> asyncpg.Record:
+async def _verify_code(
+    services: Services, kind: str, flow_id_text: str, code: str, throttle: th.Throttle | None
+) -> asyncpg.Record:
+    """Check a code. Wrong codes count per flow (5 burn it) and per address across flows (``code_email``):
+    past that limit every guess, right or wrong, is 429 and nothing is written."""
     flow_id = parse_flow_id(flow_id_text)
     wrong: int | None = None
     async with db.transaction(services.pool) as conn:
@@ -142,6 +165,9 @@ async def _verify_code(services: Services, kind: str, flow_id_text: str, code: s
         except RowNotFound as exc:
             raise NotFound("No such flow.") from exc
         _check_flow_usable(row)
+        address = th.address_key(row["email"])
+        if throttle is not None:
+            await throttle.check(th.CODE_PER_EMAIL, address)
         good = (
             code.isdigit()
             and len(code) == 6
@@ -154,6 +180,8 @@ async def _verify_code(services: Services, kind: str, flow_id_text: str, code: s
             await auth_store.record_failed_attempt(conn, flow_id, burn=attempts >= MAX_CODE_ATTEMPTS)
             wrong = MAX_CODE_ATTEMPTS - attempts
     if wrong is not None:  # raised after commit, so the attempt is counted
+        if throttle is not None:
+            await throttle.record(th.CODE_PER_EMAIL, address)
         raise ValidationFailed(
             {"code": "is incorrect"},
             "The code is incorrect." if wrong > 0 else "The code is incorrect and this flow is now used up.",
@@ -183,16 +211,22 @@ async def _peek_verified_flow(services: Services, kind: str, flow_id: int) -> as
 
 
 async def signup_start(services: Services, email_raw: str) -> dict[str, Any]:
+    """Same answer whether or not the address has an account (no enumeration): a registered address gets a
+    flow that can never complete and a notice instead of a code."""
     email = _email_field(email_raw)
-    if await user_store.email_exists(services.pool, email):
-        raise Conflict("An account with this email already exists.", code="email_taken")
-    flow_id, code, expires_at = await _start_flow(services, SIGNUP, email, None)
-    _mail_code(services, email, f"Your i9lyfe code: {code}", f"Your i9lyfe signup code is {code}.")
+    registered = await user_store.email_exists(services.pool, email)
+    flow_id, code, expires_at = await _start_flow(services, SIGNUP, email, None, completable=not registered)
+    if registered:
+        _spawn(_send_quietly(services, email, SIGNUP_NOTICE_SUBJECT, SIGNUP_NOTICE_BODY))
+    else:
+        _mail_code(services, email, f"Your i9lyfe code: {code}", f"Your i9lyfe signup code is {code}.")
     return {"flow_id": str(flow_id), "expires_at": expires_at}
 
 
-async def signup_verify(services: Services, flow_id: str, code: str) -> dict[str, Any]:
-    row = await _verify_code(services, SIGNUP, flow_id, code)
+async def signup_verify(
+    services: Services, flow_id: str, code: str, throttle: th.Throttle | None = None
+) -> dict[str, Any]:
+    row = await _verify_code(services, SIGNUP, flow_id, code, throttle)
     return {"flow_id": str(row["id"]), "email": row["email"]}
 
 
@@ -278,11 +312,23 @@ async def _create_session(
 
 
 async def login(
-    services: Services, login_raw: str, password: str, user_agent: str, ip: str
+    services: Services,
+    login_raw: str,
+    password: str,
+    user_agent: str,
+    ip: str,
+    throttle: th.Throttle | None = None,
 ) -> tuple[asyncpg.Record, IssuedTokens]:
+    """Failed logins count per account (``login_account``), whichever IP they come from; past the limit even
+    the right password is 429. A login naming no account counts the same way, under its own text."""
     row = await user_store.find_login(services.pool, login_raw) if 0 < len(login_raw) <= 254 else None
+    account = f"user:{row['id']}" if row is not None else th.login_key(login_raw)
+    if throttle is not None:
+        await throttle.check(th.LOGIN_PER_ACCOUNT, account)
     stored = row["password_hash"] if row is not None else None
     if not await services.passwords.verify(stored, password) or row is None or stored is None:
+        if throttle is not None:
+            await throttle.record(th.LOGIN_PER_ACCOUNT, account)
         raise InvalidCredentials()
     if services.passwords.needs_rehash(stored):
         new_hash = await services.passwords.hash(password)
@@ -337,7 +383,7 @@ async def reset_start(services: Services, email_raw: str) -> dict[str, Any]:
     """Same answer whether or not the email has an account (no enumeration)."""
     email = _email_field(email_raw)
     user_id = await user_store.find_user_id_by_email(services.pool, email)
-    flow_id, code, expires_at = await _start_flow(services, RESET, email, user_id)
+    flow_id, code, expires_at = await _start_flow(services, RESET, email, user_id, completable=user_id is not None)
     if user_id is not None:
         _mail_code(
             services,
@@ -348,8 +394,10 @@ async def reset_start(services: Services, email_raw: str) -> dict[str, Any]:
     return {"flow_id": str(flow_id), "expires_at": expires_at}
 
 
-async def reset_verify(services: Services, flow_id: str, code: str) -> dict[str, Any]:
-    row = await _verify_code(services, RESET, flow_id, code)
+async def reset_verify(
+    services: Services, flow_id: str, code: str, throttle: th.Throttle | None = None
+) -> dict[str, Any]:
+    row = await _verify_code(services, RESET, flow_id, code, throttle)
     return {"flow_id": str(row["id"]), "email": row["email"]}
 
 

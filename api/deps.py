@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from actors.client import ShardClient
 from actors.context import Services
-from actors.errors import Unauthenticated
+from actors.errors import RateLimited, Unauthenticated
 from actors.tokens import Principal
 from api.ratelimit import RateLimiter
 
@@ -37,10 +39,11 @@ _bearer = HTTPBearer(
 )
 
 
-def client_ip(request: Request) -> str:
-    """The caller's IP; ``X-Forwarded-For`` is believed only from TRUSTED_PROXIES."""
+def client_ip(request: HTTPConnection) -> str:
+    """The caller's IP (of a request or a socket handshake); ``X-Forwarded-For`` is believed only from
+    TRUSTED_PROXIES."""
     peer = request.client.host if request.client else ""
-    ctx = get_ctx(request)
+    ctx: AppContext = request.app.state.ctx
     trusted = ctx.services.settings.trusted_proxies
     if not trusted or not _in(peer, trusted):
         return peer
@@ -94,11 +97,26 @@ async def _limit_writes(request: Request, principal: Annotated[Principal, Depend
 WriteLimit = Depends(_limit_writes)
 
 
-def limit(bucket: str) -> Any:
-    """Dependency: count this request against ``bucket`` for the caller's IP."""
+def limit(bucket: str, per_route: Mapping[str, str] | None = None) -> Any:
+    """Dependency: count this request against ``bucket`` for the caller's IP; ``per_route`` maps route names
+    (the endpoint function's name) to a bucket of their own, for a router-wide dependency."""
+    own = dict(per_route or {})
 
     async def check(request: Request) -> None:
         ctx = get_ctx(request)
-        await ctx.limiter.hit(bucket, client_ip(request))
+        route = request.scope.get("route")
+        chosen = own.get(getattr(route, "name", ""), bucket) if own else bucket
+        await ctx.limiter.hit(chosen, client_ip(request))
 
     return Depends(check)
+
+
+async def limit_socket_handshake(websocket: HTTPConnection) -> RateLimited | None:
+    """Count a socket handshake against ``ws_connect`` for the caller's IP, before any other work (even before
+    the token check, so refused handshakes count too). Returns the 429 to refuse it with, or None."""
+    ctx: AppContext = websocket.app.state.ctx
+    try:
+        await ctx.limiter.hit("ws_connect", client_ip(websocket))
+    except RateLimited as err:
+        return err
+    return None

@@ -2,6 +2,10 @@
 
 Sliding-window counter: the count of the current fixed window plus the previous window's count weighted by
 how much of it still overlaps the sliding window. One Lua script reads and increments atomically.
+
+Three ways to count: ``hit`` (count this request, refuse it past the limit: requests per IP or per user),
+``check`` + ``record`` (refuse while past the limit, count only failures: failed logins per account, wrong
+codes per email, so the right password is refused too once an account is under attack).
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ local prev = KEYS[2]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local elapsed = tonumber(ARGV[3])
+local mode = ARGV[4]
+if mode == 'record' then
+  redis.call('INCR', cur)
+  redis.call('EXPIRE', cur, window * 2)
+  return {1, 0}
+end
 local c = tonumber(redis.call('GET', cur) or '0')
 local p = tonumber(redis.call('GET', prev) or '0')
 local weighted = p * (window - elapsed) / window + c
@@ -32,6 +42,9 @@ if weighted + 1 > limit then
     wait = math.min(window - elapsed, need * window / math.max(p, 1))
   end
   return {0, math.ceil(wait)}
+end
+if mode == 'check' then
+  return {1, 0}
 end
 redis.call('INCR', cur)
 redis.call('EXPIRE', cur, window * 2)
@@ -48,6 +61,17 @@ class RateLimiter:
 
     async def hit(self, bucket: str, subject: str) -> None:
         """Count one request of ``subject`` in ``bucket``; raise RateLimited (429) when over the limit."""
+        await self._run(bucket, subject, "hit")
+
+    async def check(self, bucket: str, subject: str) -> None:
+        """Raise RateLimited (429) if one more ``record`` would pass the limit; counts nothing."""
+        await self._run(bucket, subject, "check")
+
+    async def record(self, bucket: str, subject: str) -> None:
+        """Count one event (say a failed login) of ``subject`` in ``bucket``; never refuses."""
+        await self._run(bucket, subject, "record")
+
+    async def _run(self, bucket: str, subject: str, mode: str) -> None:
         rule = self.limits.get(bucket)
         if rule is None:
             return
@@ -57,7 +81,7 @@ class RateLimiter:
         elapsed = now - index * window
         base = self.keys.rate(bucket, subject)
         allowed, wait = await self._script(
-            keys=[f"{base}:{index}", f"{base}:{index - 1}"], args=[limit, window, elapsed]
+            keys=[f"{base}:{index}", f"{base}:{index - 1}"], args=[limit, window, elapsed, mode]
         )
         if not int(allowed):
             raise RateLimited(int(wait) or 1)

@@ -43,7 +43,12 @@ def parse_rate_limits(spec: str) -> dict[str, tuple[int, int]]:
     return limits
 
 
-DEFAULT_RATE_LIMITS = "auth=30/60,auth_email=5/600,auth_code=20/600,write=120/60"
+# name=COUNT/SECONDS (.env.example says what each counts): per IP auth, auth_refresh, auth_code, ws_connect; per
+# address auth_email, code_email; per account login_account; per user write.
+DEFAULT_RATE_LIMITS = (
+    "auth=30/60,auth_refresh=300/60,auth_email=5/600,auth_code=20/600,code_email=10/3600,login_account=10/900,"
+    "ws_connect=120/60,write=120/60"
+)
 
 
 PRODUCTION_ENVS = frozenset({"production", "prod"})
@@ -180,7 +185,8 @@ def load_settings() -> Settings:
         public_base_url=_env("PUBLIC_BASE_URL", f"http://{host}:{port}"),
         cors_origins=_env_list("CORS_ORIGINS", ""),
         ws_origins=_env_list("WS_ORIGINS", ""),
-        rate_limits=parse_rate_limits(_env("RATE_LIMITS", DEFAULT_RATE_LIMITS)),
+        # RATE_LIMITS changes the buckets it names; the others keep their defaults (never silently unlimited).
+        rate_limits={**parse_rate_limits(DEFAULT_RATE_LIMITS), **parse_rate_limits(_env("RATE_LIMITS", ""))},
         trusted_proxies=_env_list("TRUSTED_PROXIES", ""),
         max_body_bytes=_env_int("MAX_BODY_BYTES", 1024 * 1024),
         log_level=_env("LOG_LEVEL", "INFO").upper(),

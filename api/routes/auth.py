@@ -28,7 +28,9 @@ from api.schemas.auth import (
 from api.schemas.common import error_responses
 
 log = logging.getLogger("i9lyfe.auth")
-router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[limit("auth")])
+# Per IP: every /auth request in "auth", but token refreshes in their own, generous "auth_refresh" bucket, so
+# that many users behind one address (a NAT) keep their sessions while logins from it are limited.
+router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[limit("auth", per_route={"refresh": "auth_refresh"})])
 
 CLOSE_SOCKETS_S = 2.0  # the tokens are dead already; a shard this slow does not hold up the answer
 
@@ -51,10 +53,10 @@ def _started(result: dict[str, Any]) -> dict[str, Any]:
     return {"flow_id": result["flow_id"], "expires_at": presenters.rfc3339(result["expires_at"])}
 
 
-@router.post("/signup", status_code=202, response_model=FlowStarted, responses=error_responses(409, 422, 429))
+@router.post("/signup", status_code=202, response_model=FlowStarted, responses=error_responses(422, 429))
 async def signup(body: SignupStart, ctx: Ctx) -> dict[str, Any]:
-    """Start a signup: a 6-digit code is emailed (15 minutes, 5 tries)."""
-    await ctx.limiter.hit("auth_email", body.email.strip().lower())
+    """Start a signup: a 6-digit code is emailed (15 minutes, 5 tries), or, to a registered address, a notice."""
+    await ctx.limiter.hit("auth_email", accounts.email_key(body.email))
     return _started(await accounts.signup_start(ctx.services, body.email))
 
 
@@ -62,7 +64,7 @@ async def signup(body: SignupStart, ctx: Ctx) -> dict[str, Any]:
 async def signup_verify(body: CodeCheck, ctx: Ctx, request: Request) -> dict[str, Any]:
     """Check the emailed code. Wrong: 422 `invalid_code`; expired or used up: 410 `flow_expired`."""
     await ctx.limiter.hit("auth_code", client_ip(request))
-    return await accounts.signup_verify(ctx.services, body.flow_id, body.code)
+    return await accounts.signup_verify(ctx.services, body.flow_id, body.code, ctx.limiter)
 
 
 @router.post(
@@ -88,7 +90,7 @@ async def signup_complete(body: SignupComplete, ctx: Ctx, request: Request) -> d
 async def login(body: Login, ctx: Ctx, request: Request) -> dict[str, Any]:
     """Log in by email or username."""
     user, tokens = await accounts.login(
-        ctx.services, body.login, body.password, request.headers.get("user-agent", ""), client_ip(request)
+        ctx.services, body.login, body.password, request.headers.get("user-agent", ""), client_ip(request), ctx.limiter
     )
     return {"user": presenters.me(user), "tokens": tokens.to_wire()}
 
@@ -111,14 +113,14 @@ async def logout(user: User, ctx: Ctx) -> Response:
 @router.post("/password-reset", status_code=202, response_model=FlowStarted, responses=error_responses(422, 429))
 async def password_reset(body: ResetStart, ctx: Ctx) -> dict[str, Any]:
     """Start a reset. The answer is the same whether or not the email has an account."""
-    await ctx.limiter.hit("auth_email", body.email.strip().lower())
+    await ctx.limiter.hit("auth_email", accounts.email_key(body.email))
     return _started(await accounts.reset_start(ctx.services, body.email))
 
 
 @router.post("/password-reset/verify", response_model=FlowVerified, responses=error_responses(404, 410, 422, 429))
 async def password_reset_verify(body: CodeCheck, ctx: Ctx, request: Request) -> dict[str, Any]:
     await ctx.limiter.hit("auth_code", client_ip(request))
-    return await accounts.reset_verify(ctx.services, body.flow_id, body.code)
+    return await accounts.reset_verify(ctx.services, body.flow_id, body.code, ctx.limiter)
 
 
 @router.post("/password-reset/complete", response_model=ResetDone, responses=error_responses(404, 409, 410, 422))

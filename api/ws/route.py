@@ -23,7 +23,7 @@ from actors import events, rules
 from actors.errors import DomainError, MalformedBody, NotFound, Unauthenticated, ValidationFailed
 from actors.errors import Forbidden as ForbiddenError
 from api.codec import encode, error_body
-from api.deps import AppContext, authenticate
+from api.deps import AppContext, authenticate, limit_socket_handshake
 from api.logs import request_id_var
 from api.ws.connection import CLOSE_TIMEOUT_S, Conn
 from api.ws.gateway import Gateway
@@ -59,7 +59,9 @@ def _pick_subprotocol(websocket: WebSocket) -> str | bool | None:
 
 async def _deny(websocket: WebSocket, err: DomainError) -> None:
     body = encode(error_body(err, request_id_var.get()), False)
-    response = Response(body, status_code=err.http_status, media_type="application/json")
+    retry_after = getattr(err, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    response = Response(body, status_code=err.http_status, media_type="application/json", headers=headers)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
     else:  # servers without the denial extension: a close before accept is an HTTP 403 (no close frame)
@@ -72,6 +74,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     gateway: Gateway = websocket.app.state.gateway
     if not _origin_allowed(ctx, websocket.headers.get("origin")):
         await _deny(websocket, ForbiddenError("This origin may not open a socket.", code="origin_not_allowed"))
+        return
+    if (refused := await limit_socket_handshake(websocket)) is not None:  # handshakes per IP: 429 + Retry-After
+        await _deny(websocket, refused)
         return
     protocol = _pick_subprotocol(websocket)
     if protocol is False:

@@ -129,21 +129,40 @@ def assert_unauthenticated(reply: Reply, reason: str | None = None) -> dict[str,
 # ---------------------------------------------------------------- signup: duplicates
 
 
-async def test_signup_with_taken_email_in_other_case_is_409(
+async def test_signup_with_a_taken_email_in_any_case_answers_like_a_new_one_and_can_never_complete(
     make_api: Callable[..., Api], register: Any, mailbox: Mailbox, db: asyncpg.Pool
 ) -> None:
     owner = await register(make_api())
     email = owner["email"]
-    assert await flows_count(db, email) == 1
+    fresh = make_api()
+    new_reply = await fresh.post(f"{AUTH}/signup", {"email": new_email("fresh")})
+    assert new_reply.status == 202, new_reply.body
 
     stranger = make_api()
+    flows = []
     for variant in (email.upper(), email.title(), f"  {email}  "):
-        assert_error(await stranger.post(f"{AUTH}/signup", {"email": variant}), 409, "email_taken")
+        reply = await stranger.post(f"{AUTH}/signup", {"email": variant})
+        assert reply.status == 202, reply.body  # the same answer as for an address nobody has
+        assert set(reply.body) == set(new_reply.body) == {"flow_id", "expires_at"}
+        flows.append(reply.body["flow_id"])
 
-    # Nothing was started: no new flow, no second user, no second mail.
-    assert await flows_count(db, email) == 1
+    # The owner gets one notice per attempt, none with a code.
+    notices = (await mailbox.wait_count(email, 4))[1:]
+    assert len(notices) == 3
+    for notice in notices:
+        assert "tried to sign up" in notice["Subject"], notice["Subject"]
+        assert not mailbox.CODE.search(str(notice.get_payload())) and not mailbox.CODE.search(notice["Subject"])
+
+    # No code completes such a flow: every guess is a plain wrong code, and the fifth burns it.
+    for left in (4, 3, 2, 1, 0):
+        reply = await stranger.post(f"{AUTH}/signup/verify", {"flow_id": flows[0], "code": f"{left:06d}"})
+        assert assert_error(reply, 422, "invalid_code")["details"]["attempts_left"] == left
+    assert_error(await stranger.post(f"{AUTH}/signup/verify", {"flow_id": flows[0], "code": "000000"}), 410)
+    reply = await stranger.post(f"{AUTH}/signup/complete", complete_body(flows[1], unique("thief")))
+    assert_error(reply, 409, "flow_not_verified")
     assert await users_count(db, email=email) == 1
-    assert len(mailbox.to(email)) == 1
+    assert await flows_count(db, email) == 4
+    assert [(await flow_row(db, f))["verified_at"] for f in flows] == [None, None, None]
 
 
 async def test_signup_with_an_invalid_email_is_422_and_starts_nothing(api: Api, db: asyncpg.Pool) -> None:
@@ -883,8 +902,8 @@ async def test_hammering_login_from_one_ip_is_429_with_retry_after_and_another_i
     body = {"login": new_email("hammer"), "password": "Wrong-pass-1"}
     refused: Reply | None = None
     allowed = 0
-    for _ in range(40):
-        reply = await hammer.post(f"{AUTH}/login", body)
+    for n in range(40):  # a new login each time: this is the per-IP limit, not the per-account one
+        reply = await hammer.post(f"{AUTH}/login", {**body, "login": new_email(f"hammer{n}")})
         if reply.status == 429:
             refused = reply
             break

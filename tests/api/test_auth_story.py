@@ -98,6 +98,12 @@ async def test_user_signs_up_resets_password_and_logs_in_again(any_api: Api, mai
     reply = await api.post("/api/v1/auth/login", {"login": username.upper(), "password": new_password})
     assert reply.status == 200 and reply.body["user"]["username"] == username
 
-    # 14. A new account with the same email (any case): 409 email_taken.
-    assert_error(await api.post("/api/v1/auth/signup", {"email": email.lower()}), 409, "email_taken")
+    # 14. A new account with the same email (any case): the same 202 as for a new address (no enumeration);
+    # the owner gets a notice, not a code, and no code completes that flow.
+    again = await api.post("/api/v1/auth/signup", {"email": email.lower()})
+    assert again.status == 202 and set(again.body) == {"flow_id", "expires_at"}, again.body
+    notice = (await mailbox.wait_count(email.lower(), 3))[2]
+    assert "tried to sign up" in notice["Subject"] and not mailbox.CODE.search(str(notice.get_payload()))
+    reply = await api.post("/api/v1/auth/signup/verify", {"flow_id": again.body["flow_id"], "code": code})
+    assert assert_error(reply, 422, "invalid_code")["details"]["attempts_left"] == 4
     assert await db.fetchval("SELECT count(*) FROM users WHERE email = $1", email.lower()) == 1

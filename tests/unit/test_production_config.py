@@ -75,3 +75,12 @@ def test_outside_production_a_missing_secret_is_generated_once(tmp_path: Path, m
     monkeypatch.setenv("SMTP_URL", "smtp://x")
     with pytest.raises(ConfigError, match="JWT_SECRET is unset"):
         load_settings()  # a secret left under var/ by development does not count in production
+
+
+def test_rate_limits_override_only_the_buckets_they_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_LIMITS", "auth=100000/60")  # the old way to open up logins for a load test
+    limits = load_settings().rate_limits
+    assert limits["auth"] == (100000, 60)
+    # The others, the per-account and per-address ones included, keep their defaults: none goes unlimited.
+    assert limits["login_account"] == (10, 900) and limits["code_email"] == (10, 3600)
+    assert limits["auth_email"] == (5, 600) and limits["ws_connect"] == (120, 60)

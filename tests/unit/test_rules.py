@@ -84,3 +84,22 @@ def test_shard_routing_is_stable_and_spread() -> None:
         assert k == shard_index(value, 4)
         counts[k] += 1
     assert min(counts) > 0.2 * len(ids), counts
+
+
+def test_variants_of_one_mailbox_share_one_throttle_key() -> None:
+    from actors.throttle import address_key, login_key
+
+    base = address_key(rules.normalize_email("victim@example.com"))
+    for variant in (
+        "victim@ｅｘａｍｐｌｅ.ｃｏｍ",  # fullwidth domain
+        "victim@example。com",  # ideographic full stop
+        "victim@example．com",  # fullwidth full stop
+        "victim@example｡com",  # halfwidth ideographic full stop
+        "ｖｉｃｔｉｍ@example.com",  # fullwidth local part: another string, the same quota
+        " VICTIM@Example.COM ",
+    ):
+        assert address_key(rules.normalize_email(variant)) == base, variant
+    assert address_key(rules.normalize_email("other@example.com")) != base
+    # Logins that name no account: the same text in any case or width is one subject.
+    assert login_key("Ghost@ｅｘａｍｐｌｅ.com") == login_key(" ghost@example.com") == "email:ghost@example.com"
+    assert login_key("ＧＨＯＳＴ") == login_key("ghost") == "login:ghost"
