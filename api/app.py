@@ -16,13 +16,14 @@ from actors.context import Services
 from actors.delivery import Delivery
 from actors.shards import get_or_create_user_shards
 from actors.topology import check_shard_count
-from api import errors
+from api import errors, openapi
 from api.codec import CodecMiddleware
 from api.deps import AppContext
 from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.ratelimit import RateLimiter
 from api.routes import auth, health, me, testing
+from api.ws import drain
 from api.ws import route as ws_route
 from api.ws.gateway import Gateway
 from storage.config import Settings, load_settings
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx.extras["delivery"] = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
         gateway = Gateway(services, users, handles)
         await gateway.start()
+        drain.install(gateway, settings.drain_s)  # SIGTERM/SIGINT: close sockets with 1012 first, then uvicorn's
         app.state.ctx = ctx
         app.state.gateway = gateway
         log.info(
@@ -94,12 +96,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # api/openapi.py serves Swagger UI with its assets (no CDN)
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=openapi.OPENAPI_URL,
         redirect_slashes=False,  # a redirect would be built from the Host header: an unknown path is a 404
     )
     errors.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(me.router, prefix=API_PREFIX)
@@ -115,6 +118,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Accept", "Idempotency-Key", "X-Request-Id"],
             expose_headers=["X-Request-Id", "Retry-After"],
         )
-    app.add_middleware(CodecMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.env == "test":
+        app.add_middleware(testing.WorkerPidMiddleware)
+    app.add_middleware(
+        CodecMiddleware, max_body_bytes=settings.max_body_bytes, json_only_paths=frozenset({openapi.OPENAPI_URL})
+    )
     app.add_middleware(SecurityHeaders)  # outermost: its headers go on the codec's own errors too
     return app

@@ -4,7 +4,10 @@
 - request id (``X-Request-Id`` in, or a new one) in the log context and the response;
 - the body size limit (413), the content-type check (415) and MessagePack decoding (400 if malformed): a
   MessagePack body is handed to the app as JSON, so FastAPI validates both the same way;
-- response encoding: when ``Accept`` names MessagePack, a JSON response is re-encoded as MessagePack;
+- response encoding: routes encode their bodies once in the negotiated format (``api/responses.py``), so an
+  already-encoded MessagePack body passes through untouched; only a response that is still JSON (Starlette's
+  own, say) is re-encoded as MessagePack when ``Accept`` names MessagePack, as a fallback. ``json_only_paths``
+  (the OpenAPI document) are always JSON;
 - any exception the app lets through becomes a 500 ``internal`` error with the request id, never a stack trace;
 - one structured access-log line.
 """
@@ -84,9 +87,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class CodecMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, json_only_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.json_only_paths = json_only_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -104,7 +108,7 @@ class CodecMiddleware:
         incoming = _header(scope, b"x-request-id")
         rid = incoming if incoming and len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
         token = request_id_var.set(rid)
-        as_msgpack = wants_msgpack(_header(scope, b"accept"))
+        as_msgpack = wants_msgpack(_header(scope, b"accept")) and scope["path"] not in self.json_only_paths
         state = {"status": 0, "started": False}
         try:
             try:

@@ -7,27 +7,35 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from actors.errors import DomainError, MalformedBody, MethodNotAllowed, NotFound, ValidationFailed
-from api.codec import encode, error_body, wants_msgpack
+from api.codec import error_body
 from api.logs import request_id_var
+from api.responses import encoded
 
 _STATUS_ERRORS: dict[int, type[DomainError]] = {404: NotFound, 405: MethodNotAllowed}
 
 
 def error_response(request: Request, err: DomainError) -> Response:
-    as_msgpack = wants_msgpack(request.headers.get("accept"))
+    """The error encoded once, in the negotiated format (the same helper as every route's answer)."""
     headers: dict[str, str] = {}
     retry_after = getattr(err, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    return Response(
-        encode(error_body(err, request_id_var.get()), as_msgpack),
-        status_code=err.http_status,
-        media_type="application/msgpack" if as_msgpack else "application/json",
-        headers=headers,
-    )
+    return encoded(request, error_body(err, request_id_var.get()), err.http_status, headers)
+
+
+def allowed_methods(routes: list[BaseRoute], path: str) -> str:
+    """Every method of every route on this path (the router's 405 names only the first route's methods)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _reason(error: dict[str, Any]) -> str:
@@ -75,6 +83,8 @@ def install(app: FastAPI) -> None:
         response = error_response(request, err)
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request.app.router.routes, request.url.path)
         return response
 
     app.add_exception_handler(DomainError, on_domain)

@@ -126,17 +126,18 @@ def start_server(env: dict[str, str], log_path: Path, timeout: float = 90.0) -> 
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    url = f"http://127.0.0.1:{env['PORT']}/readyz"
+    base = f"http://127.0.0.1:{env['PORT']}"
     deadline = time.monotonic() + timeout
     ready_pids: set[int] = set()
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log_path.read_text()[-4000:]}")
         try:
-            # New connection each time so that both worker processes get asked.
-            response = httpx.get(url, timeout=5)
+            # New connection each time so that both worker processes get asked. /readyz says ready or not, no
+            # pid: the worker that answered is named by the test-only X-Worker-Pid header (APP_ENV=test).
+            response = httpx.get(base + "/readyz", timeout=5)
             if response.status_code == 200:
-                ready_pids.add(response.json()["pid"])
+                ready_pids.add(int(response.headers["x-worker-pid"]))
                 if len(ready_pids) >= int(env.get("WORKERS", "1")):
                     return process
         except httpx.HTTPError:

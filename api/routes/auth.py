@@ -11,6 +11,7 @@ from actors import accounts
 from actors.errors import DomainError
 from api import presenters
 from api.deps import AppContext, Ctx, User, client_ip, limit
+from api.responses import Encoded, encoded, no_content
 from api.schemas.auth import (
     CodeCheck,
     FlowStarted,
@@ -54,23 +55,26 @@ def _started(result: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/signup", status_code=202, response_model=FlowStarted, responses=error_responses(422, 429))
-async def signup(body: SignupStart, ctx: Ctx) -> dict[str, Any]:
+async def signup(request: Request, body: SignupStart, ctx: Ctx) -> Encoded:
     """Start a signup: a 6-digit code is emailed (15 minutes, 5 tries), or, to a registered address, a notice."""
     await ctx.limiter.hit("auth_email", accounts.email_key(body.email))
-    return _started(await accounts.signup_start(ctx.services, body.email))
+    return encoded(request, _started(await accounts.signup_start(ctx.services, body.email)), 202)
 
 
 @router.post("/signup/verify", response_model=FlowVerified, responses=error_responses(404, 410, 422, 429))
-async def signup_verify(body: CodeCheck, ctx: Ctx, request: Request) -> dict[str, Any]:
+async def signup_verify(body: CodeCheck, ctx: Ctx, request: Request) -> Encoded:
     """Check the emailed code. Wrong: 422 `invalid_code`; expired or used up: 410 `flow_expired`."""
     await ctx.limiter.hit("auth_code", client_ip(request))
-    return await accounts.signup_verify(ctx.services, body.flow_id, body.code, ctx.limiter)
+    return encoded(request, await accounts.signup_verify(ctx.services, body.flow_id, body.code, ctx.limiter))
 
 
 @router.post(
-    "/signup/complete", status_code=201, response_model=UserWithTokens, responses=error_responses(404, 409, 410, 422)
+    "/signup/complete",
+    status_code=201,
+    response_model=UserWithTokens,
+    responses=error_responses(404, 409, 410, 422, 429),
 )
-async def signup_complete(body: SignupComplete, ctx: Ctx, request: Request) -> dict[str, Any]:
+async def signup_complete(body: SignupComplete, ctx: Ctx, request: Request) -> Encoded:
     """Create the account on a verified flow; logs the new user in."""
     user, tokens = await accounts.signup_complete(
         ctx.services,
@@ -83,49 +87,49 @@ async def signup_complete(body: SignupComplete, ctx: Ctx, request: Request) -> d
         user_agent=request.headers.get("user-agent", ""),
         ip=client_ip(request),
     )
-    return {"user": presenters.me(user), "tokens": tokens.to_wire()}
+    return encoded(request, {"user": presenters.me(user), "tokens": tokens.to_wire()}, 201)
 
 
 @router.post("/login", response_model=UserWithTokens, responses=error_responses(401, 422, 429))
-async def login(body: Login, ctx: Ctx, request: Request) -> dict[str, Any]:
+async def login(body: Login, ctx: Ctx, request: Request) -> Encoded:
     """Log in by email or username."""
     user, tokens = await accounts.login(
         ctx.services, body.login, body.password, request.headers.get("user-agent", ""), client_ip(request), ctx.limiter
     )
-    return {"user": presenters.me(user), "tokens": tokens.to_wire()}
+    return encoded(request, {"user": presenters.me(user), "tokens": tokens.to_wire()})
 
 
 @router.post("/refresh", response_model=TokensOnly, responses=error_responses(401, 422, 429))
-async def refresh(body: RefreshBody, ctx: Ctx) -> dict[str, Any]:
+async def refresh(request: Request, body: RefreshBody, ctx: Ctx) -> Encoded:
     """Rotate the refresh token. A refresh token used twice revokes its whole session (401)."""
     tokens = await accounts.refresh(ctx.services, body.refresh_token, _socket_closer(ctx))
-    return {"tokens": tokens.to_wire()}
+    return encoded(request, {"tokens": tokens.to_wire()})
 
 
-@router.post("/logout", status_code=204, response_class=Response, responses=error_responses(401))
+@router.post("/logout", status_code=204, response_class=Response, responses=error_responses(401, 429))
 async def logout(user: User, ctx: Ctx) -> Response:
     """End this session: its access and refresh tokens stop working at once, and its open sockets close."""
     await accounts.logout(ctx.services, user.session_id)
     await _socket_closer(ctx)(user.user_id, [user.session_id])
-    return Response(status_code=204)
+    return no_content()
 
 
 @router.post("/password-reset", status_code=202, response_model=FlowStarted, responses=error_responses(422, 429))
-async def password_reset(body: ResetStart, ctx: Ctx) -> dict[str, Any]:
+async def password_reset(request: Request, body: ResetStart, ctx: Ctx) -> Encoded:
     """Start a reset. The answer is the same whether or not the email has an account."""
     await ctx.limiter.hit("auth_email", accounts.email_key(body.email))
-    return _started(await accounts.reset_start(ctx.services, body.email))
+    return encoded(request, _started(await accounts.reset_start(ctx.services, body.email)), 202)
 
 
 @router.post("/password-reset/verify", response_model=FlowVerified, responses=error_responses(404, 410, 422, 429))
-async def password_reset_verify(body: CodeCheck, ctx: Ctx, request: Request) -> dict[str, Any]:
+async def password_reset_verify(body: CodeCheck, ctx: Ctx, request: Request) -> Encoded:
     await ctx.limiter.hit("auth_code", client_ip(request))
-    return await accounts.reset_verify(ctx.services, body.flow_id, body.code, ctx.limiter)
+    return encoded(request, await accounts.reset_verify(ctx.services, body.flow_id, body.code, ctx.limiter))
 
 
-@router.post("/password-reset/complete", response_model=ResetDone, responses=error_responses(404, 409, 410, 422))
-async def password_reset_complete(body: ResetComplete, ctx: Ctx) -> dict[str, Any]:
+@router.post("/password-reset/complete", response_model=ResetDone, responses=error_responses(404, 409, 410, 422, 429))
+async def password_reset_complete(request: Request, body: ResetComplete, ctx: Ctx) -> Encoded:
     """Set the new password; every session of the user is revoked."""
     user_id, revoked = await accounts.reset_complete(ctx.services, body.flow_id, body.new_password)
     await _socket_closer(ctx)(user_id, revoked)  # the password changed and the tokens are dead already
-    return {"password_changed": True}
+    return encoded(request, {"password_changed": True})

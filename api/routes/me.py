@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from actors.errors import NotFound
 from api import presenters
 from api.deps import Ctx, User, WriteLimit
+from api.responses import Encoded, encoded
 from api.schemas.common import error_responses
 from api.schemas.users import Me, PatchMe
 from storage import users as user_store
@@ -17,19 +16,19 @@ from storage.errors import RowNotFound
 router = APIRouter(tags=["me"])
 
 
-@router.get("/me", response_model=Me, responses=error_responses(401))
-async def get_me(user: User, ctx: Ctx) -> dict[str, Any]:
+@router.get("/me", response_model=Me, responses=error_responses(401, 404))
+async def get_me(request: Request, user: User, ctx: Ctx) -> Encoded:
     try:
         row = await user_store.get_user(ctx.services.pool, user.user_id)
     except RowNotFound as exc:
         raise NotFound("This account no longer exists.") from exc
-    return presenters.me(row)
+    return encoded(request, presenters.me(row))
 
 
 @router.patch(
-    "/me", response_model=Me, responses=error_responses(400, 401, 409, 415, 422, 429), dependencies=[WriteLimit]
+    "/me", response_model=Me, responses=error_responses(400, 401, 404, 409, 415, 422, 429), dependencies=[WriteLimit]
 )
-async def patch_me(body: PatchMe, user: User, ctx: Ctx) -> dict[str, Any]:
+async def patch_me(request: Request, body: PatchMe, user: User, ctx: Ctx) -> Encoded:
     """Change name, bio, birthday or username (409 `username_taken`)."""
     row = await ctx.users.call("update_profile", user.user_id, body.model_dump(exclude_unset=True))
-    return presenters.me(row)
+    return encoded(request, presenters.me(row))

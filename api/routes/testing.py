@@ -2,18 +2,22 @@
 
 They give the realtime tests an event source before the features that emit real events exist, and a way to
 find the shard processes to kill. Events go through the real write path: outbox row committed, then delivery.
+They also say which worker process served a request (``/whoami``, and the ``X-Worker-Pid`` header that
+``WorkerPidMiddleware`` adds to every response in APP_ENV=test), which /healthz and /readyz no longer show.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actors.delivery import OutboxEvent
 from actors.topology import describe_shards
 from api.deps import Ctx
+from api.responses import Encoded, encoded
 from api.schemas.common import Strict
 from storage import db
 
@@ -30,24 +34,56 @@ class EventsBody(Strict):
 
 
 @router.post("/events")
-async def emit(body: EventsBody, ctx: Ctx) -> dict[str, Any]:
+async def emit(request: Request, body: EventsBody, ctx: Ctx) -> Encoded:
     recipients = [int(r) for r in body.recipients]
     batch = [OutboxEvent.make(recipients, TEST_EVENT, {"n": i, "note": body.note}) for i in range(body.count)]
     delivery = ctx.extras["delivery"]
     async with db.transaction(ctx.services.pool) as conn:
         await delivery.stage(conn, batch)
     if not body.publish:
-        return {"outbox_ids": [str(e.id) for e in batch]}
+        return encoded(request, {"outbox_ids": [str(e.id) for e in batch]})
     appended = await delivery.publish(batch)
-    return {"event_ids": {str(u): [appended[e.id][u] for e in batch] for u in recipients}}
+    return encoded(request, {"event_ids": {str(u): [appended[e.id][u] for e in batch] for u in recipients}})
+
+
+class WorkerPidMiddleware:
+    """APP_ENV=test only: ``X-Worker-Pid`` on every HTTP response, so a test can tell which worker served it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.pid = str(os.getpid()).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", []), (b"x-worker-pid", self.pid)])
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+@router.get("/whoami")
+async def whoami(request: Request) -> Encoded:
+    """The pid of the worker process that served this request."""
+    return encoded(request, {"pid": os.getpid()})
+
+
+@router.get("/shard_ping")
+async def shard_ping(request: Request, ctx: Ctx) -> Encoded:
+    """This worker's pid and user shard 0's ping (its pid and call counter)."""
+    return encoded(request, {"pid": os.getpid(), "shard": await ctx.user_shard_handles[0].ping.remote()})
 
 
 @router.get("/shards")
-async def shards(ctx: Ctx) -> list[dict[str, Any]]:
-    return [await handle.ping.remote() for handle in ctx.user_shard_handles]
+async def shards(request: Request, ctx: Ctx) -> Encoded:
+    return encoded(request, [await handle.ping.remote() for handle in ctx.user_shard_handles])
 
 
 @router.get("/shard_names")
-async def shard_names(ctx: Ctx) -> dict[str, Any]:
+async def shard_names(request: Request, ctx: Ctx) -> Encoded:
     """This process's shard fingerprint and shard names, and every named actor of its Ray namespace."""
-    return describe_shards(ctx.services.settings)
+    return encoded(request, describe_shards(ctx.services.settings))

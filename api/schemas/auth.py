@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from api.schemas.common import Strict
+from api.schemas.fields import (
+    Bio,
+    Birthday,
+    Code,
+    Email,
+    FlowId,
+    LoginPassword,
+    Name,
+    Password,
+    RefreshToken,
+    Username,
+)
+from api.schemas.fields import Login as LoginField
 from api.schemas.users import Me
 
 
 class SignupStart(Strict):
-    email: str = Field(max_length=320)
+    email: Email
 
 
 class FlowStarted(BaseModel):
@@ -20,8 +31,8 @@ class FlowStarted(BaseModel):
 
 
 class CodeCheck(Strict):
-    flow_id: str = Field(max_length=32)
-    code: str = Field(max_length=16)
+    flow_id: FlowId
+    code: Code
 
 
 class FlowVerified(BaseModel):
@@ -30,12 +41,12 @@ class FlowVerified(BaseModel):
 
 
 class SignupComplete(Strict):
-    flow_id: str = Field(max_length=32)
-    username: str = Field(max_length=100)
-    name: str = Field(max_length=200)
-    password: str = Field(max_length=1024)
-    birthday: dt.date
-    bio: str | None = Field(default=None, max_length=2000)
+    flow_id: FlowId
+    username: Username
+    name: Name
+    password: Password
+    birthday: Birthday
+    bio: Bio | None = None
 
 
 class Tokens(BaseModel):
@@ -51,12 +62,12 @@ class UserWithTokens(BaseModel):
 
 
 class Login(Strict):
-    login: str = Field(max_length=320, description="email or username")
-    password: str = Field(max_length=1024)
+    login: LoginField
+    password: LoginPassword
 
 
 class RefreshBody(Strict):
-    refresh_token: str = Field(max_length=512)
+    refresh_token: RefreshToken
 
 
 class TokensOnly(BaseModel):
@@ -64,12 +75,12 @@ class TokensOnly(BaseModel):
 
 
 class ResetStart(Strict):
-    email: str = Field(max_length=320)
+    email: Email
 
 
 class ResetComplete(Strict):
-    flow_id: str = Field(max_length=32)
-    new_password: str = Field(max_length=1024)
+    flow_id: FlowId
+    new_password: Password
 
 
 class ResetDone(BaseModel):

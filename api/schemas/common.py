@@ -42,17 +42,23 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
+STATUS_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed body (`malformed_body`)",
+    401: "Missing, invalid, expired or revoked credentials (`unauthenticated`, the reason in `details.reason`)",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    410: "Gone (`flow_expired`)",
+    413: "Body too large (`payload_too_large`)",
+    415: "Body is neither JSON nor MessagePack (`unsupported_media_type`)",
+    422: "Validation failed; `details.fields` maps each wire field to its reason",
+    429: "Rate limited (`rate_limited`); see the `Retry-After` header",
+    500: "Internal error (`internal`); `details.request_id` names the request in the server's logs",
+    503: "Temporarily unavailable (`unavailable`): overloaded or a dependency is down; see the `Retry-After` header",
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {
-        400: "Malformed body (`malformed_body`)",
-        401: "Missing, invalid, expired or revoked credentials",
-        403: "Forbidden",
-        404: "Not found",
-        409: "Conflict",
-        410: "Gone (`flow_expired`)",
-        413: "Body too large (`payload_too_large`)",
-        415: "Body is neither JSON nor MessagePack",
-        422: "Validation failed; `details.fields` maps each wire field to its reason",
-        429: "Rate limited; see the `Retry-After` header",
-    }
-    return {s: {"model": ErrorResponse, "description": descriptions.get(s, "Error")} for s in statuses}
+    """The error answers an operation declares beyond those every operation has (``api/openapi.py`` adds 500 and
+    503 everywhere, and 400/413/415/422 wherever there is a body or a parameter)."""
+    return {s: {"model": ErrorResponse, "description": STATUS_DESCRIPTIONS.get(s, "Error")} for s in statuses}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict
 
 from api.schemas.common import Strict
+from api.schemas.fields import Bio, Birthday, Name, Username
 
 
 class UserSummary(BaseModel):
@@ -31,8 +32,25 @@ class Me(Profile):
     birthday: str
 
 
+NULLABLE = frozenset({"bio"})
+
+
+def _no_defaults(schema: dict[str, Any]) -> None:
+    """A field left out is left alone: there is no default to document; only ``bio`` may be null (the others
+    are refused with 422 "must not be null" by the profile rules)."""
+    for name, prop in schema.get("properties", {}).items():
+        prop.pop("default", None)
+        if name not in NULLABLE and "anyOf" in prop:
+            (only,) = [s for s in prop.pop("anyOf") if s.get("type") != "null"]
+            prop.update(only)
+
+
 class PatchMe(Strict):
-    name: str | None = Field(default=None, max_length=200)
-    bio: str | None = Field(default=None, max_length=2000)
-    birthday: dt.date | None = None
-    username: str | None = Field(default=None, max_length=100)
+    """Only the fields sent change. `name`, `username` and `birthday` may not be null; a null `bio` clears it."""
+
+    model_config = ConfigDict(json_schema_extra=_no_defaults)
+
+    name: Name | None = None
+    bio: Bio | None = None
+    birthday: Birthday | None = None
+    username: Username | None = None

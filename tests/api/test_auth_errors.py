@@ -945,9 +945,11 @@ async def test_a_wrong_method_is_405_in_the_error_shape(make_api: Callable[..., 
 
 
 async def test_the_auth_limit_is_shared_by_both_worker_processes(server: Any) -> None:
-    """30 logins a minute per IP in total, whichever process serves them (new connection per request)."""
+    """30 logins a minute per IP in total, whichever process serves them (new connection per request; each
+    answer names its worker in the test-only X-Worker-Pid header)."""
     ip = fresh_ip()
     statuses = []
+    pids = []
     for n in range(31):
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             response = await client.post(
@@ -956,5 +958,8 @@ async def test_the_auth_limit_is_shared_by_both_worker_processes(server: Any) ->
                 headers={"X-Forwarded-For": ip},
             )
         statuses.append(response.status_code)
+        pids.append(int(response.headers["x-worker-pid"]))
     assert statuses[:30] == [401] * 30
     assert statuses[30] == 429
+    # Both workers counted into the one limit: each served some of the 30 that were let through.
+    assert len(set(pids[:30])) == 2, f"one worker served all 30: {set(pids)}"

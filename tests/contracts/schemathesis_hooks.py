@@ -1,0 +1,132 @@
+"""schemathesis hooks for tests/contracts/test_schemathesis.py (loaded by the ``st`` CLI via SCHEMATHESIS_HOOKS).
+
+Set by the test through the environment:
+- ``I9_ST_FORMAT`` ``json`` or ``msgpack``: the run keeps only that media type in every request and response body of
+  the schema it loaded (the live server documents both), so a run is all JSON or all MessagePack;
+- ``I9_ST_BASE_URL``, ``I9_ST_EMAIL``, ``I9_ST_PASSWORD``, ``I9_ST_TOKEN``: a real user signed up by the test and
+  its access token, used for every operation that takes one. ``POST /auth/logout`` ends the session it is called
+  with, so each logout case gets a session of its own (a fresh login) and the shared token stays alive.
+
+One check cannot apply as written to the emailed-code flows: ``positive_data_acceptance`` wants a schema-valid
+request accepted, but a well-formed code that is simply wrong must be refused with 422 ``invalid_code``, and a
+flow that is used up (schemathesis finds real flow ids and burns them with wrong codes) with 410
+``flow_expired`` (both fixed by API.md section 3; no schema can know a secret or a flow's state).
+``filter_failure`` drops exactly those failures (that status with that ``error.code`` on a flow operation) and
+nothing else.
+
+Every request comes from a fresh client IP (``X-Forwarded-For``, believed from 127.0.0.1 by the test server): the
+per-IP auth limits are for people, not for a fuzzer sending thousands of requests from one address; the per-user
+write limit still applies and its 429 is documented.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+import httpx
+import msgpack
+import orjson
+import schemathesis
+from schemathesis import AuthContext, Case, DeserializationContext, HookContext, Response, SerializationContext
+from schemathesis.core.failures import Failure
+from schemathesis.openapi.checks import RejectedPositiveData
+
+MSGPACK = "application/msgpack"
+JSON = "application/json"
+FORMAT = os.environ.get("I9_ST_FORMAT", "json")
+KEEP = MSGPACK if FORMAT == "msgpack" else JSON
+LOGOUT = "/api/v1/auth/logout"
+FLOW_OPERATIONS = {
+    "/api/v1/auth/signup/verify",
+    "/api/v1/auth/signup/complete",
+    "/api/v1/auth/password-reset/verify",
+    "/api/v1/auth/password-reset/complete",
+}
+FLOW_REFUSALS = {(422, "invalid_code"), (410, "flow_expired")}
+
+_ips = itertools.count(1)
+
+
+def _fresh_ip() -> str:
+    n = next(_ips)
+    return f"10.{200 + (n >> 16) % 50}.{(n >> 8) & 255}.{n & 255}"
+
+
+@schemathesis.serializer(MSGPACK)
+def _to_msgpack(ctx: SerializationContext, value: Any) -> bytes | None:
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+@schemathesis.deserializer(MSGPACK)
+def _from_msgpack(ctx: DeserializationContext, response: Response) -> Any:
+    return msgpack.unpackb(response.content, raw=False)
+
+
+def _keep_one_media_type(content: dict[str, Any]) -> None:
+    if KEEP in content:
+        for media_type in [m for m in content if m != KEEP]:
+            del content[media_type]
+
+
+@schemathesis.hook
+def before_load_schema(context: HookContext, raw_schema: dict[str, Any]) -> None:
+    for item in raw_schema.get("paths", {}).values():
+        for op in item.values():
+            if not isinstance(op, dict):
+                continue
+            if "requestBody" in op:
+                _keep_one_media_type(op["requestBody"].get("content", {}))
+            for response in op.get("responses", {}).values():
+                _keep_one_media_type(response.get("content", {}))
+
+
+@schemathesis.hook
+def before_call(context: HookContext, case: Case, kwargs: dict[str, Any]) -> None:
+    headers = case.headers if case.headers is not None else {}
+    headers["X-Forwarded-For"] = _fresh_ip()
+    headers.setdefault("Accept", KEEP)
+    case.headers = headers
+
+
+def _error_code(response: Response) -> str | None:
+    try:
+        body = (msgpack.unpackb if FORMAT == "msgpack" else orjson.loads)(response.content)
+        return str(body["error"]["code"])
+    except Exception:
+        return None
+
+
+@schemathesis.hook
+def filter_failure(context: HookContext, failure: Failure, case: Case, response: Response) -> bool:
+    """False drops the failure: a well-formed request refused for the flow's state (wrong code, used-up flow)."""
+    refused_for_state = (
+        isinstance(failure, RejectedPositiveData)
+        and case.operation.path in FLOW_OPERATIONS
+        and (response.status_code, _error_code(response)) in FLOW_REFUSALS
+    )
+    return not refused_for_state
+
+
+def _login() -> str:
+    reply = httpx.post(
+        os.environ["I9_ST_BASE_URL"] + "/api/v1/auth/login",
+        json={"login": os.environ["I9_ST_EMAIL"], "password": os.environ["I9_ST_PASSWORD"]},
+        headers={"X-Forwarded-For": _fresh_ip()},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    token: str = reply.json()["tokens"]["access_token"]
+    return token
+
+
+@schemathesis.auth(refresh_interval=None)
+class RealUser:
+    def get(self, case: Case, ctx: AuthContext) -> str:
+        return _login() if case.operation.path == LOGOUT else os.environ["I9_ST_TOKEN"]
+
+    def set(self, case: Case, data: str, ctx: AuthContext) -> None:
+        case.headers = case.headers or {}
+        case.headers["Authorization"] = f"Bearer {data}"
