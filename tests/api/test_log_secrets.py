@@ -1,12 +1,16 @@
 """No secret reaches the server's log: after every auth path (signup, login by email and by username, failed
 logins, refresh, logout, password reset, a socket opened with ``?access_token=``), none of the tokens, codes or
-passwords used appears anywhere in the session server's log, uvicorn's lines included."""
+passwords used appears anywhere in the session server's log, uvicorn's lines included, nor in the Ray logs
+(drivers, i.e. the api processes, and workers) written meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +36,7 @@ def _leaks(text: str, secrets: dict[str, str]) -> dict[str, str]:
 async def test_no_token_code_or_password_used_on_any_auth_path_appears_in_the_server_log(
     server: Server, make_api: Callable[..., Api], mailbox: Mailbox
 ) -> None:
+    began = time.time()
     api = make_api()
     secrets: dict[str, str] = {}
     username = unique("quiet")
@@ -114,3 +119,18 @@ async def test_no_token_code_or_password_used_on_any_auth_path_appears_in_the_se
     text: Any = await wait_until(logged, timeout=10)
     assert _leaks(text, secrets) == {}
     assert "[redacted]" in text
+    # Ray's own logs (default temp dir) written during this test: the api processes' driver logs among them.
+    for path in _ray_logs_since(began):
+        assert _leaks(path.read_text(errors="replace"), secrets) == {}, path
+
+
+def _ray_logs_since(started: float) -> list[Path]:
+    found = []
+    for path in (Path(tempfile.gettempdir()) / "ray").glob("session_*/logs/*"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # a session being cleaned up
+        if path.is_file() and stat.st_mtime >= started and stat.st_size < 50 * 2**20:
+            found.append(path)
+    return found
