@@ -14,6 +14,7 @@ from actors.registry import shard_index
 log = logging.getLogger("i9lyfe.shardclient")
 
 CALL_TIMEOUT_S = 10.0
+RETRY_AFTER_S = 2  # what a 503 from a shard that did not answer tells the client (a restart takes seconds)
 
 Op = tuple[str, int, tuple[Any, ...], dict[str, Any]]
 
@@ -48,7 +49,9 @@ class ShardClient:
                 status, value = await self._batches.submit(self.shard_for(entity_id), (op, entity_id, args, kwargs))
         except TimeoutError as exc:
             log.warning("shard call timed out", extra={"fields": {"op": op, "timeout_s": deadline_s}})
-            raise Unavailable("The realtime service did not answer in time; try again.") from exc
+            raise Unavailable(
+                "The realtime service did not answer in time; try again.", retry_after=RETRY_AFTER_S
+            ) from exc
         if status == "ok":
             return value
         raise DomainError.from_wire(value)
@@ -58,5 +61,5 @@ class ShardClient:
             results: list[tuple[str, Any]] = await self.shards[k].call_batch.remote(ops)
         except Exception as exc:
             log.warning("shard call failed", extra={"fields": {"shard": k, "error": repr(exc)}})
-            raise Unavailable("The realtime service is restarting; try again.") from exc
+            raise Unavailable("The realtime service is restarting; try again.", retry_after=RETRY_AFTER_S) from exc
         return results

@@ -30,7 +30,7 @@ class Services:
     async def create(settings: Settings, *, pool_max: int | None = None) -> Services:
         """Connect to PostgreSQL and Redis and lease an id node (``NoFreeNode`` if none is free), renewed
         until ``close``."""
-        client = rstore.create_client(settings.redis_url)
+        client = rstore.create_client(settings.redis_url, max_connections=settings.redis_pool_max)
         keys = rstore.Keys(settings.redis_prefix)
         lease = rstore.NodeLease(client, keys, ids.default_generator())
         try:

@@ -153,9 +153,26 @@ class Internal(DomainError):
 
 
 class Unavailable(DomainError):
+    """Overload or an unreachable dependency: a pool, the hash executor or a shard did not answer within its
+    deadline. The client may retry after ``retry_after`` seconds (the ``Retry-After`` header); the class
+    attribute is the default, so an Unavailable rebuilt from the wire (``from_wire``) carries it too."""
+
     code = "unavailable"
     http_status = 503
     default_message = "The service is temporarily unavailable."
+    retry_after = 1
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: int | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ):
+        if retry_after is not None:
+            self.retry_after = max(1, int(retry_after))
+        super().__init__(message, code=code, details=details)
 
 
 _BY_STATUS: dict[int, type[DomainError]] = {

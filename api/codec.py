@@ -8,7 +8,8 @@
   already-encoded MessagePack body passes through untouched; only a response that is still JSON (Starlette's
   own, say) is re-encoded as MessagePack when ``Accept`` names MessagePack, as a fallback. ``json_only_paths``
   (the OpenAPI document) are always JSON;
-- any exception the app lets through becomes a 500 ``internal`` error with the request id, never a stack trace;
+- any exception the app lets through becomes a 500 ``internal`` error with the request id, never a stack trace
+  (an overloaded or unreachable dependency a 503 ``unavailable`` with Retry-After, api/overload.py);
 - one structured access-log line.
 """
 
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actors.errors import DomainError, Internal, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from api.logs import request_id_var
+from api.overload import as_unavailable
 
 log = logging.getLogger("i9lyfe.http")
 
@@ -220,11 +222,13 @@ class CodecMiddleware:
 
         try:
             await self.app(scope, receive, wrapped_send)
-        except Exception:
-            log.exception("unhandled error")
+        except Exception as exc:
+            shed = as_unavailable(exc)  # overload or an unreachable dependency: 503 with Retry-After, no stack
+            if shed is None:
+                log.exception("unhandled error")
             if state["started"]:
                 raise
-            await self._send_error(send, Internal(), rid, as_msgpack, state)
+            await self._send_error(send, shed or Internal(), rid, as_msgpack, state)
 
     async def _send_error(
         self, send: Send, err: DomainError, rid: str, as_msgpack: bool, state: dict[str, Any]

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 from actors.errors import DomainError, MalformedBody, MethodNotAllowed, NotFound, ValidationFailed
 from api.codec import error_body
 from api.logs import request_id_var
+from api.overload import SHED, as_unavailable
 from api.responses import encoded
 
 _STATUS_ERRORS: dict[int, type[DomainError]] = {404: NotFound, 405: MethodNotAllowed}
@@ -87,6 +88,13 @@ def install(app: FastAPI) -> None:
             response.headers["Allow"] = allowed_methods(request.app.router.routes, request.url.path)
         return response
 
+    async def on_overload(request: Request, exc: Exception) -> Response:
+        err = as_unavailable(exc)  # a pool past its deadline, an unreachable PostgreSQL or Redis: 503
+        assert err is not None
+        return error_response(request, err)
+
     app.add_exception_handler(DomainError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    for shed in SHED:
+        app.add_exception_handler(shed, on_overload)

@@ -1,4 +1,9 @@
-"""asyncpg pool and transaction helpers. Storage functions take a connection and never commit."""
+"""asyncpg pool and transaction helpers. Storage functions take a connection and never commit.
+
+Every use of the pool has a deadline: waiting for a connection (``pool.acquire()``, ``pool.fetchrow(...)``,
+``transaction``) takes at most ``ACQUIRE_TIMEOUT_S`` and then raises ``PoolTimeout``; a statement runs at most
+``COMMAND_TIMEOUT_S`` (asyncpg cancels it and raises ``TimeoutError``). The api answers both with 503.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +18,62 @@ from storage.errors import UniqueViolation
 Connection = asyncpg.Connection
 Pool = asyncpg.Pool
 
+ACQUIRE_TIMEOUT_S = 2.0
+COMMAND_TIMEOUT_S = 10.0
 
-async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+
+class PoolTimeout(TimeoutError):
+    """No connection of the pool became free within its acquire deadline: the pool is exhausted."""
+
+
+class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg is untyped
+    """An asyncpg pool whose every acquire waits at most ``acquire_timeout`` seconds unless told otherwise.
+
+    asyncpg waits forever by default, and its ``fetch*``/``execute`` shortcuts take no acquire timeout; they
+    all acquire through ``_acquire``, so that is the one place the deadline goes (tests/storage/test_db_pool.py
+    checks it still holds for the installed asyncpg)."""
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        self.acquire_timeout = acquire_timeout
+        super().__init__(*args, **kwargs)
+
+    async def _acquire(self, wait_s: float | None) -> Any:  # asyncpg calls it positionally
+        budget = self.acquire_timeout if wait_s is None else wait_s
+        try:
+            return await super()._acquire(budget)
+        except TimeoutError as exc:
+            raise PoolTimeout(f"no database connection became free within {budget:g} s") from exc
+
+
+async def create_pool(
+    dsn: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    *,
+    acquire_timeout: float = ACQUIRE_TIMEOUT_S,
+    command_timeout: float = COMMAND_TIMEOUT_S,
+) -> asyncpg.Pool:
+    pool = BoundedPool(
         dsn,
+        acquire_timeout=acquire_timeout,
         min_size=min_size,
         max_size=max_size,
-        command_timeout=30,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        command_timeout=command_timeout,
         server_settings={"application_name": "i9lyfe", "timezone": "UTC"},
     )
-    assert pool is not None
+    await pool
     return pool
 
 
 @asynccontextmanager
 async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
-    """Acquire a connection and run one transaction; unique violations become ``UniqueViolation``."""
+    """Acquire a connection (within the pool's deadline) and run one transaction; unique violations become
+    ``UniqueViolation``."""
     async with pool.acquire() as conn:
         try:
             async with conn.transaction():

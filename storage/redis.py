@@ -17,8 +17,22 @@ from storage.ids import NODES, IdGenerator
 log = logging.getLogger("i9lyfe.node_lease")
 
 
-def create_client(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+def create_client(
+    url: str, *, max_connections: int = 64, pool_timeout_s: float = 2.0, socket_timeout_s: float = 5.0
+) -> aioredis.Redis:
+    """A client on a bounded pool: at most ``max_connections`` connections (pub/sub ones included); a command
+    that finds them all busy waits up to ``pool_timeout_s`` for one, then raises ``redis.ConnectionError("No
+    connection available.")`` (the default pool would raise at once past its 100, and wait for nothing). Connecting
+    and each reply are bounded by ``socket_timeout_s`` (``redis.TimeoutError``). The api answers these with 503."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=pool_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+        socket_timeout=socket_timeout_s,
+        health_check_interval=30,
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 class Keys:
