@@ -24,6 +24,7 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009
 CLOSE_PING_TIMEOUT = 1011  # sent by uvicorn when a socket stops answering pings
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4008
@@ -34,6 +35,8 @@ CLOSE_CODES: dict[int, str] = {
     CLOSE_GOING_AWAY: "Server going away (restart or shutdown); reconnect with `since`.",
     CLOSE_TOO_BIG: f"Frame larger than the protocol limit ({PROTOCOL_MAX_BYTES} bytes).",
     CLOSE_PING_TIMEOUT: "The socket stopped answering the server's pings (keepalive timeout).",
+    CLOSE_SERVICE_RESTART: "The server is restarting (graceful drain); reconnect with `since`, to it or another "
+    "gateway: every stored event is replayed.",
     CLOSE_TRY_AGAIN: "The server is overloaded; reconnect with `since` after a short, jittered delay.",
     CLOSE_UNAUTHENTICATED: "Unauthenticated: the access token expired or the session was revoked; log in or "
     "refresh, then reconnect with `since`.",

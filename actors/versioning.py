@@ -37,6 +37,7 @@ GATEWAY_ONLY_SETTINGS = frozenset(
         "trusted_proxies",
         "max_body_bytes",
         "ray_address",  # how this process reaches the cluster, not what the shards do
+        "drain_s",
     }
 )
 _SHARD_NAME = re.compile(rf"^(user|chat)-shard-(?:([0-9a-f]{{{FINGERPRINT_LENGTH}}})-)?(\d+)$")

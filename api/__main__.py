@@ -48,7 +48,7 @@ def main() -> None:
         ws_ping_timeout=20.0,
         access_log=False,
         proxy_headers=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(1, round(settings.drain_s)),
         log_config=None,
     )
 

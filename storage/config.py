@@ -131,6 +131,7 @@ class Settings:
     log_level: str = "INFO"
     hash_concurrency: int = 2
     var_dir: str = "var"
+    drain_s: float = 10.0  # on SIGTERM: seconds to close sockets (1012) and finish requests before exiting
     redis_pool_max: int = 64  # Redis connections per process; a command waits up to 2 s for one, then 503
 
     def __post_init__(self) -> None:
@@ -193,5 +194,6 @@ def load_settings() -> Settings:
         log_level=_env("LOG_LEVEL", "INFO").upper(),
         hash_concurrency=_env_int("HASH_CONCURRENCY", 2),
         var_dir=str(var_dir),
+        drain_s=float(_env("DRAIN_S", "10")),
         redis_pool_max=_env_int("REDIS_POOL_MAX", 64),
     )

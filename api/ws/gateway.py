@@ -19,7 +19,7 @@ import msgpack
 import redis.asyncio as aioredis
 
 from actors.client import ShardClient
-from actors.events import CLOSE_GOING_AWAY, CLOSE_UNAUTHENTICATED
+from actors.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
 from actors.context import Services
 from api.ws.connection import Conn
 from api.ws.frames import FrameCache
@@ -46,6 +46,8 @@ class Gateway:
         self.sync = ShardSync(self.id, users, handles, self.streams, self.replayer, lambda: self.by_user)
         self._tasks: list[asyncio.Task[None]] = []
         self._sub_lock = asyncio.Lock()
+        self.draining = False  # shutting down: new sockets are refused (api/ws/drain.py)
+        self._emptied = asyncio.Event()  # set when the last socket is detached
 
     @property
     def socket_count(self) -> int:
@@ -65,6 +67,20 @@ class Gateway:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(REDIS_CALL_S):
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def drain(self, reason: str, deadline_s: float) -> int:
+        """Refuse new sockets, close the open ones with 1012 and ``reason``, and wait (at most ``deadline_s``)
+        until their handlers have finished; returns how many were closed."""
+        self.draining = True
+        conns = [conn for cs in self.by_user.values() for conn in cs]
+        for conn in conns:
+            conn.close_soon(CLOSE_SERVICE_RESTART, reason)
+        if self.by_user:
+            self._emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline_s):
+                    await self._emptied.wait()
+        return len(conns)
 
     # ------------------------------------------------------------ inbound from Redis
 
@@ -150,6 +166,8 @@ class Gateway:
             conns.discard(conn)
             if not conns:
                 del self.by_user[conn.user_id]
+                if not self.by_user:
+                    self._emptied.set()
         for topic in list(conn.topics):
             try:
                 await self.unsubscribe(conn, topic)

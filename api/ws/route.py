@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from actors import events, rules
-from actors.errors import DomainError, MalformedBody, NotFound, Unauthenticated, ValidationFailed
+from actors.errors import DomainError, MalformedBody, NotFound, Unauthenticated, Unavailable, ValidationFailed
 from actors.errors import Forbidden as ForbiddenError
 from api.codec import encode, error_body
 from api.deps import AppContext, authenticate, limit_socket_handshake
@@ -74,6 +74,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     gateway: Gateway = websocket.app.state.gateway
     if not _origin_allowed(ctx, websocket.headers.get("origin")):
         await _deny(websocket, ForbiddenError("This origin may not open a socket.", code="origin_not_allowed"))
+        return
+    if gateway.draining:  # shutting down (api/ws/drain.py): another gateway, or this one restarted, takes it
+        await _deny(websocket, Unavailable("This server is restarting; reconnect shortly.", retry_after=1))
         return
     if (refused := await limit_socket_handshake(websocket)) is not None:  # handshakes per IP: 429 + Retry-After
         await _deny(websocket, refused)
