@@ -27,12 +27,12 @@ from typing import Any
 sys.path.remove(os.path.dirname(os.path.realpath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
-import httpx  # noqa: E402
-import msgpack  # noqa: E402
-import uvloop  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+import httpx
+import msgpack
+import uvloop
+from websockets.asyncio.client import ClientConnection, connect
 
-import benchmarks._harness as h  # noqa: E402
+import benchmarks._harness as h
 
 
 async def open_socket(url: str, token: str) -> ClientConnection:
@@ -160,7 +160,9 @@ async def run(server: h.Server, workdir: Path, args: argparse.Namespace) -> dict
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=102, help="users (a watcher, a reset target, the rest hold sockets)")
+    parser.add_argument(
+        "--users", type=int, default=102, help="users (a watcher, a reset target, the rest hold sockets)"
+    )
     parser.add_argument("--resets", type=int, default=10)
     args = parser.parse_args()
     with h.Bench("recovery") as bench:

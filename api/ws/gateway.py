@@ -17,10 +17,9 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
-
 from actors.client import ShardClient
-from actors.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
 from actors.context import Services
+from actors.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
 from api.ws.connection import Conn
 from api.ws.frames import FrameCache
 from api.ws.replay import Replayer
