@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
+
 from actors.client import ShardClient
 from actors.context import Services
 from actors.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
