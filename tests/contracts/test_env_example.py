@@ -1,0 +1,91 @@
+""".env.example lists exactly the variables the server reads, and docs/OPERATIONS.md's table lists the same.
+
+The variables are found in the source of storage/config.py (``_env("NAME", ...)``, ``_env_int``, ``_env_list``,
+``os.environ.get``, ``os.getenv``, ``os.environ[...]``), so a new setting without its line in .env.example (or a
+line left behind for a removed one) fails here. A few knobs are read by Ray or our scripts rather than by
+load_settings; they are named below with the file that reads them, and that file is checked to read them.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ENV_READERS = {"_env", "_env_int", "_env_list"}
+
+# Listed in .env.example but read elsewhere: name -> a file that reads it.
+OTHER_READERS = {
+    "RAY_AUTH_MODE": "scripts/run.sh",  # and by Ray itself, in every process that joins the cluster
+    "RAY_AUTH_TOKEN_PATH": "scripts/run.sh",
+    "RAY_NUM_CPUS": "actors/cluster.py",  # the CPUs of the local head `make run` starts
+}
+
+
+def _name_of(call: ast.Call) -> str | None:
+    """The variable name a call reads, when it is one of the env readers with a literal name."""
+    func = call.func
+    reads_env = (isinstance(func, ast.Name) and func.id in ENV_READERS) or (
+        isinstance(func, ast.Attribute)
+        and (
+            (func.attr == "get" and ast.unparse(func.value) == "os.environ")
+            or (func.attr == "getenv" and ast.unparse(func.value) == "os")
+        )
+    )
+    if reads_env and call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+        return call.args[0].value
+    return None
+
+
+def config_variables() -> set[str]:
+    tree = ast.parse((REPO / "storage" / "config.py").read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (name := _name_of(node)) is not None:
+            names.add(name)
+        elif (
+            isinstance(node, ast.Subscript)
+            and ast.unparse(node.value) == "os.environ"
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
+            names.add(node.slice.value)
+    return names
+
+
+def example_variables() -> list[str]:
+    """Every ``# NAME=value`` (or ``NAME=value``) line of .env.example, in order."""
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    return re.findall(r"(?m)^#? ?([A-Z][A-Z0-9_]*)=", text)
+
+
+def test_config_reads_the_variables_its_source_names() -> None:
+    # The scan itself works: a few variables every deployment sets are found.
+    assert {"DATABASE_URL", "REDIS_URL", "JWT_SECRET", "PORT", "CORS_ORIGINS"} <= config_variables()
+
+
+def test_every_variable_load_settings_reads_is_in_env_example() -> None:
+    missing = sorted(config_variables() - set(example_variables()))
+    assert not missing, f"read in storage/config.py but not listed in .env.example: {missing}"
+
+
+def test_every_variable_in_env_example_is_read_by_someone() -> None:
+    listed = example_variables()
+    twice = sorted({name for name in listed if listed.count(name) > 1})
+    assert not twice, f"listed twice in .env.example: {twice}"
+    unknown = sorted(set(listed) - config_variables() - set(OTHER_READERS))
+    assert not unknown, f"in .env.example but never read (storage/config.py or OTHER_READERS): {unknown}"
+    for name, reader in OTHER_READERS.items():
+        assert name in listed, f"{name} ({reader}) is missing from .env.example"
+        assert name in (REPO / reader).read_text(encoding="utf-8"), f"{reader} no longer reads {name}"
+
+
+def test_operations_md_documents_every_variable_of_env_example() -> None:
+    text = (REPO / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
+    section = text.split("## Configuration knobs", 1)[-1].split("\n## ", 1)[0]
+    assert section != text, "docs/OPERATIONS.md has no 'Configuration knobs' section"
+    documented = set(re.findall(r"(?m)^\| `([A-Z][A-Z0-9_]*)` \|", section))
+    listed = set(example_variables())
+    assert not listed - documented, f"in .env.example, not in OPERATIONS.md's table: {sorted(listed - documented)}"
+    assert not documented - listed, f"in OPERATIONS.md's table, not in .env.example: {sorted(documented - listed)}"
