@@ -6,6 +6,11 @@
 Every simulated user logs in as one of the seeded accounts (load_0000..), so the run needs no mail. The server's
 per-IP auth limit applies to logins: run the server with RATE_LIMITS raised (e.g. ``auth=100000/60``) or
 TRUSTED_PROXIES=127.0.0.1/32, in which case each simulated user sends its own X-Forwarded-For address.
+
+One locust process uses one core; to use every core of the load box, run a master and N workers (default:
+cores - 1) on 127.0.0.1, each worker with accounts of its own (loadtests/distributed.py), all stopped together:
+
+    .venv/bin/python loadtests/run_distributed.py -u 200 -r 20 -t 60s --host http://127.0.0.1:8000
 """
 
 from __future__ import annotations
