@@ -14,11 +14,13 @@ import msgpack
 
 from actors import rules
 from actors.context import Services
-from actors.errors import Conflict, NotFound, ValidationFailed
+from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from actors.presence import Presence
 from storage import db
 from storage import users as user_store
 from storage.errors import RowNotFound, UniqueViolation
+
+SOCKET_RETRY_AFTER_S = 10  # Retry-After of a socket refused for the per-user cap: until one of them closes
 
 
 @dataclass
@@ -122,7 +124,17 @@ class UserOps:
         )
 
     async def connect(self, state: UserState, gateway: str, socket_id: str, seq: int) -> dict[str, Any]:
+        """Register a socket; refused (429 ``too_many_sockets``) when the user already has the configured
+        number open, across every gateway: this shard is the one place that sees all of them."""
         await self._load(state)
+        limit = self.services.settings.ws_max_sockets_per_user
+        if state.presence.socket_count() >= limit and socket_id not in state.presence.sockets(gateway):
+            raise RateLimited(
+                SOCKET_RETRY_AFTER_S,
+                f"At most {limit} sockets may be open per user; close one first.",
+                code="too_many_sockets",
+                details={"limit": limit},
+            )
         if state.presence.add(gateway, socket_id, seq):
             await self._announce(state)
         return self.presence_view(state)

@@ -133,6 +133,7 @@ class Settings:
     var_dir: str = "var"
     drain_s: float = 10.0  # on SIGTERM: seconds to close sockets (1012) and finish requests before exiting
     redis_pool_max: int = 64  # Redis connections per process; a command waits up to 2 s for one, then 503
+    ws_max_sockets_per_user: int = 20  # open sockets per user across every gateway; one more is refused (429)
 
     def __post_init__(self) -> None:
         problems = production_problems(self)
@@ -196,4 +197,5 @@ def load_settings() -> Settings:
         var_dir=str(var_dir),
         drain_s=float(_env("DRAIN_S", "10")),
         redis_pool_max=_env_int("REDIS_POOL_MAX", 64),
+        ws_max_sockets_per_user=_env_int("WS_MAX_SOCKETS_PER_USER", 20),
     )

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from actors.client import ShardClient
 from actors.context import Services
+from actors.errors import Unavailable
 from actors.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
 from api.ws.connection import Conn
 from api.ws.frames import FrameCache
@@ -153,10 +154,24 @@ class Gateway:
     # ------------------------------------------------------------ sockets
 
     async def attach(self, conn: Conn) -> None:
-        """Register locally first (events start buffering), then with the user's shard."""
+        """Register locally first (events start buffering), then with the user's shard. A shard that does not
+        answer (restarting) raises ``Unavailable`` with the socket kept here: the heartbeat registers it once
+        the shard is back. When the shard refuses (``too_many_sockets``), the error is raised and nothing of
+        the socket stays here (a re-registration that listed it meanwhile is corrected by the next heartbeat)."""
         conn.on_gap = self.replayer.schedule
         self.by_user[conn.user_id].add(conn)
-        await self.sync.connect(conn)
+        try:
+            await self.sync.connect(conn)
+        except Unavailable:
+            raise
+        except BaseException:
+            self.replayer.cancel(conn)
+            conns = self.by_user.get(conn.user_id)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self.by_user[conn.user_id]
+            raise
 
     async def detach(self, conn: Conn) -> None:
         """Forget a closed socket here and in its shard. Never raises and never waits without a deadline."""

@@ -2,8 +2,9 @@
 
 Per-frame work stays off FastAPI/pydantic: frames are decoded with msgspec (actors/events.py) and answered
 with prebuilt acks. Handshake failures are refused before the upgrade with an HTTP status in the API.md error
-shape (401 unauthenticated, 403 origin, 400 bad request); later failures close with the codes of
-``actors.events.CLOSE_CODES``.
+shape (401 unauthenticated, 403 origin, 400 bad request, 429 too many handshakes or ``too_many_sockets``, 503
+overloaded or a dependency unreachable, with Retry-After); later failures close with the codes of
+``actors.events.CLOSE_CODES`` (1013 when a dependency fails, so the client retries with ``since``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 from starlette.responses import Response
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from actors import events, rules
 from actors.errors import DomainError, MalformedBody, NotFound, Unauthenticated, Unavailable, ValidationFailed
@@ -25,6 +26,8 @@ from actors.errors import Forbidden as ForbiddenError
 from api.codec import encode, error_body
 from api.deps import AppContext, authenticate, limit_socket_handshake
 from api.logs import request_id_var
+from api.overload import as_unavailable
+from api.ws.admission import RETRY_AFTER_S, HandshakeGate
 from api.ws.connection import CLOSE_TIMEOUT_S, Conn
 from api.ws.gateway import Gateway
 from storage import users as user_store
@@ -34,6 +37,7 @@ log = logging.getLogger("i9lyfe.ws")
 router = APIRouter()
 
 MAX_TOPICS = 256
+_handshakes = HandshakeGate()  # in flight in this process, from the first check until the upgrade or refusal
 
 
 def _origin_allowed(ctx: AppContext, origin: str | None) -> bool:
@@ -70,6 +74,24 @@ async def _deny(websocket: WebSocket, err: DomainError) -> None:
 
 @router.websocket("/api/v1/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
+    """Before the upgrade, overload is refused with 503 and Retry-After: too many handshakes in flight here,
+    or a pool, Redis, PostgreSQL or the user's shard past its deadline. Open sockets are never touched."""
+    if not _handshakes.enter(websocket):
+        busy = Unavailable("Too many sockets are connecting; try again shortly.", retry_after=RETRY_AFTER_S)
+        await _deny(websocket, busy)
+        return
+    try:
+        await _serve(websocket)
+    except Exception as exc:
+        shed = as_unavailable(exc)
+        if shed is None or websocket.client_state != WebSocketState.CONNECTING:
+            raise
+        await _deny(websocket, shed)
+    finally:
+        _handshakes.leave(websocket)
+
+
+async def _serve(websocket: WebSocket) -> None:
     ctx: AppContext = websocket.app.state.ctx
     gateway: Gateway = websocket.app.state.gateway
     if not _origin_allowed(ctx, websocket.headers.get("origin")):
@@ -103,8 +125,20 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
 
     fmt = events.SUBPROTOCOLS[protocol] if isinstance(protocol, str) else "json"
-    await websocket.accept(subprotocol=protocol if isinstance(protocol, str) else None)
     conn = Conn(websocket, principal.user_id, principal.session_id, fmt, principal.expires_at)
+    try:  # the user's shard counts every socket of the user, on every gateway: one over the cap is a 429 here
+        await gateway.attach(conn)
+    except Unavailable as err:  # shard restarting: the gateway heartbeat registers the socket shortly
+        log.warning("connect not registered yet", extra={"fields": {"error": err.code}})
+    except DomainError as err:  # refused: attach left nothing registered
+        await _deny(websocket, err)
+        return
+    try:
+        await websocket.accept(subprotocol=protocol if isinstance(protocol, str) else None)
+    except BaseException:
+        await gateway.detach(conn)
+        raise
+    _handshakes.leave(websocket)
     conn.start_writer()
     expiry = asyncio.get_running_loop().call_later(
         max(0.0, principal.expires_at - time.time()),
@@ -114,10 +148,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     )
     conn.handler = asyncio.current_task()
     try:
-        try:
-            await gateway.attach(conn)
-        except DomainError as err:  # shard restarting: the gateway heartbeat registers the socket shortly
-            log.warning("connect not registered yet", extra={"fields": {"error": err.code}})
         await gateway.start_stream(conn, since)
         await _read_loop(ctx, gateway, conn)
     except WebSocketDisconnect:
@@ -127,9 +157,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         if not conn.aborted or task is None:
             raise  # shutdown: let it through
         task.uncancel()  # we stopped a handler whose peer vanished: clean up below
-    except Exception:
-        log.exception("socket failed")
-        conn.close_soon(events.CLOSE_INTERNAL, "internal error")
+    except Exception as exc:
+        if as_unavailable(exc) is not None:  # overload or a dependency down: the client retries with since
+            conn.close_soon(events.CLOSE_TRY_AGAIN, "server busy; reconnect with since after a short delay")
+        else:
+            log.exception("socket failed")
+            conn.close_soon(events.CLOSE_INTERNAL, "internal error")
     finally:
         expiry.cancel()
         conn.handler = None

@@ -63,10 +63,17 @@ class ShardSync:
     # ------------------------------------------------------------ socket adds and removes
 
     async def connect(self, conn: Conn) -> None:
-        self.departed.pop(conn.user_id, None)
-        await self.users.call(
-            "connect", conn.user_id, self.gateway_id, conn.id, self.next_seq(), deadline_s=SHARD_CALL_S
-        )
+        """Register a socket with its shard; a refusal (``too_many_sockets``) or a shard that does not answer
+        raises, and a remembered disconnect of the user is kept for the next re-registration."""
+        departed = self.departed.pop(conn.user_id, None)
+        try:
+            await self.users.call(
+                "connect", conn.user_id, self.gateway_id, conn.id, self.next_seq(), deadline_s=SHARD_CALL_S
+            )
+        except BaseException:
+            if departed is not None:
+                self.departed.setdefault(conn.user_id, departed)
+            raise
 
     async def disconnect(self, conn: Conn) -> None:
         closed_at = conn.closed_at or time.time()
