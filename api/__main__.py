@@ -40,7 +40,7 @@ def main() -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http="api.http_protocol:LimitedHttpToolsProtocol",  # httptools with request heads capped (431)
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # 48 KB per idle socket with deflate vs ~25 KB without (DESIGN.md 9)
         ws_max_size=PROTOCOL_MAX_BYTES,
