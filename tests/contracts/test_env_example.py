@@ -12,6 +12,8 @@ import ast
 import re
 from pathlib import Path
 
+from actors.versioning import GATEWAY_ONLY_SETTINGS
+
 REPO = Path(__file__).resolve().parents[2]
 ENV_READERS = {"_env", "_env_int", "_env_list"}
 
@@ -54,6 +56,32 @@ def config_variables() -> set[str]:
     return names
 
 
+def settings_field_of_variable() -> dict[str, str]:
+    """Variable -> the Settings field load_settings fills from it (directly, or through a local variable)."""
+    tree = ast.parse((REPO / "storage" / "config.py").read_text(encoding="utf-8"))
+    (load,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "load_settings"]
+
+    def read_in(node: ast.AST) -> list[str]:
+        return [name for sub in ast.walk(node) if isinstance(sub, ast.Call) and (name := _name_of(sub))]
+
+    local = {
+        stmt.targets[0].id: read_in(stmt.value)
+        for stmt in load.body
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)
+    }
+    (call,) = [n for n in ast.walk(load) if isinstance(n, ast.Call) and ast.unparse(n.func) == "Settings"]
+    fields: dict[str, str] = {}
+    for keyword in call.keywords:
+        value = keyword.value
+        if isinstance(value, ast.Call) and ast.unparse(value.func) == "str" and len(value.args) == 1:
+            value = value.args[0]  # str(var_dir)
+        names = local.get(value.id, []) if isinstance(value, ast.Name) else read_in(value)
+        for name in names:
+            assert keyword.arg is not None
+            fields[name] = keyword.arg
+    return fields
+
+
 def example_variables() -> list[str]:
     """Every ``# NAME=value`` (or ``NAME=value``) line of .env.example, in order."""
     text = (REPO / ".env.example").read_text(encoding="utf-8")
@@ -89,3 +117,17 @@ def test_operations_md_documents_every_variable_of_env_example() -> None:
     listed = set(example_variables())
     assert not listed - documented, f"in .env.example, not in OPERATIONS.md's table: {sorted(listed - documented)}"
     assert not documented - listed, f"in OPERATIONS.md's table, not in .env.example: {sorted(documented - listed)}"
+
+
+def test_operations_md_marks_exactly_the_settings_in_the_shard_fingerprint() -> None:
+    text = (REPO / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
+    section = text.split("## Configuration knobs", 1)[-1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"(?m)^\| `([A-Z][A-Z0-9_]*)` \|(.*)$", section))
+    fields = settings_field_of_variable()
+    assert {"PORT", "VAR_DIR", "MAIL_DIR", "USER_SHARDS"} <= set(fields), "the mapping itself works"
+    wrong = sorted(
+        name
+        for name, row in rows.items()
+        if name in fields and row.rstrip(" |").endswith("Every node") == (fields[name] in GATEWAY_ONLY_SETTINGS)
+    )
+    assert not wrong, f"'Every node' (part of the shard fingerprint, actors/versioning.py) is wrong for {wrong}"
