@@ -4,6 +4,8 @@ The variables are found in the source of storage/config.py (``_env("NAME", ...)`
 ``os.environ.get``, ``os.getenv``, ``os.environ[...]``), so a new setting without its line in .env.example (or a
 line left behind for a removed one) fails here. A few knobs are read by Ray or our scripts rather than by
 load_settings; they are named below with the file that reads them, and that file is checked to read them.
+Both documents also show the defaults load_settings uses (where the default is a constant), and the table marks
+"Every node" exactly on the settings that are part of the shard fingerprint (actors/versioning.py).
 """
 
 from __future__ import annotations
@@ -82,6 +84,30 @@ def settings_field_of_variable() -> dict[str, str]:
     return fields
 
 
+def config_defaults() -> dict[str, str]:
+    """Variable -> the default load_settings uses, for the defaults written as constants (or module constants)."""
+    import storage.config
+
+    tree = ast.parse((REPO / "storage" / "config.py").read_text(encoding="utf-8"))
+    defaults: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and (name := _name_of(node)) and len(node.args) == 2):
+            continue
+        default = node.args[1]
+        if isinstance(default, ast.Name) and isinstance(getattr(storage.config, default.id, None), str | int):
+            defaults[name] = str(getattr(storage.config, default.id))
+        elif all(isinstance(n, ast.Constant | ast.BinOp | ast.operator) for n in ast.walk(default)):
+            defaults[name] = str(eval(compile(ast.Expression(default), "<default>", "eval"), {"__builtins__": {}}))  # noqa: S307
+    # Read as "" and merged over the built-in buckets: unset means every bucket at its DEFAULT_RATE_LIMITS value.
+    defaults["RATE_LIMITS"] = storage.config.DEFAULT_RATE_LIMITS
+    return defaults
+
+
+def example_values() -> dict[str, str]:
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    return {name: value.strip() for name, value in re.findall(r"(?m)^#? ?([A-Z][A-Z0-9_]*)=(.*)$", text)}
+
+
 def example_variables() -> list[str]:
     """Every ``# NAME=value`` (or ``NAME=value``) line of .env.example, in order."""
     text = (REPO / ".env.example").read_text(encoding="utf-8")
@@ -96,6 +122,14 @@ def test_config_reads_the_variables_its_source_names() -> None:
 def test_every_variable_load_settings_reads_is_in_env_example() -> None:
     missing = sorted(config_variables() - set(example_variables()))
     assert not missing, f"read in storage/config.py but not listed in .env.example: {missing}"
+
+
+def test_env_example_shows_the_defaults_load_settings_uses() -> None:
+    defaults = config_defaults()
+    assert {"PORT", "RATE_LIMITS", "MAX_BODY_BYTES", "CORS_ORIGINS"} <= set(defaults), "the scan itself works"
+    shown = example_values()
+    wrong = {name: (shown[name], value) for name, value in defaults.items() if name in shown and shown[name] != value}
+    assert not wrong, f".env.example shows another default than storage/config.py (shown, real): {wrong}"
 
 
 def test_every_variable_in_env_example_is_read_by_someone() -> None:
@@ -119,10 +153,18 @@ def test_operations_md_documents_every_variable_of_env_example() -> None:
     assert not documented - listed, f"in OPERATIONS.md's table, not in .env.example: {sorted(documented - listed)}"
 
 
-def test_operations_md_marks_exactly_the_settings_in_the_shard_fingerprint() -> None:
+def test_operations_md_shows_the_defaults_and_marks_the_settings_in_the_shard_fingerprint() -> None:
     text = (REPO / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
     section = text.split("## Configuration knobs", 1)[-1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"(?m)^\| `([A-Z][A-Z0-9_]*)` \|(.*)$", section))
+    defaults = config_defaults()
+    for name, row in rows.items():
+        cell = row.split("|", 1)[0].strip()
+        shown = "" if cell == "empty" else cell[1:-1] if re.fullmatch(r"`[^`]*`", cell) else None
+        if name in defaults and shown is not None:
+            assert shown == defaults[name], (
+                f"OPERATIONS.md shows {shown!r} as the default of {name}, not {defaults[name]!r}"
+            )
     fields = settings_field_of_variable()
     assert {"PORT", "VAR_DIR", "MAIL_DIR", "USER_SHARDS"} <= set(fields), "the mapping itself works"
     wrong = sorted(
