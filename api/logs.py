@@ -122,6 +122,20 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class DenialNoise(logging.Filter):
+    """uvicorn's websockets-sansio backend logs "ASGI callable returned without completing handshake." at ERROR
+    after every handshake we refuse with an HTTP response (401, 403, 429, 503: the denial response extension);
+    that is the intended outcome, not an error, so the record is kept at DEBUG."""
+
+    MESSAGE = "ASGI callable returned without completing handshake."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.getMessage() == self.MESSAGE:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def _install_filter(target: logging.Logger | logging.Handler) -> None:
     if not any(isinstance(f, RedactSecrets) for f in target.filters):
         target.addFilter(RedactSecrets())
@@ -143,5 +157,6 @@ def setup_logging(level: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    logging.getLogger("uvicorn.error").addFilter(DenialNoise())
     # Our middleware writes one access line per request; uvicorn's own would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True

@@ -58,10 +58,12 @@ The realtime side of the i9lyfe API: one socket per device at `ws://{host}/api/v
 ## Connecting
 - **Auth**: `Authorization: Bearer <access_token>` header, or `?access_token=<access_token>` for browsers.
 - **Handshake refusals** happen before the upgrade, as an HTTP response in the API error shape
-  `{"error": {"code", "message", "details"}}`: 401 (`unauthenticated`, `invalid_token`, `token_expired`,
-  `session_revoked`), 403 `origin_not_allowed` (the `Origin` header, when sent, must be a configured origin),
-  400 `bad_subprotocol`, 422 `validation_failed` (malformed `since`). A live socket is closed with 4401 when its
-  access token expires or its session is revoked; the table below lists every close code the server sends.
+  `{"error": {"code", "message", "details"}}`: 401 `unauthenticated` (`details.reason`: `token_expired`,
+  `invalid_token`, `session_revoked`), 403 `origin_not_allowed` (the `Origin` header, when sent, must be a
+  configured origin), 400 `bad_subprotocol`, 422 `validation_failed` (malformed `since`), 429 `rate_limited`
+  (handshakes per address) or `too_many_sockets` (open sockets per user), and 503 `unavailable` (overloaded,
+  restarting or draining); 429 and 503 carry `Retry-After`. A live socket is closed with 4401 when its access
+  token expires or its session is revoked; the table below lists every close code the server sends.
 - **Encoding** by subprotocol: `i9.json` (JSON in text frames) or `i9.msgpack` (MessagePack in binary frames). Without
   a subprotocol the socket speaks JSON. Both encodings carry the same shapes.
 - **Heartbeat**: the server sends a WebSocket ping every 25 s; a socket that stops answering is closed. The `ping`
