@@ -41,11 +41,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -c constraints.txt -e '.[dev]'
 	@touch $@
 
+# .env (when present) applies to the services check and the migrations as it does to the server (run.sh).
+ENV_RUN := $(if $(wildcard .env),scripts/with_env.sh .env,)
+
 services:
-	scripts/services.sh
+	$(ENV_RUN) scripts/services.sh
 
 migrate: venv services
-	$(PY) -m storage.migrate
+	$(ENV_RUN) $(PY) -m storage.migrate
 
 # Ctrl-C in the terminal stops the server and its Ray head. From another shell send SIGTERM to make (GNU make
 # forwards SIGTERM to the job; SIGINT it expects to reach the whole process group, as a terminal's Ctrl-C does).

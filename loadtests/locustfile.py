@@ -28,6 +28,7 @@ import websocket  # websocket-client, installed with locust
 from locust import HttpUser, User, between, events, task
 
 PASSWORD = "Load-test-pass-1"
+LOGIN_TRIES = 8  # a login shed with 503/429 is retried after Retry-After (jittered), this many times at most
 SEEDED = int(os.environ.get("LOAD_USERS", "200"))
 _next = itertools.count()
 
@@ -46,19 +47,34 @@ class AccountUser(HttpUser):
     def on_start(self) -> None:
         self.username, self.ip = _account()
         self.client.headers["X-Forwarded-For"] = self.ip
+        self.refresh_token = ""
         self._login()
 
     def _login(self) -> None:
-        with self.client.post(
-            "/api/v1/auth/login", json={"login": self.username, "password": PASSWORD}, catch_response=True
-        ) as reply:
-            if reply.status_code != 200:
-                reply.failure(f"login {reply.status_code}: {reply.text[:200]}")
+        """Log in; a shed login (503, or 429) is the server working as designed: wait Retry-After and retry."""
+        for _ in range(LOGIN_TRIES):
+            with self.client.post(
+                "/api/v1/auth/login", json={"login": self.username, "password": PASSWORD}, catch_response=True
+            ) as reply:
+                if reply.status_code in (429, 503) and "Retry-After" in reply.headers:
+                    reply.success()  # counted in its own row below, not as a failure
+                    events.request.fire(
+                        request_type="POST",
+                        name=f"login shed ({reply.status_code})",
+                        response_time=0,
+                        response_length=0,
+                        exception=None,
+                    )
+                    time.sleep(min(float(reply.headers["Retry-After"]), 5.0) * random.uniform(1.0, 1.5))
+                    continue
+                if reply.status_code != 200:
+                    reply.failure(f"login {reply.status_code}: {reply.text[:200]}")
+                    return
+                body = reply.json()
+                self.access = body["tokens"]["access_token"]
+                self.refresh_token = body["tokens"]["refresh_token"]
+                self.client.headers["Authorization"] = f"Bearer {self.access}"
                 return
-            body = reply.json()
-            self.access = body["tokens"]["access_token"]
-            self.refresh_token = body["tokens"]["refresh_token"]
-            self.client.headers["Authorization"] = f"Bearer {self.access}"
 
     @task(20)
     def me(self) -> None:
@@ -101,12 +117,16 @@ class SocketUser(User):
         import requests
 
         self.username, ip = _account()
-        reply = requests.post(
-            f"{self.host}/api/v1/auth/login",
-            json={"login": self.username, "password": PASSWORD},
-            headers={"X-Forwarded-For": ip},
-            timeout=30,
-        )
+        for _ in range(LOGIN_TRIES):  # shed logins (503/429) are retried after Retry-After, as a client does
+            reply = requests.post(
+                f"{self.host}/api/v1/auth/login",
+                json={"login": self.username, "password": PASSWORD},
+                headers={"X-Forwarded-For": ip},
+                timeout=30,
+            )
+            if reply.status_code not in (429, 503) or "Retry-After" not in reply.headers:
+                break
+            time.sleep(min(float(reply.headers["Retry-After"]), 5.0) * random.uniform(1.0, 1.5))
         reply.raise_for_status()
         self.token = reply.json()["tokens"]["access_token"]
         self.url = self.host.replace("http", "ws", 1) + "/api/v1/ws"
