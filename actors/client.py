@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from actors.batching import Coalescer
 from actors.errors import DomainError, Unavailable
+from actors.metrics import SHARD_BATCH_SIZE, SHARD_CALL_ERROR, SHARD_CALL_OK
 from actors.registry import shard_index
 
 log = logging.getLogger("i9lyfe.shardclient")
@@ -57,9 +59,13 @@ class ShardClient:
         raise DomainError.from_wire(value)
 
     async def _send(self, k: int, ops: list[Op]) -> list[tuple[str, Any]]:
+        SHARD_BATCH_SIZE.observe(len(ops))
+        started = time.perf_counter()
         try:
             results: list[tuple[str, Any]] = await self.shards[k].call_batch.remote(ops)
         except Exception as exc:
+            SHARD_CALL_ERROR.observe(time.perf_counter() - started)
             log.warning("shard call failed", extra={"fields": {"shard": k, "error": repr(exc)}})
             raise Unavailable("The realtime service is restarting; try again.", retry_after=RETRY_AFTER_S) from exc
+        SHARD_CALL_OK.observe(time.perf_counter() - started)
         return results

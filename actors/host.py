@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from actors import shard_counters
 from actors.context import Services
 from actors.entities import EntityTable
 from actors.errors import DomainError, Internal
@@ -147,6 +148,7 @@ class ShardHost(Generic[S]):
             "epoch": self.epoch,
             "started": self.started,
             "gateways": len(self.gateway_seen),
+            "counters": shard_counters.snapshot(),  # for GET /metrics (actors/shard_counters.py)
         }
 
     async def call_batch(self, ops: list[Op]) -> list[Result]:

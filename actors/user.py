@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from actors import rules
+from actors import rules, shard_counters
 from actors.context import Services
 from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from actors.presence import Presence
@@ -114,6 +114,8 @@ class UserOps:
 
     async def _announce(self, state: UserState) -> None:
         """Persist last_seen on going offline, then publish the transition to presence subscribers."""
+        went = shard_counters.PRESENCE_ONLINE if state.presence.online else shard_counters.PRESENCE_OFFLINE
+        shard_counters.count(went)  # reported through ping for GET /metrics
         if not state.presence.online and state.presence.last_seen is not None:
             await self.services.pool.execute(
                 "UPDATE users SET last_seen = $2 WHERE id = $1", state.user_id, state.presence.last_seen

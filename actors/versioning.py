@@ -38,6 +38,7 @@ GATEWAY_ONLY_SETTINGS = frozenset(
         "max_body_bytes",
         "ray_address",  # how this process reaches the cluster, not what the shards do
         "drain_s",
+        "metrics_allow",  # who may read GET /metrics: the front door's business
     }
 )
 _SHARD_NAME = re.compile(rf"^(user|chat)-shard-(?:([0-9a-f]{{{FINGERPRINT_LENGTH}}})-)?(\d+)$")

@@ -10,6 +10,7 @@ import uvicorn
 
 from actors.events import PROTOCOL_MAX_BYTES
 from actors.topology import ShardCountMismatch, check_shard_count
+from api import metrics_dir
 from storage.config import ConfigError, Settings, load_settings
 
 
@@ -33,6 +34,7 @@ def main() -> None:
     except ShardCountMismatch as exc:
         print(f"i9lyfe: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(3) from exc
+    metrics_dir.prepare(settings)  # PROMETHEUS_MULTIPROC_DIR, emptied, before any worker starts (GET /metrics)
     uvicorn.run(
         "api.app:create_app",
         factory=True,

@@ -16,13 +16,15 @@ from actors.context import Services
 from actors.delivery import Delivery
 from actors.shards import get_or_create_user_shards
 from actors.topology import check_shard_count
-from api import errors, openapi
+from api import errors, metrics_dir, openapi
 from api.codec import CodecMiddleware
 from api.deps import AppContext
 from api.headers import SecurityHeaders
 from api.logs import setup_logging
+from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
 from api.routes import auth, health, me, testing
+from api.routes import metrics as metrics_route
 from api.ws import drain
 from api.ws import route as ws_route
 from api.ws.gateway import Gateway
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await gateway.stop()
             await services.close()
             ray.shutdown()
+            metrics_dir.forget_worker()  # this worker's open-socket gauge leaves the sum (api/metrics_dir.py)
 
     app = FastAPI(
         title="i9lyfe API",
@@ -104,11 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     openapi.install(app)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)  # GET /metrics, to METRICS_ALLOW only
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(me.router, prefix=API_PREFIX)
     app.include_router(ws_route.router)
     if settings.env == "test":
         app.include_router(testing.router, prefix=API_PREFIX)
+    app.add_middleware(RouteProbe, routes=app.routes)  # innermost: sees the route the router picked
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -123,5 +128,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         CodecMiddleware, max_body_bytes=settings.max_body_bytes, json_only_paths=frozenset({openapi.OPENAPI_URL})
     )
-    app.add_middleware(SecurityHeaders)  # outermost: its headers go on the codec's own errors too
+    app.add_middleware(SecurityHeaders)  # its headers go on the codec's own errors too
+    app.add_middleware(HttpMetrics)  # outermost: times every request, the codec's own errors included
     return app

@@ -6,6 +6,7 @@ same way; it imports nothing else of ours.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import asdict, dataclass, field
@@ -134,6 +135,7 @@ class Settings:
     drain_s: float = 10.0  # on SIGTERM: seconds to close sockets (1012) and finish requests before exiting
     redis_pool_max: int = 64  # Redis connections per process; a command waits up to 2 s for one, then 503
     ws_max_sockets_per_user: int = 20  # open sockets per user across every gateway; one more is refused (429)
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")  # client networks (CIDR) GET /metrics answers
 
     def __post_init__(self) -> None:
         problems = production_problems(self)
@@ -198,4 +200,15 @@ def load_settings() -> Settings:
         drain_s=float(_env("DRAIN_S", "10")),
         redis_pool_max=_env_int("REDIS_POOL_MAX", 64),
         ws_max_sockets_per_user=_env_int("WS_MAX_SOCKETS_PER_USER", 20),
+        metrics_allow=_networks("METRICS_ALLOW", _env_list("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
     )
+
+
+def _networks(name: str, values: tuple[str, ...]) -> tuple[str, ...]:
+    """CIDRs (or single addresses), checked now: a typo stops the server (exit 2), not every request."""
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {value!r} is not a network (CIDR such as 10.0.0.0/8)") from exc
+    return values

@@ -24,6 +24,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketState
 
 from actors.events import CLOSE_TOO_SLOW
+from api.metrics import WS_CONNECTIONS, WS_FRAMES_OUT, observe_delivery
 from api.ws.frames import FrameCache, plain_frame
 from storage.streams import StreamInfo, parse_stream_id
 
@@ -68,6 +69,8 @@ class Conn:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
+        opened_ms = time.time() * 1000  # events appended before this are a replay, not delivery latency
+        WS_CONNECTIONS.inc()
         try:
             while True:
                 frame = await self.queue.get()
@@ -77,9 +80,12 @@ class Conn:
                     await self.ws.send_bytes(frame)
                 else:
                     await self.ws.send_text(frame.decode())
+                WS_FRAMES_OUT.inc()
+                observe_delivery(frame, opened_ms)
         except Exception as exc:  # the peer went away mid-send
             log.debug("writer stopped", extra={"fields": {"error": repr(exc)}})
         finally:
+            WS_CONNECTIONS.dec()
             self._mark_closed()
 
     def _mark_closed(self) -> None:

@@ -26,6 +26,7 @@ from actors.errors import Forbidden as ForbiddenError
 from api.codec import encode, error_body
 from api.deps import AppContext, authenticate, limit_socket_handshake
 from api.logs import request_id_var
+from api.metrics import WS_FRAMES_IN
 from api.overload import as_unavailable
 from api.ws.admission import RETRY_AFTER_S, HandshakeGate
 from api.ws.connection import CLOSE_TIMEOUT_S, Conn
@@ -183,6 +184,7 @@ async def _read_loop(ctx: AppContext, gateway: Gateway, conn: Conn) -> None:
             raw = message.get("text")
         if raw is None:
             continue
+        WS_FRAMES_IN.inc()
         if not conn.allow_frame():
             ref = events.salvage_ref(raw, conn.fmt)
             conn.send_data("ack", events.ack_error(ref, "rate_limited", "Too many frames; slow down."))
