@@ -8,7 +8,9 @@ request may take at most ``MAX_HEAD_BYTES`` (16 KiB) and ``MAX_HEADERS`` (100) f
 Two counts enforce it: the bytes received while a head is incomplete (so a head arriving in pieces never grows
 past one read beyond the cap), and the exact size and number of the fields the parser hands over (so a head
 that arrives in one piece with a body is measured exactly). A WebSocket upgrade request is an HTTP request
-here first, so it is capped the same way before the WebSocket protocol sees it.
+here first, so it is capped the same way before the WebSocket protocol sees it. A request httptools cannot
+parse at all (a NUL in a header, a broken request line) gets 400 ``malformed_request`` in the same shape, where
+uvicorn answered it in plain text.
 """
 
 from __future__ import annotations
@@ -29,23 +31,17 @@ MAX_HEAD_BYTES = 16 * 1024
 MAX_HEADERS = 100
 _FIELD_OVERHEAD = 4  # ": " and CRLF
 
+Headers = list[tuple[bytes, bytes]]
+
 
 class HeadTooLarge(Exception):
     """Raised from a parser callback to stop parsing; httptools re-raises it as HttpParserCallbackError."""
 
 
-def headers_too_large_response(default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    body = orjson.dumps(
-        {
-            "error": {
-                "code": "headers_too_large",
-                "message": f"The request line and headers may take at most {MAX_HEAD_BYTES} bytes and "
-                f"{MAX_HEADERS} header fields.",
-                "details": {"max_bytes": MAX_HEAD_BYTES, "max_headers": MAX_HEADERS},
-            }
-        }
-    )
-    head = [STATUS_LINE[431]]
+def error_response(status: int, code: str, message: str, details: dict[str, Any], default_headers: Headers) -> bytes:
+    """A complete HTTP response in the API error shape that closes the connection (no ASGI app involved)."""
+    body = orjson.dumps({"error": {"code": code, "message": message, "details": details}})
+    head = [STATUS_LINE[status]]
     for name, value in default_headers:
         head += [name, b": ", value, b"\r\n"]
     head += [
@@ -54,6 +50,12 @@ def headers_too_large_response(default_headers: list[tuple[bytes, bytes]]) -> by
         b"connection: close\r\n\r\n",
     ]
     return b"".join(head) + body
+
+
+def headers_too_large_response(default_headers: Headers) -> bytes:
+    message = f"The request line and headers may take at most {MAX_HEAD_BYTES} bytes and {MAX_HEADERS} header fields."
+    details = {"max_bytes": MAX_HEAD_BYTES, "max_headers": MAX_HEADERS}
+    return error_response(431, "headers_too_large", message, details, default_headers)
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -84,9 +86,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if isinstance(exc.__context__, HeadTooLarge) or self._refused:
                 self._refuse("fields")
                 return
-            msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
-            self.send_400_response(msg)
+            self._malformed()
             return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -97,6 +97,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and self._head_received > MAX_HEAD_BYTES:
             self._refuse("bytes")
 
+    def _malformed(self) -> None:
+        """Not HTTP (a NUL in a header, a broken request line): 400 in the API error shape, not uvicorn's text."""
+        log.warning("malformed HTTP request: answered 400 and closed", extra={"fields": {"client": self._peer()}})
+        if not self.transport.is_closing():
+            message = "The HTTP request could not be parsed."
+            self.transport.write(error_response(400, "malformed_request", message, {}, self._default_headers()))
+            self.transport.close()
+
+    def _peer(self) -> str:
+        return (self.client or ("", 0))[0]
+
+    def _default_headers(self) -> Headers:
+        return list(self.server_state.default_headers)
+
     def _refuse(self, why: str) -> None:
         self._refused = True
         self._in_head = False
@@ -104,7 +118,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             "request head too large: answered 431 and closed",
             extra={
                 "fields": {
-                    "client": (self.client or ("", 0))[0],
+                    "client": self._peer(),
                     "by": why,
                     "received": self._head_received,
                     "fields_seen": self._head_fields,
@@ -112,7 +126,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             },
         )
         if not self.transport.is_closing():
-            self.transport.write(headers_too_large_response(self.server_state.default_headers))
+            self.transport.write(headers_too_large_response(self._default_headers()))
             self.transport.close()
 
     # Parser callbacks

@@ -54,14 +54,21 @@ def _parse(response: bytes) -> tuple[int, dict[str, str], Any]:
     return status, headers, orjson.loads(body) if body else None
 
 
-def _assert_431(response: bytes) -> None:
-    status, headers, body = _parse(response)
-    assert status == 431, response[:300]
+def _assert_error(response: bytes, status: int, code: str) -> dict[str, Any]:
+    got, headers, body = _parse(response)
+    assert got == status, response[:300]
     assert headers["connection"] == "close"
     assert headers["content-type"] == "application/json"
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == "headers_too_large"
-    assert body["error"]["details"] == {"max_bytes": MAX_HEAD_BYTES, "max_headers": MAX_HEADERS}
+    assert body["error"]["code"] == code
+    return dict(body["error"]["details"])
+
+
+def _assert_431(response: bytes) -> None:
+    assert _assert_error(response, 431, "headers_too_large") == {
+        "max_bytes": MAX_HEAD_BYTES,
+        "max_headers": MAX_HEADERS,
+    }
 
 
 def _send_huge_header(server: Server, start: bytes, total: int) -> tuple[bytes, int, float]:
@@ -144,3 +151,10 @@ def test_pipelined_requests_each_get_their_own_head_budget(server: Server) -> No
             chunk = sock.recv(65536)
             assert chunk, data
             data += chunk
+
+
+def test_a_request_that_is_not_http_gets_400_in_the_error_shape(server: Server) -> None:
+    _assert_error(
+        _request(server, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Bad: a\x00b\r\n\r\n"), 400, "malformed_request"
+    )
+    _assert_error(_request(server, b"GET /healthz HTTP/9.x\r\n\r\n"), 400, "malformed_request")
