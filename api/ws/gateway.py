@@ -156,14 +156,21 @@ class Gateway:
     async def attach(self, conn: Conn) -> None:
         """Register locally first (events start buffering), then with the user's shard. A shard that does not
         answer (restarting) raises ``Unavailable`` with the socket kept here: the heartbeat registers it once
-        the shard is back. When the shard refuses (``too_many_sockets``), the error is raised and nothing of
-        the socket stays here (a re-registration that listed it meanwhile is corrected by the next heartbeat)."""
+        the shard is back. When the shard refuses (``too_many_sockets``) or Redis fails, the error is raised
+        and nothing of the socket stays here (a re-registration that listed it meanwhile is corrected by the
+        next heartbeat)."""
         conn.on_gap = self.replayer.schedule
         self.by_user[conn.user_id].add(conn)
+        unregistered: Unavailable | None = None
         try:
-            await self.sync.connect(conn)
-        except Unavailable:
-            raise
+            try:
+                await self.sync.connect(conn)
+            except Unavailable as exc:
+                unregistered = exc
+            # Where "from now on" starts for a socket without since: read before the client sees the upgrade,
+            # so that every event stored after its handshake completes is replayed or arrives live.
+            async with asyncio.timeout(REDIS_CALL_S):
+                conn.start_info = await self.streams.info(conn.user_id)
         except BaseException:
             self.replayer.cancel(conn)
             conns = self.by_user.get(conn.user_id)
@@ -172,6 +179,8 @@ class Gateway:
                 if not conns:
                     del self.by_user[conn.user_id]
             raise
+        if unregistered is not None:
+            raise unregistered
 
     async def detach(self, conn: Conn) -> None:
         """Forget a closed socket here and in its shard. Never raises and never waits without a deadline."""
