@@ -12,6 +12,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -22,6 +23,7 @@ from actors.errors import Unauthenticated
 
 ALGORITHMS = ["HS256"]  # explicit allow-list: "none" and asymmetric confusion are refused
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "sid", "typ", "iss"]
+VERIFIED_CACHE_MAX = 10_000  # verified access tokens kept per process (about 3 MB at most)
 
 # HKDF ``info`` labels, one per key use. Changing one invalidates what that key made (tokens, stored digests).
 JWT_SIGNING = "i9lyfe/v1/jwt-hs256"
@@ -52,6 +54,10 @@ class TokenService:
         self._code_key = derive_key(secret, CODE_DIGEST)
         self._issuer = issuer
         self.access_ttl_s = access_ttl_s
+        # Verified access tokens -> their principal, until they expire: a client sends the same token with every
+        # request, and the signature check is a tenth of a GET /me. Only successful decodes are kept; the session
+        # denylist is still checked on every request (api/deps.py). Bounded: the oldest entry goes first.
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
 
     def issue_access(self, user_id: int, session_id: int, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
@@ -67,6 +73,19 @@ class TokenService:
         return jwt.encode(claims, self._jwt_key, algorithm="HS256")
 
     def decode_access(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() < cached.expires_at:
+                self._verified.move_to_end(token)
+                return cached
+            del self._verified[token]
+        principal = self._decode_access(token)
+        self._verified[token] = principal
+        if len(self._verified) > VERIFIED_CACHE_MAX:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _decode_access(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
                 token,

@@ -27,9 +27,15 @@ class AppContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def get_ctx(request: Request) -> AppContext:
+def ctx_of(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
+
+
+async def get_ctx(request: Request) -> AppContext:
+    """The dependency: async, because FastAPI runs a plain ``def`` dependency in its thread pool (a thread hop
+    per request)."""
+    return ctx_of(request)
 
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
@@ -77,7 +83,7 @@ async def optional_user(
         if request.headers.get("authorization"):
             raise Unauthenticated("Use 'Authorization: Bearer <access token>'.", reason="invalid_token")
         return None
-    return await authenticate(get_ctx(request), creds.credentials)
+    return await authenticate(ctx_of(request), creds.credentials)
 
 
 async def require_user(principal: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
@@ -91,7 +97,7 @@ MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 
 
 async def _limit_writes(request: Request, principal: Annotated[Principal, Depends(require_user)]) -> None:
-    await get_ctx(request).limiter.hit("write", f"user:{principal.user_id}")
+    await ctx_of(request).limiter.hit("write", f"user:{principal.user_id}")
 
 
 WriteLimit = Depends(_limit_writes)
@@ -103,7 +109,7 @@ def limit(bucket: str, per_route: Mapping[str, str] | None = None) -> Any:
     own = dict(per_route or {})
 
     async def check(request: Request) -> None:
-        ctx = get_ctx(request)
+        ctx = ctx_of(request)
         route = request.scope.get("route")
         chosen = own.get(getattr(route, "name", ""), bucket) if own else bucket
         await ctx.limiter.hit(chosen, client_ip(request))

@@ -45,6 +45,14 @@ class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg is untyped
             raise PoolTimeout(f"no database connection became free within {budget:g} s") from exc
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Run on release instead of asyncpg's reset query (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL``: a second round trip per pooled query, 11% of a ``GET /me``). asyncpg still rolls back an open
+    transaction first. Nothing here leaves session state on a pooled connection: no LISTEN, no session SET, no
+    cursor outside a transaction, and the one session-level advisory lock (storage/locks.py) is released by its
+    holder or the connection is terminated (tests/storage/test_pools.py)."""
+
+
 async def create_pool(
     dsn: str,
     min_size: int = 1,
@@ -65,6 +73,7 @@ async def create_pool(
         record_class=asyncpg.Record,
         command_timeout=command_timeout,
         server_settings={"application_name": "i9lyfe", "timezone": "UTC"},
+        reset=_reset,
     )
     await pool
     return pool

@@ -13,4 +13,10 @@ async def try_lock(conn: asyncpg.Connection, key: int) -> bool:
 
 
 async def unlock(conn: asyncpg.Connection, key: int) -> None:
-    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    """Release ``key``; if that fails (cancelled, I/O), the connection is terminated so that the session, and
+    its lock with it, ends instead of going back to the pool still holding the lock."""
+    try:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    except BaseException:
+        conn.terminate()
+        raise

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from actors.errors import NotFound
 from api import presenters
-from api.deps import Ctx, User, WriteLimit, get_ctx
+from api.deps import Ctx, User, WriteLimit, ctx_of
 from api.responses import Encoded, encoded
 from api.schemas.common import error_responses
 from api.schemas.users import Me, PatchMe
@@ -21,7 +21,7 @@ async def get_me(request: Request, user: User) -> Encoded:
     # The hot read: the context is taken from the app, not as the `Ctx` dependency, which FastAPI (a plain def)
     # would run in its thread pool on every request.
     try:
-        row = await user_store.get_user(get_ctx(request).services.pool, user.user_id)
+        row = await user_store.get_user(ctx_of(request).services.pool, user.user_id)
     except RowNotFound as exc:
         raise NotFound("This account no longer exists.") from exc
     return encoded(request, presenters.me(row))
