@@ -92,7 +92,25 @@ async def require_user(principal: Annotated[Principal | None, Depends(optional_u
     return principal
 
 
+async def token_user(request: Request) -> Principal:
+    """The caller of a hot read, in one dependency: the bearer token's signature, expiry and claims are checked
+    here, but not its session, which the route must check in the same query as its read (``GET /me`` does:
+    storage/users.py ``get_user_of_session``), saving the denylist round trip. Sessions are revoked in
+    PostgreSQL before any logout, reset or reuse answer, so that check is as immediate as the denylist."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthenticated()
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Use 'Authorization: Bearer <access token>'.", reason="invalid_token")
+    return ctx_of(request).services.tokens.decode_access(token.strip())
+
+
+# For routes taking ``TokenUser``: the OpenAPI security requirement the ``User`` dependency would have added.
+BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
+
 User = Annotated[Principal, Depends(require_user)]
+TokenUser = Annotated[Principal, Depends(token_user)]
 MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 
 

@@ -53,6 +53,21 @@ async def get_user(conn: asyncpg.Connection | asyncpg.Pool, user_id: int) -> asy
     return row
 
 
+async def get_user_of_session(conn: asyncpg.Connection | asyncpg.Pool, user_id: int, session_id: int) -> asyncpg.Record:
+    """The user row with ``session_live``: whether ``session_id`` is this user's, not revoked and not expired
+    (one round trip for a read and its session check). ``RowNotFound`` when the user is gone."""
+    row = await conn.fetchrow(
+        f"""SELECT {USER_COLUMNS}, EXISTS (SELECT 1 FROM sessions s WHERE s.id = $2 AND s.user_id = users.id
+                   AND s.revoked_at IS NULL AND s.expires_at > now()) AS session_live
+            FROM users WHERE id = $1""",
+        user_id,
+        session_id,
+    )
+    if row is None:
+        raise RowNotFound(f"user {user_id}")
+    return row
+
+
 async def find_user_by_username(conn: asyncpg.Connection | asyncpg.Pool, username: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE username = $1", username.lower())
 
