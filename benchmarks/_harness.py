@@ -399,7 +399,8 @@ def log_summary(log_path: Path, limit: int = 8) -> list[str]:
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[bytes], workers: int, log_path: Path) -> set[int]:
-    """Poll /readyz (a new connection each time, so every worker gets asked) until ``workers`` pids answered."""
+    """Poll /readyz (a new connection each time, so every worker gets asked) until ``workers`` pids answered
+    (the ``X-Worker-Pid`` header of APP_ENV=test, which the benchmark servers run with)."""
     deadline = time.monotonic() + 120
     pids: set[int] = set()
     while time.monotonic() < deadline:
@@ -407,8 +408,8 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], workers: int, lo
             raise RuntimeError(f"server exited early:\n{log_path.read_text()[-4000:]}")
         with contextlib.suppress(httpx.HTTPError):
             response = httpx.get(base_url + "/readyz", timeout=5)
-            if response.status_code == 200:
-                pids.add(int(response.json()["pid"]))
+            if response.status_code == 200:  # /readyz shows no internals; APP_ENV=test adds X-Worker-Pid
+                pids.add(int(response.headers["X-Worker-Pid"]))
                 if len(pids) >= workers:
                     return pids
         time.sleep(0.2)
