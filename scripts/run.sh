@@ -11,22 +11,11 @@ VENV="${VENV:-.venv}"
 PY="$VENV/bin/python"
 [ -x "$PY" ] || { echo "run: $PY not found; run 'make venv' first" >&2; exit 1; }
 
-# .env: KEY=VALUE lines (optional `export `, optional matching quotes around the value, # comments).
-# Taken literally, never evaluated.
-if [ -f .env ]; then
-  while IFS= read -r line || [ -n "$line" ]; do
-    line="${line%$'\r'}"
-    [[ "$line" =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
-    key="${BASH_REMATCH[2]}"
-    value="${BASH_REMATCH[3]}"
-    if [[ "$value" =~ ^\"(.*)\"[[:space:]]*$ || "$value" =~ ^\'(.*)\'[[:space:]]*$ ]]; then
-      value="${BASH_REMATCH[1]}"
-    else
-      value="${value%%[[:space:]]#*}"                    # trailing " # comment" on an unquoted value
-      value="${value%"${value##*[![:space:]]}"}"          # trailing blanks
-    fi
-    [ -n "${!key+set}" ] || export "$key=$value"
-  done < .env
+# .env (KEY=VALUE lines, taken literally, never evaluated; variables already set win): this script runs again
+# under scripts/with_env.sh, which reads it the same way for every other command.
+if [ -f .env ] && [ -z "${I9_ENV_LOADED:-}" ]; then
+  export I9_ENV_LOADED=1
+  exec scripts/with_env.sh .env "$0" "$@"
 fi
 
 HOST="${HOST:-127.0.0.1}"

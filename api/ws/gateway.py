@@ -172,18 +172,13 @@ class Gateway:
             async with asyncio.timeout(REDIS_CALL_S):
                 conn.start_info = await self.streams.info(conn.user_id)
         except BaseException:
-            self.replayer.cancel(conn)
-            conns = self.by_user.get(conn.user_id)
-            if conns is not None:
-                conns.discard(conn)
-                if not conns:
-                    del self.by_user[conn.user_id]
+            self._forget(conn)
             raise
         if unregistered is not None:
             raise unregistered
 
-    async def detach(self, conn: Conn) -> None:
-        """Forget a closed socket here and in its shard. Never raises and never waits without a deadline."""
+    def _forget(self, conn: Conn) -> None:
+        """Drop a socket from this gateway's registry (and its catch-up)."""
         self.replayer.cancel(conn)
         conns = self.by_user.get(conn.user_id)
         if conns is not None:
@@ -192,6 +187,10 @@ class Gateway:
                 del self.by_user[conn.user_id]
                 if not self.by_user:
                     self._emptied.set()
+
+    async def detach(self, conn: Conn) -> None:
+        """Forget a closed socket here and in its shard. Never raises and never waits without a deadline."""
+        self._forget(conn)
         for topic in list(conn.topics):
             try:
                 await self.unsubscribe(conn, topic)
