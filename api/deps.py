@@ -106,11 +106,10 @@ async def token_user(request: Request) -> Principal:
     return ctx_of(request).services.tokens.decode_access(token.strip())
 
 
-# For routes taking ``TokenUser``: the OpenAPI security requirement the ``User`` dependency would have added.
+# For routes calling ``token_user`` themselves: the OpenAPI security requirement ``User`` would have added.
 BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
 User = Annotated[Principal, Depends(require_user)]
-TokenUser = Annotated[Principal, Depends(token_user)]
 MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 
 
