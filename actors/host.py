@@ -137,12 +137,14 @@ class ShardHost(Generic[S]):
 
     # ------------------------------------------------------------ calls
 
-    async def ping(self) -> dict[str, Any]:
+    async def ping(self, node: str | None = None) -> dict[str, Any]:
+        """Who and where this shard is; ``node``: the cluster node it runs on, from the Ray shell (None in-process)."""
         self.calls += 1
         return {
             "kind": self.kind.name,
             "index": self.index,
             "pid": os.getpid(),
+            "node": node,
             "calls": self.calls,
             "entities": len(self.table),
             "epoch": self.epoch,
