@@ -480,20 +480,7 @@ def decode_action(frame: ClientFrame) -> Any:
         ) from None
 
 
-# --- Encoding -------------------------------------------------------------------------------------------------------
-
-_JSON_ENC = msgspec.json.Encoder()
-_MSGPACK_ENC = msgspec.msgpack.Encoder()
-
-
-def encode_frame(event_id: str | None, type_: str, data: Any, fmt: str) -> bytes:
-    """A server frame ``{"id", "type", "data"}``; data is a struct or plain dicts/lists."""
-    frame = ServerFrame(id=event_id, type=type_, data=data)
-    if fmt == "json":
-        return _JSON_ENC.encode(frame)
-    if fmt == "msgpack":
-        return _MSGPACK_ENC.encode(frame)
-    raise ValueError(f"unknown frame format {fmt!r}")
+# --- Decoding server frames (the gateway encodes them with api/ws/frames.py) ----------------------------------------
 
 
 def decode_server_frame(raw: bytes | str, fmt: str) -> ServerFrame:
