@@ -1,0 +1,195 @@
+"""Shards on two nodes against one, in one run; and the time for a killed node's shards to serve again.
+
+A two-node Ray cluster on this machine (tests/cluster/two_node_cluster.py: a head and a second node, 1 CPU
+each, both on 127.0.0.1), a throwaway database and Redis prefix, and the real UserShards
+(``get_or_create_user_shards``, K shards, placed shard k on the k-th node). Phase 1 measures shard-call
+throughput and latency of the ``touch`` op (as benchmarks/batching.py, batched ShardClient) with the shards on
+both nodes. Then node 2's raylet and workers are SIGKILLed and the time until every shard that ran there answers
+again (restarted on the head) is measured. Phase 2 repeats the measurement with every shard on the head. Both
+nodes share this machine's cores, so the ratio shows the cost or gain of the placement itself, not of more
+hardware. The GCS health check runs at 0.5 s x 3 here (Ray's defaults take about 15 s to declare a node dead).
+
+    .venv/bin/python benchmarks/two_nodes.py [--callers 50,500] [--seconds 5] [--users 100000] [--shards 4]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/actors.py would shadow the `actors` package: import from the repository root instead.
+sys.path.remove(os.path.dirname(os.path.realpath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from typing import Any
+
+import psutil
+import uvloop
+
+from actors.client import ShardClient
+from actors.cluster import RayHead, loopback_env
+from actors.shards import get_or_create_user_shards
+from benchmarks import _harness as h
+
+HEALTH_CHECK_ENV = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3",
+}
+
+
+def start_cluster(bench: h.Bench) -> tuple[RayHead, dict[str, Any]]:
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **loopback_env(), **HEALTH_CHECK_ENV)
+    env.pop("RAY_ADDRESS", None)
+    log_path = bench.workdir / "two-node-cluster.log"
+    with open(log_path, "ab") as log:
+        helper = subprocess.Popen(
+            [sys.executable, "-m", "tests.cluster.two_node_cluster"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+    assert helper.stdin is not None and helper.stdout is not None
+    stdin, stdout = helper.stdin, helper.stdout
+
+    def stop() -> None:
+        stdin.close()
+        try:
+            helper.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(helper.pid, signal.SIGKILL)
+            helper.wait(timeout=10)
+        stdout.close()
+
+    bench.defer("two-node cluster", stop)
+    line = stdout.readline()
+    if not line:
+        raise RuntimeError(f"the two-node cluster did not start; see {log_path}")
+    info = json.loads(line)
+    return RayHead(helper, info["address"], log_path, {}), info  # type: ignore[arg-type]
+
+
+async def cell(handles: list[Any], callers: int, seconds: float, users: int) -> dict[str, Any]:
+    """Batched ShardClient ``touch`` calls from ``callers`` concurrent callers (as benchmarks/batching.py)."""
+    client = ShardClient(handles)
+    rng = random.Random(callers)
+    latencies: list[int] = []
+    state = {"recording": False, "stop": False}
+
+    async def caller() -> None:
+        while not state["stop"]:
+            started = time.perf_counter_ns()
+            await client.call("touch", rng.randint(1, users))
+            if state["recording"]:
+                latencies.append(time.perf_counter_ns() - started)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(callers)]
+    await asyncio.sleep(min(1.0, seconds / 5))  # warm-up, not recorded
+    batches0, ops0 = client.batches_sent, client.ops_sent
+    state["recording"] = True
+    started = time.perf_counter()
+    await asyncio.sleep(seconds)
+    state["recording"] = False
+    elapsed = time.perf_counter() - started
+    batches, ops = client.batches_sent - batches0, client.ops_sent - ops0
+    state["stop"] = True
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
+    latencies.sort()
+    return {
+        "ops_per_s": len(latencies) / elapsed,
+        "p50_ms": h.percentile(latencies, 50) / 1e6,
+        "p99_ms": h.percentile(latencies, 99) / 1e6,
+        "ops_per_batch": ops / batches if batches else 0.0,
+    }
+
+
+async def measure(handles: list[Any], callers: list[int], seconds: float, users: int) -> dict[int, dict[str, Any]]:
+    await asyncio.gather(*(handle.ping.remote() for handle in handles))
+    return {c: await cell(handles, c, seconds, users) for c in callers}
+
+
+async def serving_again(handles: list[Any], indexes: list[int], head: str, timeout: float = 120.0) -> float:
+    """Seconds until every shard in ``indexes`` answers a ping from the head node."""
+    started = time.monotonic()
+    pending = set(indexes)
+    while pending:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"shards {sorted(pending)} not serving after {timeout} s")
+        for k in list(pending):
+            try:
+                ping = await asyncio.wait_for(handles[k].ping.remote(), 1.0)
+            except Exception:  # noqa: S112 (unavailable while the node is declared dead and the shard restarts)
+                continue
+            if ping["node"] == head:
+                pending.discard(k)
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def run(
+    handles: list[Any], info: dict[str, Any], callers: list[int], seconds: float, users: int
+) -> list[list[Any]]:
+    pings = await asyncio.gather(*(handle.ping.remote() for handle in handles))
+    h.say(f"# shards per node before the kill: {dict(Counter(p['node'][:8] for p in pings))}")
+    on_node2 = [p["index"] for p in pings if p["node"] == info["worker_node"]]
+    assert on_node2, "no shard on node 2"
+    two = await measure(handles, callers, seconds, users)
+
+    raylet = psutil.Process(info["worker_raylet_pid"])
+    victims = [raylet, *raylet.children(recursive=True)]
+    killed = time.monotonic()
+    for process in victims:
+        process.send_signal(signal.SIGKILL)
+    await serving_again(handles, on_node2, info["head_node"])
+    recovery = time.monotonic() - killed
+    h.say(f"# node 2 SIGKILLed ({len(victims)} processes): its {len(on_node2)} shards served again in {recovery:.2f} s")
+    one = await measure(handles, callers, seconds, users)
+
+    rows: list[list[Any]] = []
+    for c in callers:
+        for label, result in (("two nodes", two[c]), ("one node", one[c])):
+            rows.append([c, label, result["ops_per_s"], result["p50_ms"], result["p99_ms"], result["ops_per_batch"]])
+        ratio = two[c]["ops_per_s"] / one[c]["ops_per_s"] if one[c]["ops_per_s"] else 0.0
+        rows.append([c, "ratio two / one", ratio, "", "", ""])
+    rows.append(["", "kill -> serving again (s)", recovery, "", "", ""])
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--callers", default="50,500", help="concurrent callers per cell (comma list)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per cell")
+    parser.add_argument("--users", type=int, default=100_000, help="user ids are drawn from 1..USERS")
+    parser.add_argument("--shards", type=int, default=4, help="USER_SHARDS")
+    args = parser.parse_args()
+    callers = [int(c) for c in args.callers.split(",") if c]
+
+    with h.Bench("two_nodes") as bench:
+        dsn = bench.database()
+        prefix = bench.redis_prefix()
+        head, info = start_cluster(bench)
+        bench.ray_driver(head)
+        settings = bench.settings(dsn, prefix, head, user_shards=args.shards)
+        handles = get_or_create_user_shards(settings)
+        rows = uvloop.run(run(handles, info, callers, args.seconds, args.users))
+
+    h.say()
+    h.say(f"# {h.command_line()}")
+    h.say(h.table(["C", "shards on", "ops/s", "p50 ms", "p99 ms", "ops/call"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
