@@ -8,6 +8,7 @@ They also say which worker process served a request (``/whoami``, and the ``X-Wo
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from fastapi import APIRouter, Request
@@ -15,6 +16,7 @@ from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actors.delivery import OutboxEvent
+from actors.errors import Unavailable
 from actors.topology import describe_shards
 from api.deps import Ctx
 from api.responses import Encoded, encoded
@@ -80,7 +82,13 @@ async def shard_ping(request: Request, ctx: Ctx) -> Encoded:
 
 @router.get("/shards")
 async def shards(request: Request, ctx: Ctx) -> Encoded:
-    return encoded(request, [await handle.ping.remote() for handle in ctx.user_shard_handles])
+    """Every shard's ping; 503 while one of them cannot answer (its node died and it is restarting)."""
+    try:
+        async with asyncio.timeout(10):
+            pings = await asyncio.gather(*(handle.ping.remote() for handle in ctx.user_shard_handles))
+    except Exception as exc:
+        raise Unavailable("A shard is restarting; try again.", retry_after=1) from exc
+    return encoded(request, list(pings))
 
 
 @router.get("/shard_names")
