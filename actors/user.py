@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from actors import rules, shard_counters
+from actors import follows, rules, shard_counters
 from actors.context import Services
 from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from actors.presence import Presence
@@ -86,6 +86,8 @@ class UserOps:
             "presence": self.presence,
             "sessions_revoked": self.sessions_revoked,
             "update_profile": self.update_profile,
+            "follow": self.follow,
+            "unfollow": self.unfollow,
             "touch": self.touch,
         }
 
@@ -201,6 +203,13 @@ class UserOps:
             raise NotFound("No such user.") from exc
         state.username = row["username"]  # later presence events carry the new name
         return dict(row)
+
+    async def follow(self, state: UserState, username: str) -> follows.FollowResult:
+        """Follow ``username`` (idempotent); the result carries the committed event to publish."""
+        return await follows.follow(self.services.pool, state.user_id, username)
+
+    async def unfollow(self, state: UserState, username: str) -> follows.FollowResult:
+        return await follows.unfollow(self.services.pool, state.user_id, username)
 
     async def touch(self, state: UserState) -> str:
         """Trivial op used by tests and health checks: proves the entity is reachable and serialized."""

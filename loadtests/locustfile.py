@@ -39,7 +39,8 @@ def _account() -> tuple[str, str]:
 
 
 class AccountUser(HttpUser):
-    """Reads its profile often, edits it now and then, refreshes its session, rarely logs in again."""
+    """Reads its profile often, edits it now and then, reads other profiles and follower lists, follows and
+    unfollows seeded users, refreshes its session, rarely logs in again."""
 
     wait_time = between(0.5, 2)
     weight = 3
@@ -103,6 +104,29 @@ class AccountUser(HttpUser):
     @task(1)
     def relogin(self) -> None:
         self._login()
+
+    def _someone_else(self) -> str:
+        while True:
+            other = f"load_{random.randrange(SEEDED):04d}"
+            if other != self.username or SEEDED < 2:
+                return other
+
+    @task(4)
+    def profile(self) -> None:
+        self.client.get(f"/api/v1/users/{self._someone_else()}", name="GET /users/{username}")
+
+    @task(2)
+    def followers(self) -> None:
+        self.client.get(f"/api/v1/users/{self._someone_else()}/followers", name="GET /users/{username}/followers")
+
+    @task(2)
+    def follow_or_unfollow(self) -> None:
+        """Follow a random seeded user, or unfollow one (idempotent both ways: 200 whether or not it changed)."""
+        path = f"/api/v1/users/{self._someone_else()}/follow"
+        if random.random() < 0.6:
+            self.client.put(path, name="PUT /users/{username}/follow")
+        else:
+            self.client.delete(path, name="DELETE /users/{username}/follow")
 
 
 class SocketUser(User):

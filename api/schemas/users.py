@@ -54,3 +54,14 @@ class PatchMe(Strict):
     bio: Bio | None = None
     birthday: Birthday | None = None
     username: Username | None = None
+
+
+class UserPage(BaseModel):
+    """A page of users, newest first; `next_cursor` is null on the last page."""
+
+    items: list[UserSummary]
+    next_cursor: str | None
+
+
+class FollowState(BaseModel):
+    following: bool

@@ -12,7 +12,8 @@ request accepted, but a well-formed code that is simply wrong must be refused wi
 flow that is used up (schemathesis finds real flow ids and burns them with wrong codes) with 410
 ``flow_expired`` (both fixed by API.md section 3; no schema can know a secret or a flow's state).
 ``filter_failure`` drops exactly those failures (that status with that ``error.code`` on a flow operation) and
-nothing else.
+nothing else, plus one more of the same kind: the fuzzer's user following itself (422, API.md "self 422"; which
+username is the caller's changes as PATCH /me renames it).
 
 Every request comes from a fresh client IP (``X-Forwarded-For``, believed from 127.0.0.1 by the test server): the
 per-IP auth limits are for people, not for a fuzzer sending thousands of requests from one address; the per-user
@@ -45,6 +46,7 @@ FLOW_OPERATIONS = {
     "/api/v1/auth/password-reset/complete",
 }
 FLOW_REFUSALS = {(422, "invalid_code"), (410, "flow_expired")}
+FOLLOW = "/api/v1/users/{username}/follow"
 
 _ips = itertools.count(1)
 
@@ -107,7 +109,20 @@ def filter_failure(context: HookContext, failure: Failure, case: Case, response:
         and case.operation.path in FLOW_OPERATIONS
         and (response.status_code, _error_code(response)) in FLOW_REFUSALS
     )
-    return not refused_for_state
+    return not (refused_for_state or _self_follow(failure, case, response))
+
+
+def _self_follow(failure: Failure, case: Case, response: Response) -> bool:
+    """The fuzzer's own user (whose username PATCH /me may have set to anything) following itself: refused
+    with 422 by API.md ("self 422"), and no schema can say which username is the caller's."""
+    if not (isinstance(failure, RejectedPositiveData) and case.operation.path == FOLLOW):
+        return False
+    try:
+        body = (msgpack.unpackb if FORMAT == "msgpack" else orjson.loads)(response.content)
+        fields = body["error"]["details"]["fields"]
+    except Exception:
+        return False
+    return response.status_code == 422 and fields == {"username": "you cannot follow yourself"}
 
 
 def _login() -> str:
