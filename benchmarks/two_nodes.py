@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 import argparse
 import asyncio
 import json
-import random
 import signal
 import subprocess
 import time
@@ -43,6 +42,7 @@ from actors.context import Services
 from actors.delivery import Delivery, OutboxEvent
 from actors.shards import get_or_create_user_shards
 from benchmarks import _harness as h
+from benchmarks.batching import cell as batching_cell
 from storage.config import Settings
 
 HEALTH_CHECK_ENV = {
@@ -88,37 +88,8 @@ def start_cluster(bench: h.Bench) -> tuple[RayHead, dict[str, Any]]:
 
 
 async def cell(handles: list[Any], callers: int, seconds: float, users: int) -> dict[str, Any]:
-    """Batched ShardClient ``touch`` calls from ``callers`` concurrent callers (as benchmarks/batching.py)."""
-    client = ShardClient(handles)
-    rng = random.Random(callers)
-    latencies: list[int] = []
-    state = {"recording": False, "stop": False}
-
-    async def caller() -> None:
-        while not state["stop"]:
-            started = time.perf_counter_ns()
-            await client.call("touch", rng.randint(1, users))
-            if state["recording"]:
-                latencies.append(time.perf_counter_ns() - started)
-
-    tasks = [asyncio.create_task(caller()) for _ in range(callers)]
-    await asyncio.sleep(min(1.0, seconds / 5))  # warm-up, not recorded
-    batches0, ops0 = client.batches_sent, client.ops_sent
-    state["recording"] = True
-    started = time.perf_counter()
-    await asyncio.sleep(seconds)
-    state["recording"] = False
-    elapsed = time.perf_counter() - started
-    batches, ops = client.batches_sent - batches0, client.ops_sent - ops0
-    state["stop"] = True
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
-    latencies.sort()
-    return {
-        "ops_per_s": len(latencies) / elapsed,
-        "p50_ms": h.percentile(latencies, 50) / 1e6,
-        "p99_ms": h.percentile(latencies, 99) / 1e6,
-        "ops_per_batch": ops / batches if batches else 0.0,
-    }
+    """Batched ShardClient ``touch`` calls from ``callers`` concurrent callers (benchmarks/batching.py's cell)."""
+    return await batching_cell(handles, {}, callers, seconds, users)
 
 
 async def measure(handles: list[Any], callers: list[int], seconds: float, users: int) -> dict[int, dict[str, Any]]:

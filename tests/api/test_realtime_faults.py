@@ -39,6 +39,18 @@ async def watch_presence(server: Server, watcher: Api, username: str) -> WsClien
     return ws
 
 
+async def live_socket(server: Server, make_api: Any, register: Any) -> tuple[Api, str, WsClient]:
+    """A new user's socket that has received one live event (so its position is a real stream id)."""
+    api = make_api("json")
+    user = await register(api)
+    uid = str(user["user"]["id"])
+    ws = await WsClient.connect(server.base_url, api.token)
+    await ws.gateway()
+    first = (await emit(api, uid))[0]
+    assert (await ws.next_of("test.event"))["id"] == first
+    return api, uid, ws
+
+
 async def next_presence(ws: WsClient, online: bool, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -125,13 +137,7 @@ async def test_a_socket_closed_while_its_shard_restarts_goes_offline_with_last_s
 async def test_an_event_whose_live_push_was_dropped_arrives_without_waiting_for_the_next_event(
     server: Server, make_api: Any, register: Any, rds: aioredis.Redis
 ) -> None:
-    api = make_api("json")
-    user = await register(api)
-    uid = user["user"]["id"]
-    ws = await WsClient.connect(server.base_url, api.token)
-    await ws.gateway()
-    first = (await emit(api, uid))[0]
-    assert (await ws.next_of("test.event"))["id"] == first
+    _api, uid, ws = await live_socket(server, make_api, register)
     # Stored in the stream, but its push never reached the gateway (as when a shard restarts mid-push).
     data = msgpack.packb({"n": 7, "note": "dropped push"}, use_bin_type=True)
     dropped = (await rds.xadd(stream_key(server, uid), {"t": "test.event", "d": data})).decode()
@@ -176,13 +182,7 @@ async def test_a_since_whose_stream_redis_lost_gets_resync_required(
 async def test_a_connected_socket_whose_position_was_trimmed_away_gets_resync_required(
     server: Server, make_api: Any, register: Any, rds: aioredis.Redis
 ) -> None:
-    api = make_api("json")
-    user = await register(api)
-    uid = user["user"]["id"]
-    ws = await WsClient.connect(server.base_url, api.token)
-    await ws.gateway()
-    first = (await emit(api, uid))[0]
-    assert (await ws.next_of("test.event"))["id"] == first
+    api, uid, ws = await live_socket(server, make_api, register)
     # Events the socket never got live, then retention trims past its position.
     key = stream_key(server, uid)
     for n in range(10):
