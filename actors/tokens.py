@@ -29,6 +29,7 @@ VERIFIED_CACHE_MAX = 10_000  # verified access tokens kept per process (about 3 
 JWT_SIGNING = "i9lyfe/v1/jwt-hs256"
 REFRESH_DIGEST = "i9lyfe/v1/refresh-token-digest"
 CODE_DIGEST = "i9lyfe/v1/code-digest"
+MEDIA_URL = "i9lyfe/v1/media-url-hmac"
 
 
 def derive_key(secret: str, purpose: str) -> bytes:

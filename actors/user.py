@@ -15,11 +15,15 @@ import msgpack
 from actors import follows, rules, shard_counters
 from actors.context import Services
 from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from actors.media import check_attachable
 from actors.presence import Presence
 from storage import db
 from storage import users as user_store
 from storage.errors import RowNotFound, UniqueViolation
+from storage.media import store as media_store
 
+AVATAR_PURPOSES = frozenset({"avatar"})
+AVATAR_KINDS = frozenset({"image"})
 SOCKET_RETRY_AFTER_S = 10  # Retry-After of a socket refused for the per-user cap: until one of them closes
 
 
@@ -86,6 +90,7 @@ class UserOps:
             "presence": self.presence,
             "sessions_revoked": self.sessions_revoked,
             "update_profile": self.update_profile,
+            "set_avatar": self.set_avatar,
             "follow": self.follow,
             "unfollow": self.unfollow,
             "touch": self.touch,
@@ -202,6 +207,20 @@ class UserOps:
         except RowNotFound as exc:
             raise NotFound("No such user.") from exc
         state.username = row["username"]  # later presence events carry the new name
+        return dict(row)
+
+    async def set_avatar(self, state: UserState, media_id: int | None) -> dict[str, Any]:
+        """Make one of the user's own ready avatar images the avatar (it becomes public), or clear it (None)."""
+        async with db.transaction(self.services.pool) as conn:
+            if media_id is not None:
+                await check_attachable(
+                    conn, state.user_id, [media_id], purposes=AVATAR_PURPOSES, kinds=AVATAR_KINDS, field="media_id"
+                )
+                await media_store.make_public(conn, [media_id])
+            try:
+                row = await user_store.update_profile(conn, state.user_id, {"avatar_media_id": media_id})
+            except RowNotFound as exc:
+                raise NotFound("No such user.") from exc
         return dict(row)
 
     async def follow(self, state: UserState, username: str) -> follows.FollowResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,16 +15,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from actors.client import ShardClient
 from actors.context import Services
 from actors.delivery import Delivery
+from actors.media import create_media_service
 from actors.shards import get_or_create_user_shards
 from actors.topology import check_shard_count
-from api import errors, metrics_dir, openapi
+from api import errors, metrics_dir, openapi, presenters
 from api.codec import CodecMiddleware
 from api.deps import AppContext
 from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
-from api.routes import auth, health, me, testing, users
+from api.routes import auth, health, me, media, testing, users
 from api.routes import metrics as metrics_route
 from api.ws import drain
 from api.ws import route as ws_route
@@ -62,6 +64,7 @@ def connect_ray(settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     setup_logging(settings.log_level)
+    presenters.configure(settings.public_base_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             users=users,
             user_shard_handles=handles,
         )
+        ctx.extras["media"] = create_media_service(services)
         ctx.extras["delivery"] = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
         gateway = Gateway(services, users, handles)
         await gateway.start()
@@ -90,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await gateway.stop()
+            ctx.extras["media"].close()
             await services.close()
             ray.shutdown()
             metrics_dir.forget_worker()  # this worker's open-socket gauge leaves the sum (api/metrics_dir.py)
@@ -111,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(me.router, prefix=API_PREFIX)
     app.include_router(users.router, prefix=API_PREFIX)
+    app.include_router(media.router, prefix=API_PREFIX)
     app.include_router(ws_route.router)
     if settings.env == "test":
         app.include_router(testing.router, prefix=API_PREFIX)
@@ -127,7 +133,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.env == "test":
         app.add_middleware(testing.WorkerPidMiddleware)
     app.add_middleware(
-        CodecMiddleware, max_body_bytes=settings.max_body_bytes, json_only_paths=frozenset({openapi.OPENAPI_URL})
+        CodecMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        json_only_paths=frozenset({openapi.OPENAPI_URL}),
+        streamed_body=re.compile(API_PREFIX + r"/media/[0-9]{1,20}/upload"),
     )
     app.add_middleware(SecurityHeaders)  # its headers go on the codec's own errors too
     app.add_middleware(HttpMetrics)  # outermost: times every request, the codec's own errors included

@@ -5,7 +5,8 @@
 - the body size limit (413), the content-type check (415) and MessagePack decoding (400 if malformed): a
   MessagePack body is handed to the app as JSON, so FastAPI validates both the same way;
 - response encoding: routes encode their bodies once in the negotiated format (``api/responses.py``), so an
-  already-encoded MessagePack body passes through untouched; only a response that is still JSON (Starlette's
+  already-encoded MessagePack body passes through untouched (a ``streamed_body`` path, a media upload, is handed
+  to its route unread: raw bytes, streamed, limited by the route); only a response that is still JSON (Starlette's
   own, say) is re-encoded as MessagePack when ``Accept`` names MessagePack, as a fallback. ``json_only_paths``
   (the OpenAPI document) are always JSON;
 - any exception the app lets through becomes a 500 ``internal`` error with the request id, never a stack trace
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -89,10 +91,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class CodecMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, json_only_paths: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        json_only_paths: frozenset[str] = frozenset(),
+        streamed_body: re.Pattern[str] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.json_only_paths = json_only_paths
+        # Paths whose body is raw bytes the route streams itself, with its own limit (media uploads).
+        self.streamed_body = streamed_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -136,6 +146,8 @@ class CodecMiddleware:
 
     async def _prepare_request(self, scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
         if scope["method"] not in BODY_METHODS:
+            return scope, receive
+        if self.streamed_body is not None and self.streamed_body.fullmatch(scope["path"]):
             return scope, receive
         declared = _header(scope, b"content-length")
         if declared is not None:

@@ -13,9 +13,18 @@ def rfc3339(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_base = {"url": ""}
+
+
+def configure(public_base_url: str) -> None:
+    """Where this api is reached from outside (PUBLIC_BASE_URL): media URLs are absolute."""
+    _base["url"] = public_base_url.rstrip("/")
+
+
 def avatar_url(row: Mapping[str, Any]) -> str | None:
+    """An avatar's stable URL (avatars are public media: the same URL for every reader, no signing per read)."""
     media_id = row.get("avatar_media_id")
-    return None if media_id is None else f"/api/v1/media/{media_id}"
+    return None if media_id is None else f"{_base['url']}/api/v1/media/{media_id}"
 
 
 def user_summary(

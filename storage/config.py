@@ -122,6 +122,8 @@ class Settings:
     media_backend: str = "local"
     media_dir: str = "var/media"
     gcs_bucket: str = ""
+    gcs_project: str = ""
+    gcs_credentials_file: str = ""  # service-account JSON whose key signs V4 URLs (GCS_CREDENTIALS_FILE)
     storage_emulator_host: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     cors_origins: tuple[str, ...] = ()
@@ -186,6 +188,8 @@ def load_settings() -> Settings:
         media_backend=_env("MEDIA_BACKEND", "local"),
         media_dir=_env("MEDIA_DIR", str(var_dir / "media")),
         gcs_bucket=_env("GCS_BUCKET", ""),
+        gcs_project=_env("GCS_PROJECT", ""),
+        gcs_credentials_file=_env("GCS_CREDENTIALS_FILE", ""),
         storage_emulator_host=_env("STORAGE_EMULATOR_HOST", ""),
         public_base_url=_env("PUBLIC_BASE_URL", f"http://{host}:{port}"),
         cors_origins=_env_list("CORS_ORIGINS", ""),

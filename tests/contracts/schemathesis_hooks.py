@@ -12,8 +12,10 @@ request accepted, but a well-formed code that is simply wrong must be refused wi
 flow that is used up (schemathesis finds real flow ids and burns them with wrong codes) with 410
 ``flow_expired`` (both fixed by API.md section 3; no schema can know a secret or a flow's state).
 ``filter_failure`` drops exactly those failures (that status with that ``error.code`` on a flow operation) and
-nothing else, plus one more of the same kind: the fuzzer's user following itself (422, API.md "self 422"; which
-username is the caller's changes as PATCH /me renames it).
+nothing else, plus more of the same kind: the fuzzer's user following itself (422, API.md "self 422"; which
+username is the caller's changes as PATCH /me renames it), and media refused for the upload's state (nothing
+uploaded, wrong size or bytes; an avatar that is not a ready avatar image of the caller's) or for a rule across
+two fields (a purpose's kinds, a kind's size limit: ``MEDIA_REFUSALS``).
 
 Every request comes from a fresh client IP (``X-Forwarded-For``, believed from 127.0.0.1 by the test server): the
 per-IP auth limits are for people, not for a fuzzer sending thousands of requests from one address; the per-user
@@ -22,7 +24,10 @@ write limit still applies and its 429 is documented.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import itertools
+import linecache
 import os
 from typing import Any
 
@@ -30,9 +35,11 @@ import httpx
 import msgpack
 import orjson
 import schemathesis
+from hypothesis.internal import lambda_sources
 from schemathesis import AuthContext, Case, DeserializationContext, HookContext, Response, SerializationContext
 from schemathesis.core.failures import Failure
 from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.specs.openapi.coverage import _schema as coverage_schema
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
@@ -47,8 +54,32 @@ FLOW_OPERATIONS = {
 }
 FLOW_REFUSALS = {(422, "invalid_code"), (410, "flow_expired")}
 FOLLOW = "/api/v1/users/{username}/follow"
+# Refusals for the state of an upload or for a rule across two fields, which no schema can know (issue 9).
+MEDIA_REFUSALS = {
+    "/api/v1/media": {(413, "payload_too_large"), (422, "unsupported_content_type")},
+    "/api/v1/me/avatar": {(422, "invalid_media"), (422, "media_not_ready")},
+    "/api/v1/media/{media_id}/complete": {
+        (422, "upload_missing"),
+        (422, "size_mismatch"),
+        (422, "content_type_mismatch"),
+        (422, "invalid_image"),
+    },
+}
 
 _ips = itertools.count(1)
+
+
+# hypothesis describes a filter lambda by parsing its module's source, once per module (AST_LAMBDAS_CACHE). For
+# schemathesis's own coverage module that parse failed inside the run ("SystemError: AST constructor recursion depth
+# mismatch", CPython 3.11, deep in a worker thread's stack), turning the operations with integer path parameters
+# (the media ids) into runtime errors. Parse it here, at import, in the main thread.
+def _parse_lambdas_of(module: Any) -> None:
+    lines = tuple(linecache.getlines(inspect.getsourcefile(module) or "", module.__dict__))
+    if lines:
+        lambda_sources.AST_LAMBDAS_CACHE[lines] = lambda_sources.extract_all_lambdas(ast.parse("".join(lines)))
+
+
+_parse_lambdas_of(coverage_schema)
 
 
 def _fresh_ip() -> str:
@@ -56,9 +87,22 @@ def _fresh_ip() -> str:
     return f"10.{200 + (n >> 16) % 50}.{(n >> 8) & 255}.{n & 255}"
 
 
+def _packable(value: Any) -> Any:
+    """MessagePack has no integers past 64 bits: such a generated (invalid) value goes as a float, still invalid."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 64):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _packable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_packable(v) for v in value]
+    return value
+
+
 @schemathesis.serializer(MSGPACK)
 def _to_msgpack(ctx: SerializationContext, value: Any) -> bytes | None:
-    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(_packable(value), use_bin_type=True)
     return packed
 
 
@@ -109,7 +153,11 @@ def filter_failure(context: HookContext, failure: Failure, case: Case, response:
         and case.operation.path in FLOW_OPERATIONS
         and (response.status_code, _error_code(response)) in FLOW_REFUSALS
     )
-    return not (refused_for_state or _self_follow(failure, case, response))
+    refused_media = isinstance(failure, RejectedPositiveData) and (
+        response.status_code,
+        _error_code(response),
+    ) in MEDIA_REFUSALS.get(case.operation.path, set())
+    return not (refused_for_state or refused_media or _self_follow(failure, case, response))
 
 
 def _self_follow(failure: Failure, case: Case, response: Response) -> bool:
