@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -25,6 +26,7 @@ class Services:
     passwords: PasswordService
     mailer: Mailer
     node_lease: rstore.NodeLease
+    extras: dict[str, Any] = field(default_factory=dict)  # per-process singletons made on first use (media backend)
 
     @staticmethod
     async def create(settings: Settings, *, pool_max: int | None = None) -> Services:
@@ -54,6 +56,9 @@ class Services:
 
     async def close(self) -> None:
         self.passwords.close()
+        backend = self.extras.pop("media_backend", None)
+        if backend is not None:
+            backend.close()
         await self.pool.close()
         await self.node_lease.release()
         await self.redis.aclose()

@@ -92,10 +92,23 @@ def create_backend(settings: Settings, signer: UrlSigner) -> MediaBackend:
     raise ValueError(f"MEDIA_BACKEND={settings.media_backend!r}: use local or gcs")
 
 
+def url_signer(settings: Settings) -> UrlSigner:
+    return UrlSigner(derive_key(settings.jwt_secret, MEDIA_URL))
+
+
+def media_backend(services: Services) -> MediaBackend:
+    """The process's media backend (made on first use, kept in ``services.extras``)."""
+    backend: MediaBackend | None = services.extras.get("media_backend")
+    if backend is None:
+        backend = create_backend(services.settings, url_signer(services.settings))
+        services.extras["media_backend"] = backend
+    return backend
+
+
 def create_media_service(services: Services) -> MediaService:
-    settings = services.settings
-    signer = UrlSigner(derive_key(settings.jwt_secret, MEDIA_URL))
-    return MediaService(services, create_backend(settings, signer), signer, settings.public_base_url)
+    return MediaService(
+        services, media_backend(services), url_signer(services.settings), services.settings.public_base_url
+    )
 
 
 class MediaService:
@@ -107,8 +120,7 @@ class MediaService:
         self.images = ImageWorkers(services.settings.hash_concurrency)
 
     def close(self) -> None:
-        self.images.close()
-        self.backend.close()
+        self.images.close()  # the backend is the process's (services.extras), closed with the services
 
     # ------------------------------------------------------------ create
 

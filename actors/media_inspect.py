@@ -13,8 +13,9 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import blurhash
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from actors import blurhash
 
 HEAD_BYTES = 64
 MAX_PIXELS = 40_000_000  # 40 MP: a phone camera's largest photo, far under what would exhaust memory
@@ -130,7 +131,7 @@ def process_image(data: bytes, content_type: str) -> CleanImage:
     width, height = still.size
     rgb = still.convert("RGB")
     small = rgb.copy()
-    small.thumbnail((64, 64))
+    small.thumbnail((32, 32))
     hash_ = blurhash.encode(small, x_components=4, y_components=3)
     thumb = rgb.copy()
     thumb.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)

@@ -13,6 +13,8 @@ What is kept, and for how long:
 * sessions that expired or were revoked: 30 days (their refresh tokens go with them).
 * refresh tokens of an ended session: 1 day (presenting one gets ``invalid_refresh_token``, where before it
   got ``session_revoked``: either way, log in again).
+* media uploads never completed: 1 day (an upload URL works for an hour), with their uploaded object. Media that
+  was completed stays: it is its owner's, attached or not.
 * used (rotated) refresh tokens: 7 days, the reuse-detection window. A used token presented within 7 days of
   its rotation revokes its session (someone else holds the chain); after that it is merely unknown. So a
   device that stayed offline for over a week while a thief kept refreshing its stolen token gets logged out
@@ -27,9 +29,12 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from actors.context import Services
+from actors.media import media_backend
 from storage import auth as auth_store
 from storage import locks
 from storage import outbox as outbox_store
+from storage.media import incoming_key
+from storage.media import store as media_store
 
 log = logging.getLogger("i9lyfe.retention")
 
@@ -44,6 +49,7 @@ FINISHED_FLOW_KEEP_S = 1 * DAY_S
 ENDED_SESSION_KEEP_S = 30 * DAY_S
 ENDED_SESSION_TOKEN_KEEP_S = 1 * DAY_S
 REFRESH_REUSE_WINDOW_S = 7 * DAY_S
+ABANDONED_UPLOAD_KEEP_S = 1 * DAY_S
 
 Purge = Callable[[asyncpg.Connection, float, int], Awaitable[int]]
 
@@ -72,8 +78,24 @@ async def purge_once(services: Services, *, batch: int = BATCH, max_batches: int
                     counts[name] += deleted
                     if deleted < batch:
                         break
+            counts["media_abandoned"] = await _sweep_abandoned_uploads(services, conn, batch, max_batches)
         finally:
             await locks.unlock(conn, locks.RETENTION_LOCK_KEY)
     if any(counts.values()):
         log.info("retention purged old rows", extra={"fields": counts})
     return counts
+
+
+async def _sweep_abandoned_uploads(services: Services, conn: asyncpg.Connection, batch: int, max_batches: int) -> int:
+    """Delete uploads left pending for ABANDONED_UPLOAD_KEEP_S: their uploaded objects first, then their rows
+    (a failed object delete keeps the row, so the next pass tries again; nothing is orphaned)."""
+    backend = media_backend(services)
+    swept = 0
+    for _ in range(max_batches):
+        found = await media_store.list_abandoned(conn, ABANDONED_UPLOAD_KEEP_S, batch)
+        for media_id in found:
+            await backend.delete(incoming_key(media_id))
+        swept += await media_store.delete_pending(conn, found)
+        if len(found) < batch:
+            break
+    return swept

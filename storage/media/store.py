@@ -100,3 +100,22 @@ async def complete_media(conn: Any, media_id: int, facts: dict[str, Any]) -> asy
 
 async def make_public(conn: asyncpg.Connection, media_ids: list[int]) -> None:
     await conn.execute("UPDATE media SET public = true WHERE id = ANY($1) AND NOT public", media_ids)
+
+
+async def list_abandoned(conn: Any, older_than_s: float, limit: int) -> list[int]:
+    """Ids of up to ``limit`` uploads still pending after ``older_than_s``, oldest first."""
+    rows = await conn.fetch(
+        """SELECT id FROM media WHERE state = 'pending' AND created_at < now() - make_interval(secs => $1)
+           ORDER BY created_at LIMIT $2""",
+        older_than_s,
+        limit,
+    )
+    return [int(r["id"]) for r in rows]
+
+
+async def delete_pending(conn: Any, media_ids: list[int]) -> int:
+    """Delete these rows if they are still pending; the number deleted."""
+    if not media_ids:
+        return 0
+    status = await conn.execute("DELETE FROM media WHERE id = ANY($1) AND state = 'pending'", media_ids)
+    return int(status.split()[-1])

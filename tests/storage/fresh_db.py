@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -38,11 +39,16 @@ async def fresh_database(prefix: str) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def private_services(dsn: str) -> AsyncIterator[Services]:
-    """Services on ``dsn`` with a Redis prefix of their own, removed afterwards."""
+async def private_services(dsn: str, **overrides: Any) -> AsyncIterator[Services]:
+    """Services on ``dsn`` with a Redis prefix of their own, removed afterwards (``overrides``: other settings)."""
     prefix = f"i9test:{uuid.uuid4().hex[:10]}:"
     settings = Settings(
-        database_url=dsn, redis_url=REDIS_URL, redis_prefix=prefix, jwt_secret=TEST_JWT_SECRET, hash_concurrency=1
+        database_url=dsn,
+        redis_url=REDIS_URL,
+        redis_prefix=prefix,
+        jwt_secret=TEST_JWT_SECRET,
+        hash_concurrency=1,
+        **overrides,
     )
     services = await Services.create(settings, pool_max=4)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -16,6 +17,8 @@ from storage import auth as auth_store
 from storage import db, ids, locks
 from storage import outbox as outbox_store
 from storage import users as user_store
+from storage.media import object_key
+from storage.media import store as media_store
 from tests.storage.fresh_db import fresh_database, private_services
 
 HOUR = 3600.0
@@ -29,8 +32,8 @@ async def retention_dsn() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def services(retention_dsn: str) -> AsyncIterator[Services]:
-    async with private_services(retention_dsn) as made:
+async def services(retention_dsn: str, tmp_path: Path) -> AsyncIterator[Services]:
+    async with private_services(retention_dsn, media_dir=str(tmp_path / "media")) as made:
         await made.pool.execute("TRUNCATE outbox, auth_flows, users CASCADE")
         yield made
 
@@ -149,6 +152,7 @@ async def test_a_purge_deletes_exactly_the_rows_past_their_keep_time(
         "sessions": 2,
         "refresh_tokens_used": 1,
         "refresh_tokens_ended": 1,
+        "media_abandoned": 0,
     }
     logged = [r for r in caplog.records if r.name == "i9lyfe.retention"]
     assert len(logged) == 1 and logged[0].fields == counts  # type: ignore[attr-defined]
@@ -192,3 +196,53 @@ async def test_only_one_purge_runs_at_a_time(services: Services) -> None:
             await locks.unlock(other, locks.RETENTION_LOCK_KEY)
     assert await services.pool.fetchval("SELECT count(*) FROM outbox") == 1
     assert (await retention.purge_once(services))["outbox_sent"] == 1
+
+
+async def test_uploads_abandoned_for_a_day_go_with_their_files_and_completed_media_stays(
+    services: Services, tmp_path: Path
+) -> None:
+    async with db.transaction(services.pool) as conn:
+        user = await user_store.insert_user(
+            conn,
+            user_id=ids.new_id(),
+            username="uploader",
+            email="uploader@example.com",
+            name="Uploader",
+            bio="",
+            birthday=dt.date(2000, 1, 31),
+            password_hash="x",
+        )
+        made: dict[str, int] = {}
+        for label, age, state in [("old", 2 * DAY, "pending"), ("new", HOUR, "pending"), ("done", 3 * DAY, "ready")]:
+            media_id = ids.new_id()
+            made[label] = media_id
+            await media_store.insert_media(
+                conn,
+                media_id=media_id,
+                owner_id=int(user["id"]),
+                purpose="chat",
+                kind="file",
+                content_type="application/pdf",
+                declared_size=5,
+                name=None,
+                object_key=object_key(media_id),
+                upload_expires_at=dt.datetime.now(dt.UTC),
+            )
+            await conn.execute(
+                "UPDATE media SET created_at = now() - make_interval(secs => $2) WHERE id = $1", media_id, age
+            )
+            if state == "ready":
+                await media_store.complete_media(conn, media_id, {"size": 5, "content_type": "application/pdf"})
+    root = tmp_path / "media" / "media"
+    root.mkdir(parents=True, exist_ok=True)
+    for media_id in made.values():
+        (root / f"{media_id}.upload").write_bytes(b"%PDF-")
+    (root / f"{made['done']}").write_bytes(b"%PDF-")
+
+    counts = await retention.purge_once(services, batch=1, max_batches=10)
+    assert counts["media_abandoned"] == 1
+    left = await ids_of(services.pool, "SELECT id FROM media")
+    assert left == {made["new"], made["done"]}
+    assert not (root / f"{made['old']}.upload").exists()
+    assert (root / f"{made['new']}.upload").exists() and (root / f"{made['done']}").exists()
+    assert (await retention.purge_once(services))["media_abandoned"] == 0
