@@ -7,6 +7,11 @@ Every simulated user logs in as one of the seeded accounts (load_0000..), so the
 per-IP auth limit applies to logins: run the server with RATE_LIMITS raised (e.g. ``auth=100000/60``) or
 TRUSTED_PROXIES=127.0.0.1/32, in which case each simulated user sends its own X-Forwarded-For address.
 
+The media journeys upload the way a client does (declare with ``POST /media``, send the bytes with the method, URL
+and headers it answered, complete): a small PNG set as avatar and read back through the profile, and a 1 MiB chat
+file. Run the server with the ``write`` limit raised too (e.g. ``write=100000/60``) and PUBLIC_BASE_URL set to the
+address locust targets (upload and avatar URLs are absolute).
+
 One locust process uses one core; to use every core of the load box, run a master and N workers (default:
 cores - 1) on 127.0.0.1, each worker with accounts of its own (loadtests/distributed.py), all stopped together:
 
@@ -15,6 +20,7 @@ cores - 1) on 127.0.0.1, each worker with accounts of its own (loadtests/distrib
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -26,11 +32,23 @@ from typing import Any
 
 import websocket  # websocket-client, installed with locust
 from locust import HttpUser, User, between, events, task
+from PIL import Image
 
 PASSWORD = "Load-test-pass-1"
 LOGIN_TRIES = 8  # a login shed with 503/429 is retried after Retry-After (jittered), this many times at most
 SEEDED = int(os.environ.get("LOAD_USERS", "200"))
 _next = itertools.count()
+CHAT_FILE = random.Random(1).randbytes(1024 * 1024)  # 1 MiB application/octet-stream
+
+
+def _avatar_png() -> bytes:
+    """A 48x48 PNG of seeded noise (about 7 KB: PNG cannot compress noise), made once at import."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", (48, 48), random.Random(7).randbytes(48 * 48 * 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+AVATAR_PNG = _avatar_png()
 
 
 def _account() -> tuple[str, str]:
@@ -40,7 +58,8 @@ def _account() -> tuple[str, str]:
 
 class AccountUser(HttpUser):
     """Reads its profile often, edits it now and then, reads other profiles and follower lists, follows and
-    unfollows seeded users, refreshes its session, rarely logs in again."""
+    unfollows seeded users, uploads an avatar or a chat file now and then, refreshes its session, rarely logs in
+    again."""
 
     wait_time = between(0.5, 2)
     weight = 3
@@ -127,6 +146,70 @@ class AccountUser(HttpUser):
             self.client.put(path, name="PUT /users/{username}/follow")
         else:
             self.client.delete(path, name="DELETE /users/{username}/follow")
+
+    def _upload(self, purpose: str, content_type: str, data: bytes) -> dict[str, Any] | None:
+        """Declare, send the bytes as ``upload`` says (its method, URL and exactly its headers), complete: the
+        Media object, or None after marking the failing step as failed."""
+        with self.client.post(
+            "/api/v1/media",
+            json={"purpose": purpose, "content_type": content_type, "size": len(data)},
+            name=f"POST /media ({purpose})",
+            catch_response=True,
+        ) as reply:
+            if reply.status_code != 201:
+                reply.failure(f"declare {reply.status_code}: {reply.text[:200]}")
+                return None
+            made = reply.json()
+        upload = made["upload"]
+        # Only upload.headers: not this session's Authorization or X-Forwarded-For (a GCS signed URL takes none).
+        headers: dict[str, str | None] = {"Authorization": None, "X-Forwarded-For": None, **upload["headers"]}
+        with self.client.request(
+            upload["method"],
+            upload["url"],
+            data=data,
+            headers=headers,
+            name=f"{upload['method']} /media/[id]/upload ({purpose})",
+            catch_response=True,
+        ) as sent:
+            if sent.status_code not in (200, 204):
+                sent.failure(f"upload {sent.status_code}: {sent.text[:200]}")
+                return None
+        with self.client.post(
+            f"/api/v1/media/{made['media_id']}/complete", name=f"/media/[id]/complete ({purpose})", catch_response=True
+        ) as done:
+            if done.status_code != 200:
+                done.failure(f"complete {done.status_code}: {done.text[:200]}")
+                return None
+            media: dict[str, Any] = done.json()
+            return media
+
+    @task(1)
+    def avatar(self) -> None:
+        """Upload a small PNG, make it the avatar, and fetch the avatar through the profile others see."""
+        media = self._upload("avatar", "image/png", AVATAR_PNG)
+        if media is None:
+            return
+        with self.client.put(
+            "/api/v1/me/avatar", json={"media_id": media["id"]}, name="PUT /me/avatar", catch_response=True
+        ) as reply:
+            if reply.status_code != 200 or not reply.json().get("avatar"):
+                reply.failure(f"set avatar {reply.status_code}: {reply.text[:200]}")
+                return
+        with self.client.get(
+            f"/api/v1/users/{self.username}", name="GET /users/{username}", catch_response=True
+        ) as profile:
+            avatar = profile.json().get("avatar") if profile.status_code == 200 else None
+            if not avatar:
+                profile.failure(f"profile {profile.status_code} without the avatar: {profile.text[:200]}")
+                return
+        with self.client.get(avatar, name="GET /media/[id] (avatar)", catch_response=True) as image:
+            if image.status_code != 200 or image.headers.get("content-type") != "image/png" or not image.content:
+                image.failure(f"avatar {image.status_code} {image.headers.get('content-type')}")
+
+    @task(1)
+    def chat_file(self) -> None:
+        """Upload a 1 MiB file for chat."""
+        self._upload("chat", "application/octet-stream", CHAT_FILE)
 
 
 class SocketUser(User):

@@ -385,3 +385,53 @@ async def test_unknown_and_pending_media_are_404_to_download(api: Api, register:
     for path in (f"{MEDIA}/{made.body['media_id']}", f"{MEDIA}/123456789", f"{MEDIA}/123456789/thumbnail"):
         reply = await api.get(path)
         assert_error(reply, 404, "not_found")
+
+
+async def test_a_client_reset_mid_upload_leaves_nothing_and_the_upload_can_be_retried(
+    api: Api, register: Any, server: Server
+) -> None:
+    import socket
+    import struct
+
+    await register(api)
+    data = samples.mp4(padding=3 * 1024 * 1024)
+    made = await declare(api, "post", "video/mp4", len(data))
+    url = urlsplit(made.body["upload"]["url"])
+    sock = socket.create_connection((url.hostname, url.port))
+    sock.sendall(
+        f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: video/mp4\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data[: 2 * 1024 * 1024]
+    )
+    await asyncio.sleep(0.3)  # the server is streaming it to a temporary file now
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # RST, not FIN
+
+    async def gone() -> bool | None:
+        return True if media_files(server, made.body["media_id"]) == [] else None
+
+    from tests.support import wait_until
+
+    await wait_until(gone, timeout=10)
+    assert_error(await api.post(f"{MEDIA}/{made.body['media_id']}/complete"), 422, "upload_missing")
+    assert (await send(made.body["upload"], data)).status_code == 204  # the same URL works again
+    done = await api.post(f"{MEDIA}/{made.body['media_id']}/complete")
+    assert done.status == 200 and done.body["size"] == len(data)
+
+
+async def test_a_burst_of_image_completes_is_answered_200_or_503_never_500(api: Api, register: Any) -> None:
+    await register(api)
+    photo = samples.jpeg_with_gps(1600, 1200)
+    made = []
+    for _ in range(16):
+        declared = await declare(api, "post", "image/jpeg", len(photo))
+        assert declared.status == 201, declared.body
+        assert (await send(declared.body["upload"], photo)).status_code == 204
+        made.append(declared.body["media_id"])
+    replies = await asyncio.gather(*(api.post(f"{MEDIA}/{media_id}/complete") for media_id in made))
+    statuses = sorted({r.status for r in replies})
+    assert set(statuses) <= {200, 503}, statuses
+    for reply in replies:
+        if reply.status == 503:
+            assert reply.headers["retry-after"] and reply.error_code == "unavailable"
+    assert 200 in statuses
