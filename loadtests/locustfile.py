@@ -175,7 +175,9 @@ class AccountUser(HttpUser):
                 sent.failure(f"upload {sent.status_code}: {sent.text[:200]}")
                 return None
         with self.client.post(
-            f"/api/v1/media/{made['media_id']}/complete", name=f"POST /media/[id]/complete ({purpose})", catch_response=True
+            f"/api/v1/media/{made['media_id']}/complete",
+            name=f"POST /media/[id]/complete ({purpose})",
+            catch_response=True,
         ) as done:
             if done.status_code != 200:
                 done.failure(f"complete {done.status_code}: {done.text[:200]}")
