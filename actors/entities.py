@@ -37,6 +37,9 @@ class EntityTable(Generic[S]):
     def __len__(self) -> int:
         return len(self._slots)
 
+    def ids(self) -> list[int]:
+        return list(self._slots)
+
     def peek(self, entity_id: int) -> S | None:
         slot = self._slots.get(entity_id)
         return slot.state if slot is not None else None

@@ -94,11 +94,13 @@ class Media(_Wire, frozen=True, omit_defaults=True):
     content_type: str
     size: Count
     url: str
+    state: Literal["pending", "ready"] | None = None
     width: int | None = None
     height: int | None = None
     duration_ms: int | None = None
     blurhash: str | None = None
     name: str | None = None
+    thumbnail_url: str | None = None
 
 
 class PostCounts(_Wire, frozen=True):
@@ -323,6 +325,7 @@ class ChatSendAction(_Inbound, frozen=True):
     media_id: str | None = None
     caption: str | None = None
     reply_to: str | None = None
+    duration_ms: int | None = None
 
 
 class ChatTypingAction(_Inbound, frozen=True):

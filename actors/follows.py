@@ -17,6 +17,7 @@ import asyncpg
 
 from actors.delivery import OutboxEvent
 from actors.errors import NotFound, ValidationFailed
+from actors.media import public_media_url
 from actors.rules import RuleError, normalize_username
 from storage import db, ids
 from storage import graph as graph_store
@@ -37,14 +38,14 @@ def _rfc3339(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def summary(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A UserSummary without viewer flags (API.md 2), as a notification's actor."""
+def summary(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """A UserSummary without viewer flags (API.md 2), as a notification's actor or a message's sender."""
     media_id = row["avatar_media_id"]
     return {
         "id": str(row["id"]),
         "username": row["username"],
         "name": row["name"],
-        "avatar": None if media_id is None else f"/api/v1/media/{media_id}",
+        "avatar": None if media_id is None else public_media_url(base_url, int(media_id)),
     }
 
 
@@ -62,7 +63,7 @@ async def _target(conn: asyncpg.Connection, follower_id: int, username: str) -> 
     return int(row["id"])
 
 
-async def follow(pool: asyncpg.Pool, follower_id: int, username: str) -> FollowResult:
+async def follow(pool: asyncpg.Pool, follower_id: int, username: str, base_url: str) -> FollowResult:
     async with db.transaction(pool) as conn:
         followee_id = await _target(conn, follower_id, username)
         if await graph_store.add_follow(conn, follower_id, followee_id) is None:
@@ -74,7 +75,7 @@ async def follow(pool: asyncpg.Pool, follower_id: int, username: str) -> FollowR
         data = {
             "id": str(note["id"]),
             "type": "follow",
-            "actor": summary(actor),
+            "actor": summary(actor, base_url),
             "created_at": _rfc3339(note["created_at"]),
             "read": False,
         }

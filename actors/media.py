@@ -223,31 +223,44 @@ class MediaService:
     # ------------------------------------------------------------ presenting
 
     def url(self, row: asyncpg.Record | dict[str, Any], variant: str = "original") -> str:
-        """The URL a client GETs: stable once the media is public; signed and expiring before that."""
-        path = f"{self.base_url}/api/v1/media/{row['id']}" + ("/thumbnail" if variant == "thumb" else "")
-        if row["public"]:
-            return path
-        expires = int(dt.datetime.now(dt.UTC).timestamp()) + PRIVATE_URL_TTL_S
-        expires -= expires % 3600  # the same URL for an hour: clients and caches can reuse it
-        expires += 3600
-        return f"{path}?expires={expires}&signature={self.signer.sign('GET', int(row['id']), variant, expires)}"
+        return media_url(self.base_url, self.signer, row, variant)
 
     def view(self, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-        """The Media wire object (API.md 2)."""
-        out: dict[str, Any] = {
-            "id": str(row["id"]),
-            "kind": row["kind"],
-            "content_type": row["content_type"],
-            "size": row["size"] if row["size"] is not None else row["declared_size"],
-            "url": self.url(row),
-            "state": row["state"],
-        }
-        for key in ("width", "height", "duration_ms", "blurhash", "name"):
-            if row[key] is not None:
-                out[key] = row[key]
-        if row["thumb_key"] is not None:
-            out["thumbnail_url"] = self.url(row, "thumb")
-        return out
+        return media_view(self.base_url, self.signer, row)
+
+
+def public_media_url(base_url: str, media_id: int) -> str:
+    """The stable URL of public media (an avatar): the same for every reader, never re-signed."""
+    return f"{base_url.rstrip('/')}/api/v1/media/{media_id}"
+
+
+def media_url(base_url: str, signer: UrlSigner, row: Any, variant: str = "original") -> str:
+    """The URL a client GETs: stable once the media is public; signed and expiring (a day) before that, and
+    always for chat media (issued to the chat's members only)."""
+    path = public_media_url(base_url, int(row["id"])) + ("/thumbnail" if variant == "thumb" else "")
+    if row["public"]:
+        return path
+    expires = int(dt.datetime.now(dt.UTC).timestamp()) + PRIVATE_URL_TTL_S
+    expires += 3600 - expires % 3600  # the same URL for an hour: clients and caches can reuse it
+    return f"{path}?expires={expires}&signature={signer.sign('GET', int(row['id']), variant, expires)}"
+
+
+def media_view(base_url: str, signer: UrlSigner, row: Any) -> dict[str, Any]:
+    """The Media wire object (API.md 2)."""
+    out: dict[str, Any] = {
+        "id": str(row["id"]),
+        "kind": row["kind"],
+        "content_type": row["content_type"],
+        "size": row["size"] if row["size"] is not None else row["declared_size"],
+        "url": media_url(base_url, signer, row),
+        "state": row["state"],
+    }
+    for key in ("width", "height", "duration_ms", "blurhash", "name"):
+        if row[key] is not None:
+            out[key] = row[key]
+    if row["thumb_key"] is not None:
+        out["thumbnail_url"] = media_url(base_url, signer, row, "thumb")
+    return out
 
 
 async def check_attachable(

@@ -11,6 +11,7 @@ relay and the retention purge.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -19,10 +20,11 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import retention
+from actors.chat import ChatOps, ChatState
 from actors.context import Services
 from actors.delivery import Delivery, PushItem
 from actors.host import Op, Result, ShardHost, ShardKind
-from actors.registry import shard_name
+from actors.registry import shard_index, shard_name
 from actors.topology import retire_stale_shards
 from actors.user import UserOps, UserState
 from actors.versioning import shard_fingerprint
@@ -97,27 +99,89 @@ class UserShardCore(ShardHost[UserState]):
         return len(by_gateway)
 
 
-# The shard cores by kind: one Ray actor class (``Shard``) hosts any of them. The chat kind joins here.
-CORES: dict[str, type[UserShardCore]] = {"user": UserShardCore}
+CHAT_KIND: ShardKind[ChatState] = ShardKind(
+    name="chat",
+    state=ChatState,
+    keep=ChatState.holds_anything,
+    ops=lambda services: services.extras["chat_ops"].table(),
+    count=lambda settings: settings.chat_shards,
+)
+TYPING_CHECK_S = 1.0
+
+
+class ChatShardCore(ShardHost[ChatState]):
+    """Everything a ChatShard does, without the Ray decorator: the chat entities (actors/chat.py), delivery of
+    their committed events through the members' UserShards, and the typing expiry."""
+
+    KIND = CHAT_KIND
+
+    def __init__(self, index: int, settings: Settings, peers: Any = None, user_shard: Any = None) -> None:
+        super().__init__(CHAT_KIND, index, settings)
+        self._user_shard = user_shard  # callable user shard index -> handle
+        self.ops: ChatOps | None = None
+        self.every("typing expiry", TYPING_CHECK_S, self._expire_typing)
+
+    async def on_ready(self, services: Services) -> None:
+        delivery = Delivery(services, self._push_to_user_shard, self.settings.user_shards)
+        self.ops = ChatOps(services, delivery, self._ephemeral)
+        services.extras["chat_ops"] = self.ops
+
+    async def _push_to_user_shard(self, shard: int, items: list[PushItem]) -> Any:
+        if self._user_shard is None:
+            return 0
+        return await self._user_shard(shard).push.remote(items)
+
+    async def _ephemeral(self, user_id: int, type_: str, data: dict[str, Any]) -> None:
+        """A live-only event (no stream entry, no id) to one user's sockets, through the user's shard."""
+        item = (user_id, None, type_, msgpack.packb(data, use_bin_type=True), None)
+        await self._push_to_user_shard(shard_index(user_id, self.settings.user_shards), [item])  # type: ignore[list-item]
+
+    async def _expire_typing(self) -> None:
+        if self.ops is None:
+            return
+        now = time.monotonic()
+        for chat_id in self.table.ids():
+            state = self.table.peek(chat_id)
+            if state is not None and state.typing and min(state.typing.values()) <= now:
+                await self.table.run(chat_id, lambda st: self.ops.expire_typing(st, now))  # type: ignore[union-attr]
+
+
+# The shard cores by kind: one Ray actor class (``Shard``) hosts any of them.
+CORES: dict[str, Any] = {"user": UserShardCore, "chat": ChatShardCore}
 
 
 @ray.remote
 class Shard:
     """A named, detached shard actor of one kind: the Ray shell around that kind's shard host."""
 
-    def __init__(self, kind: str, index: int, settings: dict[str, Any], peer_names: list[str]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        index: int,
+        settings: dict[str, Any],
+        peer_names: list[str],
+        user_names: list[str] | None = None,
+    ) -> None:
         logging.basicConfig(level=settings.get("log_level", "INFO"))
         parsed = Settings.from_dict(settings)
         namespace = parsed.ray_namespace
-        cache: dict[int, Any] = {}
 
-        def peer(k: int) -> Any:
-            # The creator's names for this version's shards (a fingerprint recomputed here could differ).
-            if k not in cache:
-                cache[k] = ray.get_actor(peer_names[k], namespace=namespace)
-            return cache[k]
+        def resolver(names: list[str]) -> Any:
+            cache: dict[int, Any] = {}
 
-        self.core = CORES[kind](index, parsed, peer)
+            def get(k: int) -> Any:
+                # The creator's names for this version's shards (a fingerprint recomputed here could differ).
+                if k not in cache:
+                    cache[k] = ray.get_actor(names[k], namespace=namespace)
+                return cache[k]
+
+            return get
+
+        self.core: UserShardCore | ChatShardCore
+        if kind == "chat":
+            self.core = ChatShardCore(index, parsed, resolver(peer_names), resolver(user_names or []))
+        else:
+            self.core = CORES[kind](index, parsed, resolver(peer_names))
         self._node = ray.get_runtime_context().get_node_id()
 
     async def ping(self) -> dict[str, Any]:
@@ -127,7 +191,8 @@ class Shard:
         return await self.core.call_batch(ops)
 
     async def push(self, items: list[PushItem]) -> int:
-        return await self.core.push(items)
+        result: int = await self.core.push(items)  # type: ignore[union-attr]
+        return result
 
     async def heartbeat(self, gateway: str, sockets: int) -> dict[str, Any]:
         return await self.core.heartbeat(gateway, sockets)
@@ -158,6 +223,7 @@ def get_or_create_shards(kind: str, settings: Settings, ready_timeout_s: float =
     fingerprint = shard_fingerprint(settings)
     count = CORES[kind].KIND.count(settings)
     names = [shard_name(kind, fingerprint, k) for k in range(count)]
+    user_names = [shard_name("user", fingerprint, k) for k in range(settings.user_shards)]
     nodes = alive_nodes()
     handles = []
     for k, name in enumerate(names):
@@ -172,7 +238,7 @@ def get_or_create_shards(kind: str, settings: Settings, ready_timeout_s: float =
                 memory=PLACEMENT_MEMORY,
                 max_concurrency=1000,
                 scheduling_strategy=placement(nodes, k),
-            ).remote(kind, k, settings.to_dict(), names)
+            ).remote(kind, k, settings.to_dict(), names, user_names if kind == "chat" else None)
         )
     ray.get([handle.ping.remote() for handle in handles], timeout=ready_timeout_s)
     retire_stale_shards(settings.ray_namespace, fingerprint)
@@ -181,3 +247,7 @@ def get_or_create_shards(kind: str, settings: Settings, ready_timeout_s: float =
 
 def get_or_create_user_shards(settings: Settings, ready_timeout_s: float = 60.0) -> list[Any]:
     return get_or_create_shards("user", settings, ready_timeout_s)
+
+
+def get_or_create_chat_shards(settings: Settings, ready_timeout_s: float = 60.0) -> list[Any]:
+    return get_or_create_shards("chat", settings, ready_timeout_s)

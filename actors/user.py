@@ -225,7 +225,7 @@ class UserOps:
 
     async def follow(self, state: UserState, username: str) -> follows.FollowResult:
         """Follow ``username`` (idempotent); the result carries the committed event to publish."""
-        return await follows.follow(self.services.pool, state.user_id, username)
+        return await follows.follow(self.services.pool, state.user_id, username, self.services.settings.public_base_url)
 
     async def unfollow(self, state: UserState, username: str) -> follows.FollowResult:
         return await follows.unfollow(self.services.pool, state.user_id, username)

@@ -16,7 +16,7 @@ from actors.client import ShardClient
 from actors.context import Services
 from actors.delivery import Delivery
 from actors.media import create_media_service
-from actors.shards import get_or_create_user_shards
+from actors.shards import get_or_create_chat_shards, get_or_create_user_shards
 from actors.topology import check_shard_count
 from api import errors, metrics_dir, openapi, presenters
 from api.codec import CodecMiddleware
@@ -25,7 +25,7 @@ from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
-from api.routes import auth, health, me, media, testing, users
+from api.routes import auth, chats, health, me, media, testing, users
 from api.routes import metrics as metrics_route
 from api.ws import drain
 from api.ws import route as ws_route
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         connect_ray(settings)
         handles = get_or_create_user_shards(settings)
         users = ShardClient(handles)
+        chat_handles = get_or_create_chat_shards(settings)
         ctx = AppContext(
             services=services,
             limiter=RateLimiter(services.redis, services.keys, settings.rate_limits),
@@ -80,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             user_shard_handles=handles,
         )
         ctx.extras["media"] = create_media_service(services)
+        ctx.extras["chats"] = ShardClient(chat_handles)
+        ctx.extras["chat_shard_handles"] = chat_handles
         ctx.extras["delivery"] = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
         gateway = Gateway(services, users, handles)
         await gateway.start()
@@ -117,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(me.router, prefix=API_PREFIX)
     app.include_router(users.router, prefix=API_PREFIX)
     app.include_router(media.router, prefix=API_PREFIX)
+    app.include_router(chats.router, prefix=API_PREFIX)
     app.include_router(ws_route.router)
     if settings.env == "test":
         app.include_router(testing.router, prefix=API_PREFIX)

@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from actors.media import public_media_url
+
 
 def rfc3339(value: dt.datetime | None) -> str | None:
     if value is None:
@@ -24,7 +26,7 @@ def configure(public_base_url: str) -> None:
 def avatar_url(row: Mapping[str, Any]) -> str | None:
     """An avatar's stable URL (avatars are public media: the same URL for every reader, no signing per read)."""
     media_id = row.get("avatar_media_id")
-    return None if media_id is None else f"{_base['url']}/api/v1/media/{media_id}"
+    return None if media_id is None else public_media_url(_base["url"], int(media_id))
 
 
 def user_summary(

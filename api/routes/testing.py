@@ -91,6 +91,17 @@ async def shards(request: Request, ctx: Ctx) -> Encoded:
     return encoded(request, list(pings))
 
 
+@router.get("/chat_shards")
+async def chat_shards(request: Request, ctx: Ctx) -> Encoded:
+    """Every ChatShard's ping (its pid, for the tests that kill one); 503 while one cannot answer."""
+    try:
+        async with asyncio.timeout(10):
+            pings = await asyncio.gather(*(handle.ping.remote() for handle in ctx.extras["chat_shard_handles"]))
+    except Exception as exc:
+        raise Unavailable("A shard is restarting; try again.", retry_after=1) from exc
+    return encoded(request, list(pings))
+
+
 @router.get("/shard_names")
 async def shard_names(request: Request, ctx: Ctx) -> Encoded:
     """This process's shard fingerprint and shard names, and every named actor of its Ray namespace."""

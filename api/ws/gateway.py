@@ -127,7 +127,11 @@ class Gateway:
                 if conns:
                     frame = FrameCache(item[1], item[2], item[3], item[4] if len(item) > 4 else None)
                     for conn in list(conns):
-                        conn.offer(frame)
+                        if frame.event_id is None:  # live only (typing): not stored, so never replayed
+                            if conn.live:
+                                conn.send_now(frame.get(conn.fmt))
+                        else:
+                            conn.offer(frame)
             return
         conns = self.by_topic.get(name)
         if not conns:

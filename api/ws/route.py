@@ -16,6 +16,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 from fastapi import APIRouter
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -227,7 +228,29 @@ async def _act(ctx: AppContext, gateway: Gateway, conn: Conn, action: str, data:
                 return {"topic": data.topic}, None  # a newer live transition already went out
             return {"topic": data.topic}, ("presence", snapshot)
         return {"topic": data.topic}, None
+    if action.startswith("chat."):
+        return await _chat_action(ctx, conn, action, data), None
     raise DomainError(f"The action {action!r} is not available yet.", code="not_implemented")
+
+
+def _chat_id(value: str) -> int:
+    if not value.isdigit() or len(value) > 19 or not 0 < int(value) < (1 << 63):
+        raise NotFound("No such chat.")
+    return int(value)
+
+
+async def _chat_action(ctx: AppContext, conn: Conn, action: str, data: Any) -> dict[str, Any]:
+    """A chat action through the chat's ChatShard entity (the same ops as the HTTP routes)."""
+    chats = ctx.extras["chats"]
+    chat_id = _chat_id(data.chat_id)
+    if action == "chat.send":
+        body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None and k != "chat_id"}
+        result = await chats.call("send", chat_id, conn.user_id, body)
+        return dict(result["message"])
+    if action == "chat.typing":
+        return dict(await chats.call("typing", chat_id, conn.user_id, data.typing))
+    kind = "delivered" if action == "chat.delivered" else "read"
+    return dict(await chats.call("progress", chat_id, conn.user_id, kind, data.seq))
 
 
 async def _resolve_topic(ctx: AppContext, kind: str, name: str) -> str:
