@@ -15,7 +15,7 @@ from typing import Any, cast
 import asyncpg
 import ray
 
-from actors.registry import user_shard_name
+from actors.registry import chat_shard_name, user_shard_name
 from actors.versioning import shard_fingerprint, stale_shard_names
 from storage import cluster_config, db
 from storage.config import Settings
@@ -83,5 +83,6 @@ def describe_shards(settings: Settings) -> dict[str, Any]:
     return {
         "fingerprint": fingerprint,
         "user_shards": [user_shard_name(fingerprint, k) for k in range(settings.user_shards)],
+        "chat_shards": [chat_shard_name(fingerprint, k) for k in range(settings.chat_shards)],
         "named_actors": named_actors(settings.ray_namespace),
     }

@@ -189,19 +189,18 @@ async def list_messages(
     conn: Any, chat_id: int, viewer_id: int, *, before_seq: int | None, after_seq: int | None, limit: int
 ) -> list[asyncpg.Record]:
     """A page of the chat as ``viewer_id`` sees it (hidden-for-me messages left out): the newest before
-    ``before_seq`` (newest first), or the oldest after ``after_seq`` (oldest first)."""
-    if after_seq is not None:
-        where, order, bound = "m.seq > $3", "ASC", after_seq
-    else:
-        where, order, bound = "m.seq < $3", "DESC", before_seq if before_seq is not None else (1 << 62)
+    ``before_seq`` (newest first); or, with ``after_seq``, the oldest after it (and before ``before_seq`` when
+    both are given), oldest first."""
+    order = "ASC" if after_seq is not None else "DESC"
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT {_MESSAGE} FROM messages m JOIN users u ON u.id = m.sender_id
-            WHERE m.chat_id = $1 AND {where}
+            WHERE m.chat_id = $1 AND m.seq > $3 AND m.seq < $4
               AND NOT EXISTS (SELECT 1 FROM message_hidden h WHERE h.user_id = $2 AND h.message_id = m.id)
-            ORDER BY m.seq {order} LIMIT $4""",
+            ORDER BY m.seq {order} LIMIT $5""",
         chat_id,
         viewer_id,
-        bound,
+        after_seq if after_seq is not None else 0,
+        before_seq if before_seq is not None else (1 << 62),
         limit,
     )
     return rows

@@ -143,9 +143,8 @@ async def history(
     limit: Limit = DEFAULT_LIMIT,
 ) -> Encoded:
     """The chat's messages: the newest ones (or those before `before_seq`), newest first; or those after
-    `after_seq`, oldest first. Messages deleted for me are left out; deleted for everyone show `deleted: true`."""
-    if before_seq is not None and after_seq is not None:
-        raise ValidationFailed({"after_seq": "give before_seq or after_seq, not both"})
+    `after_seq` (and before `before_seq`, if given too), oldest first. Messages deleted for me are left out;
+    deleted for everyone show `deleted: true`."""
     pool = ctx.services.pool
     if not await chat_store.is_member(pool, chat_id, user.user_id):
         raise NotFound("No such chat.")

@@ -76,4 +76,13 @@ def test_the_user_kind_routes_exactly_its_public_operations() -> None:
     services: Any = object.__new__(Services)  # the table is built without touching any service
     table = USER_KIND.ops(services)
     assert set(GATEWAY_OPS) <= set(table)
-    assert set(table) == {*GATEWAY_OPS, "presence", "sessions_revoked", "update_profile", "follow", "unfollow", "touch"}
+    assert set(table) == {
+        *GATEWAY_OPS,
+        "presence",
+        "sessions_revoked",
+        "update_profile",
+        "set_avatar",
+        "follow",
+        "unfollow",
+        "touch",
+    }

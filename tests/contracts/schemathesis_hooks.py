@@ -24,11 +24,9 @@ write limit still applies and its 429 is documented.
 
 from __future__ import annotations
 
-import ast
-import inspect
 import itertools
-import linecache
 import os
+import threading
 from typing import Any
 
 import httpx
@@ -39,7 +37,6 @@ from hypothesis.internal import lambda_sources
 from schemathesis import AuthContext, Case, DeserializationContext, HookContext, Response, SerializationContext
 from schemathesis.core.failures import Failure
 from schemathesis.openapi.checks import RejectedPositiveData
-from schemathesis.specs.openapi.coverage import _schema as coverage_schema
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
@@ -69,17 +66,23 @@ MEDIA_REFUSALS = {
 _ips = itertools.count(1)
 
 
-# hypothesis describes a filter lambda by parsing its module's source, once per module (AST_LAMBDAS_CACHE). For
-# schemathesis's own coverage module that parse failed inside the run ("SystemError: AST constructor recursion depth
-# mismatch", CPython 3.11, deep in a worker thread's stack), turning the operations with integer path parameters
-# (the media ids) into runtime errors. Parse it here, at import, in the main thread.
-def _parse_lambdas_of(module: Any) -> None:
-    lines = tuple(linecache.getlines(inspect.getsourcefile(module) or "", module.__dict__))
-    if lines:
-        lambda_sources.AST_LAMBDAS_CACHE[lines] = lambda_sources.extract_all_lambdas(ast.parse("".join(lines)))
+# hypothesis describes a filter lambda (for a strategy's repr only) by parsing its module's source with ast.parse.
+# On CPython 3.11 that parse fails now and then inside schemathesis's worker threads ("SystemError: AST constructor
+# recursion depth mismatch"), turning an operation into a runtime error. Describe lambdas one at a time, and fall
+# back to a plain description when the parse fails: nothing but the repr depends on it.
+_describe_lock = threading.Lock()
+_describe = lambda_sources.lambda_description
 
 
-_parse_lambdas_of(coverage_schema)
+def _describe_safely(f: Any) -> str:
+    with _describe_lock:
+        try:
+            return str(_describe(f))
+        except SystemError:
+            return "lambda: <source not parsed>"
+
+
+lambda_sources.lambda_description = _describe_safely
 
 
 def _fresh_ip() -> str:
