@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from actors import follows, rules, shard_counters
+from actors import follows, posts, rules, shard_counters
 from actors.context import Services
 from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from actors.media import check_attachable
@@ -91,6 +91,8 @@ class UserOps:
             "sessions_revoked": self.sessions_revoked,
             "update_profile": self.update_profile,
             "set_avatar": self.set_avatar,
+            "create_post": self.create_post,
+            "delete_post": self.delete_post,
             "follow": self.follow,
             "unfollow": self.unfollow,
             "touch": self.touch,
@@ -222,6 +224,13 @@ class UserOps:
             except RowNotFound as exc:
                 raise NotFound("No such user.") from exc
         return dict(row)
+
+    async def create_post(self, state: UserState, body: dict[str, Any], key: str | None) -> posts.Created:
+        """A new post by this user (or, for a repeated Idempotency-Key, the stored answer); events to publish."""
+        return await posts.create(self.services.pool, self.services.settings, state.user_id, body, key)
+
+    async def delete_post(self, state: UserState, post_id: int) -> None:
+        await posts.delete(self.services.pool, state.user_id, post_id)
 
     async def follow(self, state: UserState, username: str) -> follows.FollowResult:
         """Follow ``username`` (idempotent); the result carries the committed event to publish."""

@@ -82,6 +82,8 @@ def test_the_user_kind_routes_exactly_its_public_operations() -> None:
         "sessions_revoked",
         "update_profile",
         "set_avatar",
+        "create_post",
+        "delete_post",
         "follow",
         "unfollow",
         "touch",

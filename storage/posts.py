@@ -1,0 +1,205 @@
+"""Posts aggregate (migration 0009): posts, their media, mentions and hashtags; the idempotency-key store.
+
+Functions take a connection and never commit. Pages return post ids with the time of the listed action (the
+post's creation, the mention, the tag), for keyset cursors; ``hydrate`` reads everything a page of Post objects
+needs with one query per kind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import asyncpg
+
+from storage.media.store import MEDIA_COLUMNS
+from storage.users import USER_COLUMNS
+
+Position = tuple[dt.datetime, int] | None
+_AUTHOR = ", ".join(f"u.{c.strip()} AS author_{c.strip()}" for c in USER_COLUMNS.split(","))
+
+
+async def insert_post(
+    conn: asyncpg.Connection, post_id: int, author_id: int, type_: str, caption: str, at: dt.datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO posts (id, author_id, type, caption, created_at) VALUES ($1, $2, $3, $4, $5)",
+        post_id,
+        author_id,
+        type_,
+        caption,
+        at,
+    )
+    await conn.execute("UPDATE users SET posts_count = posts_count + 1 WHERE id = $1", author_id)
+
+
+async def attach_media(conn: asyncpg.Connection, post_id: int, media_ids: list[int]) -> None:
+    await conn.executemany(
+        "INSERT INTO post_media (post_id, position, media_id) VALUES ($1, $2, $3)",
+        [(post_id, i, m) for i, m in enumerate(media_ids)],
+    )
+
+
+async def insert_mentions(conn: asyncpg.Connection, post_id: int, user_ids: list[int], at: dt.datetime) -> None:
+    await conn.executemany(
+        "INSERT INTO post_mentions (post_id, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [(post_id, u, at) for u in user_ids],
+    )
+
+
+async def insert_hashtags(conn: asyncpg.Connection, post_id: int, tags: list[str], at: dt.datetime) -> None:
+    if not tags:
+        return
+    await conn.execute(
+        """INSERT INTO hashtags (tag, posts_count) SELECT t, 1 FROM unnest($1::text[]) t
+           ON CONFLICT (tag) DO UPDATE SET posts_count = hashtags.posts_count + 1""",
+        sorted(tags),  # in one order, so two posts with the same tags never deadlock
+    )
+    await conn.executemany(
+        "INSERT INTO post_hashtags (post_id, tag, created_at) VALUES ($1, $2, $3)", [(post_id, t, at) for t in tags]
+    )
+
+
+async def find_user_ids(conn: Any, usernames: list[str]) -> dict[str, int]:
+    rows = await conn.fetch("SELECT id, username FROM users WHERE username = ANY($1)", usernames)
+    return {r["username"]: int(r["id"]) for r in rows}
+
+
+async def get_author(conn: Any, post_id: int) -> int | None:
+    author: int | None = await conn.fetchval("SELECT author_id FROM posts WHERE id = $1", post_id)
+    return author
+
+
+async def delete_post(conn: asyncpg.Connection, post_id: int) -> bool:
+    """Delete the post and everything that lists or counts it; False when there was no such post."""
+    author = await conn.fetchval("SELECT author_id FROM posts WHERE id = $1 FOR UPDATE", post_id)
+    if author is None:
+        return False
+    tags = [r["tag"] for r in await conn.fetch("SELECT tag FROM post_hashtags WHERE post_id = $1", post_id)]
+    if tags:
+        await conn.execute(
+            "UPDATE hashtags SET posts_count = posts_count - 1 WHERE tag = ANY($1::text[])", sorted(tags)
+        )
+    await conn.execute("DELETE FROM notifications WHERE post_id = $1", post_id)
+    await conn.execute("DELETE FROM posts WHERE id = $1", post_id)
+    await conn.execute("UPDATE users SET posts_count = posts_count - 1 WHERE id = $1", author)
+    return True
+
+
+# ------------------------------------------------------------ pages (ids with the time of the listed action)
+
+
+async def list_by_author(conn: Any, author_id: int, limit: int, after: Position) -> list[asyncpg.Record]:
+    at, last = after if after is not None else (None, None)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT id AS post_id, created_at AS at FROM posts
+           WHERE author_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+           ORDER BY created_at DESC, id DESC LIMIT $4""",
+        author_id,
+        at,
+        last,
+        limit,
+    )
+    return rows
+
+
+async def list_by_tag(conn: Any, tag: str, limit: int, after: Position) -> list[asyncpg.Record]:
+    at, last = after if after is not None else (None, None)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT post_id, created_at AS at FROM post_hashtags
+           WHERE tag = $1 AND ($2::timestamptz IS NULL OR (created_at, post_id) < ($2, $3))
+           ORDER BY created_at DESC, post_id DESC LIMIT $4""",
+        tag,
+        at,
+        last,
+        limit,
+    )
+    return rows
+
+
+async def list_mentioning(conn: Any, user_id: int, limit: int, after: Position) -> list[asyncpg.Record]:
+    at, last = after if after is not None else (None, None)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT post_id, created_at AS at FROM post_mentions
+           WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, post_id) < ($2, $3))
+           ORDER BY created_at DESC, post_id DESC LIMIT $4""",
+        user_id,
+        at,
+        last,
+        limit,
+    )
+    return rows
+
+
+async def get_hashtag(conn: Any, tag: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow("SELECT tag, posts_count FROM hashtags WHERE tag = $1", tag)
+    return row
+
+
+# ------------------------------------------------------------ hydration
+
+
+async def hydrate(conn: Any, post_ids: list[int]) -> dict[str, Any]:
+    """Everything the Post objects of these ids need, one query per kind: posts with their authors, media rows
+    in order, mentioned usernames, hashtags."""
+    posts = await conn.fetch(
+        f"SELECT p.*, {_AUTHOR} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ANY($1)", post_ids
+    )
+    media_columns = ", ".join(f"m.{c.strip()}" for c in MEDIA_COLUMNS.split(","))
+    media = await conn.fetch(
+        f"""SELECT pm.post_id, pm.position, {media_columns} FROM post_media pm JOIN media m ON m.id = pm.media_id
+            WHERE pm.post_id = ANY($1) ORDER BY pm.post_id, pm.position""",
+        post_ids,
+    )
+    mentions = await conn.fetch(
+        """SELECT pm.post_id, u.username FROM post_mentions pm JOIN users u ON u.id = pm.user_id
+           WHERE pm.post_id = ANY($1) ORDER BY u.username""",
+        post_ids,
+    )
+    tags = await conn.fetch("SELECT post_id, tag FROM post_hashtags WHERE post_id = ANY($1) ORDER BY tag", post_ids)
+    return {"posts": posts, "media": media, "mentions": mentions, "tags": tags}
+
+
+# ------------------------------------------------------------ idempotency keys
+
+
+async def find_idempotent(conn: Any, user_id: int, route: str, key: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """SELECT body_hash, status, response FROM idempotency_keys
+           WHERE user_id = $1 AND route = $2 AND key = $3 AND created_at > now() - interval '24 hours'""",
+        user_id,
+        route,
+        key,
+    )
+    return row
+
+
+async def save_idempotent(
+    conn: asyncpg.Connection, user_id: int, route: str, key: str, body_hash: bytes, status: int, response: bytes
+) -> None:
+    await conn.execute(
+        """INSERT INTO idempotency_keys (user_id, route, key, body_hash, status, response)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (user_id, route, key) DO UPDATE
+           SET body_hash = EXCLUDED.body_hash, status = EXCLUDED.status, response = EXCLUDED.response,
+               created_at = now()""",
+        user_id,
+        route,
+        key,
+        body_hash,
+        status,
+        response,
+    )
+
+
+async def delete_old_idempotency_keys(conn: Any, older_than_s: float, limit: int) -> int:
+    return int(
+        await conn.fetchval(
+            """WITH gone AS (DELETE FROM idempotency_keys WHERE ctid IN (
+                   SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)
+                   LIMIT $2) RETURNING 1)
+               SELECT count(*) FROM gone""",
+            older_than_s,
+            limit,
+        )
+    )
