@@ -13,6 +13,7 @@ What is kept, and for how long:
 * sessions that expired or were revoked: 30 days (their refresh tokens go with them).
 * refresh tokens of an ended session: 1 day (presenting one gets ``invalid_refresh_token``, where before it
   got ``session_revoked``: either way, log in again).
+* Idempotency-Key records: 1 day (a retry within 24 h gets the original answer).
 * media uploads never completed: 1 day (an upload URL works for an hour), with their uploaded object. Media that
   was completed stays: it is its owner's, attached or not.
 * used (rotated) refresh tokens: 7 days, the reuse-detection window. A used token presented within 7 days of
@@ -33,6 +34,7 @@ from actors.media import media_backend
 from storage import auth as auth_store
 from storage import locks
 from storage import outbox as outbox_store
+from storage import posts as post_store
 from storage.media import incoming_key
 from storage.media import store as media_store
 
@@ -50,6 +52,7 @@ ENDED_SESSION_KEEP_S = 30 * DAY_S
 ENDED_SESSION_TOKEN_KEEP_S = 1 * DAY_S
 REFRESH_REUSE_WINDOW_S = 7 * DAY_S
 ABANDONED_UPLOAD_KEEP_S = 1 * DAY_S
+IDEMPOTENCY_KEEP_S = 1 * DAY_S
 
 Purge = Callable[[asyncpg.Connection, float, int], Awaitable[int]]
 
@@ -61,6 +64,7 @@ PURGES: tuple[tuple[str, Purge, float], ...] = (
     ("sessions", auth_store.delete_ended_sessions, ENDED_SESSION_KEEP_S),
     ("refresh_tokens_used", auth_store.delete_used_refresh_tokens, REFRESH_REUSE_WINDOW_S),
     ("refresh_tokens_ended", auth_store.delete_refresh_tokens_of_ended_sessions, ENDED_SESSION_TOKEN_KEEP_S),
+    ("idempotency_keys", post_store.delete_old_idempotency_keys, IDEMPOTENCY_KEEP_S),
 )
 
 

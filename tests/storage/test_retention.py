@@ -152,6 +152,7 @@ async def test_a_purge_deletes_exactly_the_rows_past_their_keep_time(
         "sessions": 2,
         "refresh_tokens_used": 1,
         "refresh_tokens_ended": 1,
+        "idempotency_keys": 0,
         "media_abandoned": 0,
     }
     logged = [r for r in caplog.records if r.name == "i9lyfe.retention"]
