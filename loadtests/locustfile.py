@@ -12,6 +12,10 @@ and headers it answered, complete): a small PNG set as avatar and read back thro
 file. Run the server with the ``write`` limit raised too (e.g. ``write=100000/60``) and PUBLIC_BASE_URL set to the
 address locust targets (upload and avatar URLs are absolute).
 
+The chat journeys: an account user starts (or gets) the chat with another seeded user (``POST /chats``), sends
+2-4 texts over HTTP with fresh client_ids, reads the history and marks it read up to its last message; a socket
+user starts its chat over HTTP once, then sends ``chat.send`` over its socket (the ack is timed) and ``chat.read``.
+
 One locust process uses one core; to use every core of the load box, run a master and N workers (default:
 cores - 1) on 127.0.0.1, each worker with accounts of its own (loadtests/distributed.py), all stopped together:
 
@@ -28,6 +32,7 @@ import random
 import socket
 import struct
 import time
+import uuid
 from typing import Any
 
 import websocket  # websocket-client, installed with locust
@@ -213,6 +218,43 @@ class AccountUser(HttpUser):
         """Upload a 1 MiB file for chat."""
         self._upload("chat", "application/octet-stream", CHAT_FILE)
 
+    @task(2)
+    def chat(self) -> None:
+        """Start (or get) the chat with a seeded user, send a few texts with fresh client_ids, read the history
+        back and mark it read up to the last message sent."""
+        with self.client.post(
+            "/api/v1/chats", json={"username": self._someone_else()}, name="POST /chats", catch_response=True
+        ) as reply:
+            if reply.status_code not in (200, 201):
+                reply.failure(f"start chat {reply.status_code}: {reply.text[:200]}")
+                return
+            chat_id = reply.json()["id"]
+        last_seq = 0
+        for _ in range(random.randint(2, 4)):
+            body = {"client_id": uuid.uuid4().hex, "type": "text", "text": f"load {random.randint(0, 10**6)}"}
+            with self.client.post(
+                f"/api/v1/chats/{chat_id}/messages",
+                json=body,
+                name="POST /chats/[id]/messages",
+                catch_response=True,
+            ) as sent:
+                if sent.status_code != 201 or sent.json().get("client_id") != body["client_id"]:
+                    sent.failure(f"send {sent.status_code}: {sent.text[:200]}")
+                    return
+                last_seq = max(last_seq, int(sent.json()["seq"]))
+        with self.client.get(
+            f"/api/v1/chats/{chat_id}/messages", name="GET /chats/[id]/messages", catch_response=True
+        ) as history:
+            items = history.json().get("items") if history.status_code == 200 else None
+            if not items or int(items[0]["seq"]) < last_seq:
+                history.failure(f"history {history.status_code} without the last message: {history.text[:200]}")
+                return
+        with self.client.post(
+            f"/api/v1/chats/{chat_id}/read", json={"seq": last_seq}, name="POST /chats/[id]/read", catch_response=True
+        ) as read:
+            if read.status_code != 204:
+                read.failure(f"read {read.status_code}: {read.text[:200]}")
+
 
 class SocketUser(User):
     """Holds a WebSocket, watches another user's presence, pings now and then (acks are timed); now and then its
@@ -244,6 +286,27 @@ class SocketUser(User):
         self._connect("connect")
         self.other = f"load_{random.randrange(SEEDED):04d}"
         self._call("subscribe", {"topic": f"presence:{self.other}"})
+        self.chat_id = self._start_chat(requests, ip)
+
+    def _start_chat(self, requests: Any, ip: str) -> str | None:
+        """The chat with another seeded user (started over HTTP, as a client does before its first send)."""
+        other = self.other if self.other != self.username else f"load_{(int(self.other[5:]) + 1) % SEEDED:04d}"
+        started = time.perf_counter()
+        reply = requests.post(
+            f"{self.host}/api/v1/chats",
+            json={"username": other},
+            headers={"Authorization": f"Bearer {self.token}", "X-Forwarded-For": ip},
+            timeout=30,
+        )
+        ok = reply.status_code in (200, 201)
+        events.request.fire(
+            request_type="POST",
+            name="POST /chats (socket user)",
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=len(reply.content),
+            exception=None if ok else RuntimeError(f"start chat {reply.status_code}: {reply.text[:200]}"),
+        )
+        return str(reply.json()["id"]) if ok else None
 
     def _connect(self, name: str) -> None:
         url = self.url + (f"?since={self.last_id}" if self.last_id else "")
@@ -265,7 +328,8 @@ class SocketUser(User):
             exception=exc,
         )
 
-    def _call(self, action: str, data: dict[str, Any]) -> None:
+    def _call(self, action: str, data: dict[str, Any]) -> Any:
+        """Send one action and wait for its ack (events that arrive first are skipped); its result when ok."""
         ref = f"r{next(self.refs)}"
         started = time.perf_counter()
         self.ws.send(json.dumps({"ref": ref, "action": action, "data": data}))
@@ -276,11 +340,23 @@ class SocketUser(User):
             if frame["type"] == "ack" and frame["data"]["ref"] == ref:
                 ok = frame["data"]["ok"]
                 self._fire(action, started, 0, None if ok else RuntimeError(str(frame["data"].get("error"))))
-                return
+                return frame["data"].get("result") if ok else None
 
     @task(10)
     def ping(self) -> None:
         self._call("ping", {})
+
+    @task(3)
+    def chat_send(self) -> None:
+        """Send a text over the socket (``chat.send``, a fresh client_id) and wait for its ack (timed), then
+        mark the chat read up to it (``chat.read``)."""
+        if self.chat_id is None:
+            return
+        client_id = uuid.uuid4().hex
+        body = {"chat_id": self.chat_id, "client_id": client_id, "type": "text", "text": "hello over the socket"}
+        message = self._call("chat.send", body)
+        if message is not None:
+            self._call("chat.read", {"chat_id": self.chat_id, "seq": int(message["seq"])})
 
     @task(1)
     def vanish_and_resume(self) -> None:

@@ -1,0 +1,727 @@
+"""1:1 chat: send-to-receive latency across two gateway processes, and the messages/s a ChatShard sustains.
+
+Starts ``python -m api`` with WORKERS=2 (two gateway processes) and RATE_LIMITS raised (``write`` and
+``ws_connect``, so the per-user write bucket and the per-IP handshake bucket never answer 429), signs users up
+through the real flow and opens the chats with ``POST /api/v1/chats``:
+
+* ``one chat``: user ``solo`` with ``--solo-sockets`` sockets, in one chat with receiver R0;
+* ``many chats``: ``--chats`` sender users (one socket each), each in a chat with one of ``--receivers``
+  receiver users (sender i with receiver i mod R), so the chats spread over the ChatShards by their ids.
+
+Every sender socket is on one gateway process and every receiver socket on the other (the ``ping`` ack names the
+gateway; a socket on the wrong one is closed and opened again). Receiver sockets live in a separate client
+process, so that receive times are not delayed by the senders. Frames are JSON (``i9.json``), no compression.
+
+Latency (open loop): message n is sent at start + n/rate whatever the earlier ones are doing, as a socket frame
+``chat.send`` over sender socket n mod S (so each socket stays far below its 30 frames/s limit), its text
+``"<time.time_ns()> <n>"``; the receiver takes latency = receive time - that stamp (same clock). Each phase also
+reports the ack time (frame sent -> ``ack`` back on the sender's socket), lost messages (acked but never
+received), and order (per receiver socket and chat, ``seq`` must go up by exactly 1).
+
+Throughput (closed loop, ``--inflight`` at once, ``--tput-seconds`` each): the same sends over HTTP
+(``POST /api/v1/chats/{id}/messages``) through the api, all on the one chat or spread over the many chats; and
+the same ``send`` op straight to the ChatShards from this process (a ``ShardClient`` as the api builds one, over
+Ray), which leaves out HTTP and the gateway: the shard's own capacity. Every phase records the CPU time of the api
+workers, the ChatShard and UserShard processes (their pids from ``ping``), postgres and redis (per message).
+
+    .venv/bin/python benchmarks/chat_latency.py [--rates 100,1000] [--seconds 10] [--chats 64] [--inflight 32]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/actors.py would shadow the `actors` package (here, and in Ray workers, to which Ray hands the
+# script's directory): import from the repository root instead.
+sys.path.remove(os.path.dirname(os.path.realpath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
+import argparse
+import asyncio
+import contextlib
+import json
+import subprocess
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+import uvloop
+
+from benchmarks import _harness as h
+
+TARGET_P99_MS = 25.0
+RATE_LIMITS = "write=100000/60,ws_connect=100000/60"
+
+
+# ---------------------------------------------------------------- sockets on a chosen gateway
+
+
+async def open_socket(url: str, token: str, *, want: str | None = None, avoid: str | None = None) -> tuple[Any, str]:
+    """A JSON socket whose gateway is ``want`` (or not ``avoid``), as tests/api/realtime_helpers.py does."""
+    from websockets.asyncio.client import connect
+
+    for _ in range(60):
+        ws = await connect(
+            url,
+            additional_headers={"Authorization": f"Bearer {token}"},
+            subprotocols=["i9.json"],  # type: ignore[list-item]
+            compression=None,
+            max_size=2**22,
+            open_timeout=30,
+        )
+        await ws.send(orjson.dumps({"ref": "gw", "action": "ping", "data": {}}).decode())
+        gateway = None
+        while gateway is None:
+            frame = orjson.loads(await ws.recv())
+            if frame["type"] == "ack" and frame["data"].get("ref") == "gw":
+                gateway = str(frame["data"]["result"]["gateway"])
+        if (want is None or gateway == want) and (avoid is None or gateway != avoid):
+            return ws, gateway
+        await ws.close()
+    raise RuntimeError("could not reach the wanted gateway process")
+
+
+# ---------------------------------------------------------------- the receiver (a separate process)
+
+
+async def receiver(url: str, tokens: list[str], avoid: str) -> None:
+    """Open one socket per token on a gateway other than ``avoid``; answer ``report`` lines on stdin with the
+    chat.message frames received since: [socket, chat_id, seq, n, sent_ns, received_ns]."""
+    sockets = [(await open_socket(url, token, avoid=avoid)) for token in tokens]
+    records: list[list[Any]] = []
+
+    async def read(k: int, ws: Any) -> None:
+        async for raw in ws:
+            received = time.time_ns()
+            frame = orjson.loads(raw)
+            if frame["type"] == "chat.message":
+                data = frame["data"]
+                sent, _, n = str(data["text"]).partition(" ")
+                records.append([k, data["chat_id"], data["seq"], int(n), int(sent), received])
+
+    readers = [asyncio.create_task(read(k, ws)) for k, (ws, _) in enumerate(sockets)]
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    print(json.dumps({"gateways": sorted({g for _, g in sockets})}), flush=True)
+    while line := (await stdin.readline()).decode().strip():
+        if line == "report":
+            batch, records[:] = list(records), []
+            alive = sum(1 for task in readers if not task.done())
+            print(json.dumps({"records": batch, "alive": alive}), flush=True)
+        elif line == "quit":
+            break
+    for task in readers:
+        task.cancel()
+    for ws, _ in sockets:
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+
+class Receiver:
+    def __init__(self, url: str, tokens: list[str], avoid: str) -> None:
+        env = dict(os.environ, BENCH_WS_URL=url, BENCH_WS_TOKENS=json.dumps(tokens), BENCH_WS_AVOID=avoid)
+        self.count = len(tokens)
+        self.process = subprocess.Popen(
+            [h.PYTHON, str(Path(__file__).resolve()), "--receiver"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=h.REPO,
+        )
+        self.gateways = list(self._read()["gateways"])
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("receiver exited")
+        return dict(json.loads(line))
+
+    def report(self) -> list[list[Any]]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"report\n")
+        self.process.stdin.flush()
+        reply = self._read()
+        if reply["alive"] != self.count:
+            raise RuntimeError(f"receiver sockets closed: {self.count - reply['alive']} of {self.count}")
+        return list(reply["records"])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            try:
+                self.process.stdin.write(b"quit\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+# ---------------------------------------------------------------- senders (this process)
+
+
+class Sender:
+    """One sender socket: sends ``chat.send`` frames, records when each ack came back (ref = message n)."""
+
+    def __init__(self, ws: Any, chat_id: str) -> None:
+        self.ws = ws
+        self.chat_id = chat_id
+        self.acks: dict[int, tuple[int, bool, str]] = {}  # n -> (ack ns, ok, error code)
+        self.echoes = 0
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            received = time.time_ns()
+            frame = orjson.loads(raw)
+            if frame["type"] == "ack":
+                data = frame["data"]
+                ref = str(data.get("ref") or "")
+                if ref.isdigit():
+                    code = "" if data["ok"] else str(data.get("error", {}).get("code"))
+                    self.acks[int(ref)] = (received, bool(data["ok"]), code)
+            elif frame["type"] == "chat.message":
+                self.echoes += 1  # the sender's own devices get the message too
+
+    async def send(self, n: int, phase: str) -> int:
+        sent = time.time_ns()
+        data = {"chat_id": self.chat_id, "client_id": f"{phase}-{n}", "type": "text", "text": f"{sent} {n}"}
+        await self.ws.send(orjson.dumps({"ref": str(n), "action": "chat.send", "data": data}).decode())
+        return sent
+
+
+async def open_loop(senders: list[Sender], phase: str, first: int, count: int, rate: float) -> dict[str, Any]:
+    """Message first+i goes at start + i/rate over socket i mod S; returns send times and the pacing lag."""
+    sent: dict[int, int] = {}
+    lags: list[float] = []
+    start = time.perf_counter() + 0.05
+    began = ended = 0.0
+    for i in range(count):
+        target = start + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now = time.perf_counter()
+        lags.append(now - target)
+        if i == 0:
+            began = now
+        ended = now
+        n = first + i
+        sent[n] = await senders[i % len(senders)].send(n, phase)
+    lags.sort()
+    return {
+        "sent": sent,
+        "achieved_rate": (count - 1) / (ended - began) if ended > began else 0.0,
+        "lag_p99_ms": h.percentile(lags, 99) * 1000,
+    }
+
+
+# ---------------------------------------------------------------- CPU accounting
+
+
+def shard_pids(namespace: str) -> dict[str, list[int]]:
+    """The pids of this run's shard actors by kind, from their ``ping`` (named actors in the namespace)."""
+    import ray
+
+    found: dict[str, list[int]] = defaultdict(list)
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] != namespace or "-shard-" not in entry["name"]:
+            continue
+        info = ray.get(ray.get_actor(entry["name"], namespace=namespace).ping.remote(), timeout=30)
+        found[str(info["kind"])].append(int(info["pid"]))
+    return dict(found)
+
+
+def chat_shard_handles(namespace: str) -> list[Any]:
+    """The ChatShard handles ordered by index (what the api's ShardClient holds); none are created here."""
+    import ray
+
+    by_index: dict[int, Any] = {}
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == namespace and entry["name"].startswith("chat-shard-"):
+            handle = ray.get_actor(entry["name"], namespace=namespace)
+            by_index[int(ray.get(handle.ping.remote(), timeout=30)["index"])] = handle
+    return [by_index[k] for k in sorted(by_index)]
+
+
+def cpu_groups(server: h.Server, head: Any, receiver_pid: int, namespace: str) -> dict[str, list[psutil.Process]]:
+    pids = shard_pids(namespace)
+    shard_set = {pid for group in pids.values() for pid in group}
+    ray_all = [psutil.Process(head.process.pid), *psutil.Process(head.process.pid).children(recursive=True)]
+    return {
+        "client (senders)": [psutil.Process()],
+        "client (receivers)": [psutil.Process(receiver_pid)],
+        "api workers": [psutil.Process(pid) for pid in server.worker_pids],
+        "ChatShards": [psutil.Process(pid) for pid in pids.get("chat", [])],
+        "UserShards": [psutil.Process(pid) for pid in pids.get("user", [])],
+        "ray other": [p for p in ray_all if p.pid not in shard_set],
+        "postgres": h.processes_named("postgres"),
+        "redis": h.processes_named("redis-server"),
+    }
+
+
+class CpuMeter:
+    def __init__(self, groups: dict[str, list[psutil.Process]]) -> None:
+        self.groups = groups
+        self.before = {name: h.cpu_seconds(procs) for name, procs in groups.items()}
+        self.wall = time.perf_counter()
+
+    def spent(self) -> tuple[float, dict[str, float]]:
+        wall = time.perf_counter() - self.wall
+        return wall, {name: h.cpu_seconds(p) - self.before[name] for name, p in self.groups.items()}
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def analyse(records: list[list[Any]], sent: dict[int, int], acks: dict[int, tuple[int, bool, str]]) -> dict[str, Any]:
+    mine = [r for r in records if r[3] in sent]
+    received = {r[3]: r for r in mine}
+    latencies = sorted((r[5] - r[4]) / 1e6 for r in received.values())
+    ok = {n for n, a in acks.items() if n in sent and a[1]}
+    errors = Counter(a[2] for n, a in acks.items() if n in sent and not a[1])
+    ack_ms = sorted((acks[n][0] - sent[n]) / 1e6 for n in ok)
+    lost = len(ok - set(received))
+    # order: per (receiver socket, chat) seq must go up by exactly 1 in arrival order
+    last: dict[tuple[int, str], int] = {}
+    out_of_order = gaps = 0
+    for r in records:
+        key = (r[0], r[1])
+        if key in last:
+            if r[2] <= last[key]:
+                out_of_order += 1
+            elif r[2] != last[key] + 1:
+                gaps += 1
+        last[key] = max(last.get(key, 0), r[2])
+    return {
+        "received": len(received),
+        "acked_ok": len(ok),
+        "no_ack": len(sent) - len([n for n in sent if n in acks]),
+        "errors": dict(errors),
+        "lost": lost,
+        "duplicates": len(mine) - len(received),
+        "out_of_order": out_of_order,
+        "seq_gaps": gaps,
+        "p50": h.percentile(latencies, 50),
+        "p90": h.percentile(latencies, 90),
+        "p99": h.percentile(latencies, 99),
+        "max": latencies[-1] if latencies else float("nan"),
+        "ack_p50": h.percentile(ack_ms, 50),
+        "ack_p99": h.percentile(ack_ms, 99),
+    }
+
+
+# ---------------------------------------------------------------- the run
+
+
+async def signup_all(server: h.Server, names: list[str]) -> list[h.User]:
+    mail_dir = Path(server.env["VAR_DIR"]) / "mail"
+    gate = asyncio.Semaphore(8)
+
+    async def one(i: int, name: str) -> h.User:
+        async with gate:
+            return await h.signup(server.base_url, mail_dir, name, ip=f"10.9.{i // 200}.{i % 200 + 1}")
+
+    return list(await asyncio.gather(*(one(i, name) for i, name in enumerate(names))))
+
+
+async def start_chat(http: httpx.AsyncClient, user: h.User, peer: h.User) -> str:
+    reply = await http.post(
+        "/api/v1/chats", json={"username": peer.username}, headers={"Authorization": f"Bearer {user.access_token}"}
+    )
+    reply.raise_for_status()
+    return str(reply.json()["id"])
+
+
+async def closed_loop_http(
+    base_url: str, work: list[tuple[h.User, str]], phase: str, inflight: int, seconds: float
+) -> dict[str, Any]:
+    """``inflight`` loops, loop k sending over HTTP on chat work[k mod len] until ``seconds`` have passed."""
+    statuses: Counter[int] = Counter()
+    latencies: list[float] = []
+    sent: dict[int, int] = {}
+    counter = iter(range(10**9))
+    limits = httpx.Limits(max_connections=inflight, max_keepalive_connections=inflight)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
+        deadline = time.perf_counter() + seconds
+
+        async def loop(k: int) -> None:
+            user, chat_id = work[k % len(work)]
+            headers = {"Authorization": f"Bearer {user.access_token}"}
+            while time.perf_counter() < deadline:
+                n = next(counter)
+                t = time.time_ns()
+                body = {"client_id": f"{phase}-{n}", "type": "text", "text": f"{t} {n}"}
+                reply = await http.post(f"/api/v1/chats/{chat_id}/messages", json=body, headers=headers)
+                statuses[reply.status_code] += 1
+                if reply.status_code == 201:
+                    sent[n] = t
+                    latencies.append((time.time_ns() - t) / 1e6)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(loop(k) for k in range(inflight)))
+        wall = time.perf_counter() - began
+    latencies.sort()
+    return {"sent": sent, "statuses": dict(statuses), "wall": wall, "latencies": latencies}
+
+
+async def closed_loop_shard(
+    client: Any, work: list[tuple[h.User, str]], phase: str, inflight: int, seconds: float
+) -> dict[str, Any]:
+    """The same ``send`` op straight to the chat's ChatShard (a ShardClient over Ray, as the api does)."""
+    outcomes: Counter[str] = Counter()
+    latencies: list[float] = []
+    sent: dict[int, int] = {}
+    counter = iter(range(10**9))
+    deadline = time.perf_counter() + seconds
+
+    async def loop(k: int) -> None:
+        user, chat_id = work[k % len(work)]
+        while time.perf_counter() < deadline:
+            n = next(counter)
+            t = time.time_ns()
+            body = {"client_id": f"{phase}-{n}", "type": "text", "text": f"{t} {n}"}
+            try:
+                result = await client.call("send", int(chat_id), user.id, body)
+            except Exception as exc:
+                outcomes[type(exc).__name__] += 1
+                continue
+            outcomes["created" if result["created"] else "replayed"] += 1
+            sent[n] = t
+            latencies.append((time.time_ns() - t) / 1e6)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(loop(k) for k in range(inflight)))
+    wall = time.perf_counter() - began
+    latencies.sort()
+    return {"sent": sent, "statuses": dict(outcomes), "wall": wall, "latencies": latencies}
+
+
+async def run(bench: h.Bench, server: h.Server, head: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from actors.client import ShardClient
+
+    tag = bench.run_id[:6]
+    names = (
+        [f"solo{tag}"] + [f"snd{tag}{i}" for i in range(args.chats)] + [f"rcv{tag}{i}" for i in range(args.receivers)]
+    )
+    began = time.perf_counter()
+    users = await signup_all(server, names)
+    solo, senders_u, receivers_u = users[0], users[1 : 1 + args.chats], users[1 + args.chats :]
+    h.say(f"# {len(users)} users signed up in {time.perf_counter() - began:.1f} s")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        solo_chat = await start_chat(http, solo, receivers_u[0])
+        many_chats = [await start_chat(http, s, receivers_u[i % len(receivers_u)]) for i, s in enumerate(senders_u)]
+    chat_client = ShardClient(chat_shard_handles(bench.namespace))
+    spread = Counter(chat_client.shard_for(int(c)) for c in many_chats)
+    h.say(
+        f"# {len(many_chats)} chats over ChatShards {dict(sorted(spread.items()))}; one chat on shard "
+        f"{chat_client.shard_for(int(solo_chat))}"
+    )
+
+    url = h.ws_url(server.base_url)
+    first_ws, gateway = await open_socket(url, solo.access_token)
+    solo_senders = [Sender(first_ws, solo_chat)]
+    for _ in range(args.solo_sockets - 1):
+        solo_senders.append(Sender((await open_socket(url, solo.access_token, want=gateway))[0], solo_chat))
+    many_senders = [
+        Sender((await open_socket(url, s.access_token, want=gateway))[0], c)
+        for s, c in zip(senders_u, many_chats, strict=True)
+    ]
+    receiver = Receiver(url, [r.access_token for r in receivers_u], avoid=gateway)
+    bench.defer("receiver", receiver.stop)
+    h.say(f"# senders on gateway {gateway}, receivers on {receiver.gateways}; api workers {server.worker_pids}")
+    all_senders = solo_senders + many_senders
+
+    def acks() -> dict[int, tuple[int, bool, str]]:
+        merged: dict[int, tuple[int, bool, str]] = {}
+        for s in all_senders:
+            merged.update(s.acks)
+        return merged
+
+    # warm-up: every chat entity loaded (and every pool connection opened) before anything is timed
+    n = 0
+    for phase_senders in (solo_senders, many_senders):
+        out = await open_loop(phase_senders, "warm", n, 4 * len(phase_senders), 100.0)
+        n += len(out["sent"])
+    await asyncio.sleep(2)
+    receiver.report()
+
+    groups = cpu_groups(server, head, receiver.process.pid, bench.namespace)
+    niceness = {name: sorted({p.nice() for p in procs}) for name, procs in groups.items() if procs}
+    h.say(f"# niceness of the processes: {niceness}")
+    meter = CpuMeter(groups)
+    await asyncio.sleep(args.idle_seconds)
+    idle_wall, idle_cpu = meter.spent()
+    idle = {name: spent / idle_wall for name, spent in idle_cpu.items()}  # cores used with no load at all
+    h.say(f"# idle cores: { {k: round(v, 3) for k, v in idle.items()} }")
+    latency_rows: list[dict[str, Any]] = []
+    plans = [("one chat", solo_senders, r) for r in args.rates if r <= args.one_chat_max_rate]
+    plans += [("many chats", many_senders, r) for r in args.rates]
+    for label, phase_senders, rate in plans:
+        count = int(rate * args.seconds)
+        h.say(f"# latency, {label}: {count} messages at {rate:.0f}/s over {len(phase_senders)} sockets ...")
+        meter = CpuMeter(groups)
+        out = await open_loop(phase_senders, f"lat{rate:.0f}{label[0]}", n, count, rate)
+        drain = time.perf_counter()
+        waiting = set(out["sent"])  # message first+i went over phase_senders[i mod S]
+        while waiting and time.perf_counter() - drain < args.drain_timeout:
+            await asyncio.sleep(0.2)  # an overloaded phase leaves a backlog: let it finish before the next
+            waiting = {k for k in waiting if k not in phase_senders[(k - n) % len(phase_senders)].acks}
+        drained = time.perf_counter() - drain
+        wall, cpu = meter.spent()
+        n += count
+        await asyncio.sleep(3)
+        result = analyse(receiver.report(), out["sent"], acks())
+        result.update(
+            label=label,
+            rate=rate,
+            count=count,
+            sockets=len(phase_senders),
+            wall=wall,
+            cpu=cpu,
+            achieved_rate=out["achieved_rate"],
+            drained_s=drained,
+            lag_p99_ms=out["lag_p99_ms"],
+        )
+        h.say(
+            f"#   p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms, lost "
+            f"{result['lost']}, errors {result['errors']}, out of order {result['out_of_order']}"
+        )
+        latency_rows.append(result)
+        await asyncio.sleep(1)
+
+    tput_rows: list[dict[str, Any]] = []
+    for via in ("http", "shard"):
+        for label, work in (
+            ("one chat", [(solo, solo_chat)]),
+            ("many chats", list(zip(senders_u, many_chats, strict=True))),
+        ):
+            inflight = args.inflight if label == "one chat" else max(args.inflight, len(work))
+            h.say(f"# throughput via {via}, {label}: closed loop, {inflight} in flight, {args.tput_seconds:.0f} s ...")
+            phase = f"tp{via}{label[0]}"
+            meter = CpuMeter(groups)
+            if via == "http":
+                out = await closed_loop_http(server.base_url, work, phase, inflight, args.tput_seconds)
+            else:
+                out = await closed_loop_shard(chat_client, work, phase, inflight, args.tput_seconds)
+            _, cpu = meter.spent()
+            await asyncio.sleep(3)
+            records = receiver.report()
+            ok = dict.fromkeys(out["sent"], (0, True, ""))
+            checked = analyse(records, out["sent"], ok)
+            lat = out["latencies"]
+            row = {
+                "via": via,
+                "label": label,
+                "inflight": inflight,
+                "messages": len(out["sent"]),
+                "rate": len(out["sent"]) / out["wall"],
+                "statuses": out["statuses"],
+                "p50": h.percentile(lat, 50),
+                "p99": h.percentile(lat, 99),
+                "recv_p99": checked["p99"],
+                "lost": checked["lost"],
+                "out_of_order": checked["out_of_order"],
+                "seq_gaps": checked["seq_gaps"],
+                "cpu": cpu,
+                "wall": out["wall"],
+            }
+            h.say(
+                f"#   {row['rate']:.0f} messages/s, {row['statuses']}, lost {row['lost']}, "
+                f"out of order {row['out_of_order']}"
+            )
+            tput_rows.append(row)
+            await asyncio.sleep(1)
+
+    echoes = sum(s.echoes for s in all_senders)
+    for s in all_senders:
+        s.reader.cancel()
+        with contextlib.suppress(Exception):
+            await s.ws.close()
+    return {
+        "latency": latency_rows,
+        "throughput": tput_rows,
+        "echoes": echoes,
+        "gateway": gateway,
+        "idle": idle,
+        "niceness": niceness,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="100,1000", help="offered messages/s of the latency phases (comma list)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per latency phase")
+    parser.add_argument("--chats", type=int, default=64, help="chats (and sender users) of the many-chats phases")
+    parser.add_argument("--receivers", type=int, default=8, help="receiver users of the many chats")
+    parser.add_argument("--solo-sockets", type=int, default=4, help="sender sockets of the one chat")
+    parser.add_argument(
+        "--one-chat-max-rate",
+        type=float,
+        default=100.0,
+        help="latency rates above this are offered to the many chats only (one socket frame limit)",
+    )
+    parser.add_argument("--inflight", type=int, default=32, help="sends in flight in the throughput phases")
+    parser.add_argument("--tput-seconds", type=float, default=10.0, help="seconds per throughput phase")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="idle CPU baseline, before any phase")
+    parser.add_argument("--drain-timeout", type=float, default=150.0, help="seconds to wait for a phase's acks")
+    parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.receiver:
+        uvloop.run(
+            receiver(
+                os.environ["BENCH_WS_URL"], json.loads(os.environ["BENCH_WS_TOKENS"]), os.environ["BENCH_WS_AVOID"]
+            )
+        )
+        return 0
+    args.rates = [float(r) for r in args.rates.split(",")]
+
+    with h.Bench("chat") as bench:
+        dsn = bench.database()
+        prefix = bench.redis_prefix()
+        head = bench.ray_head(num_cpus=2)
+        extra = {"WORKERS": "2", "RATE_LIMITS": RATE_LIMITS, "ACCESS_TOKEN_TTL": "3600"}
+        server = bench.server(dsn, prefix, head, extra)
+        bench.ray_driver(head)
+        results = uvloop.run(run(bench, server, head, args))
+        problems = h.log_summary(server.log_path)
+
+    report(results, problems)
+    return 0
+
+
+def report(results: dict[str, Any], problems: list[str]) -> None:
+    h.say()
+    h.say(f"# {h.command_line()}")
+    h.say("Send (socket, gateway A) -> chat.message on the peer's socket (gateway B), open loop:")
+    rows = []
+    for r in results["latency"]:
+        rows.append(
+            [
+                r["label"],
+                f"{r['count']:,} @ {r['rate']:.0f}/s",
+                r["sockets"],
+                r["achieved_rate"],
+                r["p50"],
+                r["p90"],
+                r["p99"],
+                r["max"],
+                r["ack_p50"],
+                r["ack_p99"],
+                f"{r['lost']} lost, {r['no_ack']} unacked, {sum(r['errors'].values())} errors",
+                f"{r['out_of_order']} / {r['seq_gaps']}",
+                r["drained_s"],
+            ]
+        )
+    h.say(
+        h.table(
+            [
+                "chats",
+                "messages",
+                "sender sockets",
+                "achieved/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "ack p50 ms",
+                "ack p99 ms",
+                "lost",
+                "out of order / gaps",
+                "backlog drain s",
+            ],
+            rows,
+        )
+    )
+    for r in results["latency"]:
+        if r["errors"]:
+            h.say(f"  errors {r['label']} @ {r['rate']:.0f}/s: {r['errors']}")
+    h.say()
+    h.say("Throughput, closed loop:")
+    rows = []
+    for r in results["throughput"]:
+        rows.append(
+            [
+                "HTTP via the api" if r["via"] == "http" else "ShardClient -> ChatShard (no HTTP)",
+                r["label"],
+                r["inflight"],
+                r["messages"],
+                r["rate"],
+                r["p50"],
+                r["p99"],
+                r["recv_p99"],
+                ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items(), key=str)),
+                f"{r['lost']} lost, {r['out_of_order']} out of order, {r['seq_gaps']} gaps",
+            ]
+        )
+    h.say(
+        h.table(
+            [
+                "path",
+                "chats",
+                "in flight",
+                "messages",
+                "messages/s",
+                "call p50 ms",
+                "call p99 ms",
+                "send->peer socket p99 ms",
+                "outcomes",
+                "check",
+            ],
+            rows,
+        )
+    )
+    h.say()
+    h.say("CPU per message (microseconds of user+system per message sent; cores = CPU s / wall s; 2 cores):")
+    phases = [
+        (f"latency {r['label']} @ {r['rate']:.0f}/s", r["cpu"], r["count"], r["wall"]) for r in results["latency"]
+    ]
+    phases += [(f"{r['via']} {r['label']}", r["cpu"], r["messages"], r["wall"]) for r in results["throughput"]]
+    names = list(phases[0][1]) if phases else []
+    h.say(
+        h.table(
+            ["phase", *names, "server total", "server cores"],
+            [
+                [
+                    label,
+                    *(1e6 * cpu[k] / max(1, count) for k in names),
+                    1e6 * sum(v for k, v in cpu.items() if not k.startswith("client")) / max(1, count),
+                    sum(v for k, v in cpu.items() if not k.startswith("client")) / wall,
+                ]
+                for label, cpu, count, wall in phases
+            ],
+        )
+    )
+    idle = results["idle"]
+    h.say()
+    h.say("The same net of the idle baseline (each group's idle cores x the phase's wall time subtracted):")
+    h.say(
+        h.table(
+            ["phase", *names, "server total"],
+            [
+                [
+                    label,
+                    *(1e6 * (cpu[k] - idle[k] * wall) / max(1, count) for k in names),
+                    1e6 * sum(cpu[k] - idle[k] * wall for k in names if not k.startswith("client")) / max(1, count),
+                ]
+                for label, cpu, count, wall in phases
+            ],
+        )
+    )
+    h.say(f"idle cores: {', '.join(f'{k} {v:.3f}' for k, v in idle.items())}; niceness: {results['niceness']}")
+    h.say(f"(sender sockets also got {results['echoes']:,} chat.message echoes: the sender's own devices)")
+    for r in results["latency"]:
+        verdict = "met" if r["p99"] < TARGET_P99_MS and r["lost"] == 0 else "MISSED"
+        h.say(f"{r['label']} @ {r['rate']:.0f}/s: target p99 < {TARGET_P99_MS:.0f} ms and no loss: {verdict}")
+    h.say("server log warnings/errors: " + ("; ".join(problems) if problems else "none"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
