@@ -25,6 +25,7 @@ from actors.follows import NOTIFICATION_EVENT, summary
 from actors.media import check_attachable, media_view, url_signer
 from actors.rules import RuleError, clean_text
 from storage import db, ids
+from storage import engagement as engagement_store
 from storage import notifications as notification_store
 from storage import outbox as outbox_store
 from storage import posts as post_store
@@ -35,6 +36,7 @@ MAX_MEDIA = 10
 POST_TYPES = ("photo", "video", "reel")
 POST_PURPOSES = frozenset({"post"})
 CREATE_ROUTE = "POST /posts"
+NOBODY = {"reaction": None, "reposted": False, "saved": False}  # the `my` of an anonymous reader
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,8 @@ async def views(conn: Any, settings: Any, post_ids: list[int], viewer_id: int | 
     tags: dict[int, list[str]] = {}
     for row in parts["tags"]:
         tags.setdefault(int(row["post_id"]), []).append(row["tag"])
+    counts = await engagement_store.post_counts(conn, post_ids)
+    mine = await engagement_store.my_flags(conn, viewer_id, post_ids) if viewer_id is not None else {}
     out: dict[int, dict[str, Any]] = {}
     for row in parts["posts"]:
         pid = int(row["id"])
@@ -202,14 +206,9 @@ async def views(conn: Any, settings: Any, post_ids: list[int], viewer_id: int | 
             "media": media.get(pid, []),
             "mentions": mentions.get(pid, []),
             "hashtags": tags.get(pid, []),
-            "counts": {
-                "reactions": row["reactions_count"],
-                "comments": row["comments_count"],
-                "reposts": row["reposts_count"],
-                "saves": row["saves_count"],
-            },
-            "reactions_summary": {},
-            "my": {"reaction": None, "reposted": False, "saved": False},
+            "counts": counts[pid]["counts"],
+            "reactions_summary": counts[pid]["reactions_summary"],
+            "my": mine.get(pid, dict(NOBODY)),
             "created_at": _rfc3339(row["created_at"]),
             "_author": author,
         }

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from actors import follows, posts, rules, shard_counters
+from actors import engagement, follows, posts, rules, shard_counters
 from actors.context import Services
 from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from actors.media import check_attachable
@@ -93,6 +93,13 @@ class UserOps:
             "set_avatar": self.set_avatar,
             "create_post": self.create_post,
             "delete_post": self.delete_post,
+            "react_post": self.react_post,
+            "unreact_post": self.unreact_post,
+            "mark_post": self.mark_post,
+            "comment": self.comment,
+            "delete_comment": self.delete_comment,
+            "react_comment": self.react_comment,
+            "unreact_comment": self.unreact_comment,
             "follow": self.follow,
             "unfollow": self.unfollow,
             "touch": self.touch,
@@ -231,6 +238,42 @@ class UserOps:
 
     async def delete_post(self, state: UserState, post_id: int) -> None:
         await posts.delete(self.services.pool, state.user_id, post_id)
+
+    # Engagement (actors/engagement.py): each returns an Outcome with the events to publish after commit.
+
+    async def react_post(self, state: UserState, post_id: int, emoji: Any) -> engagement.Outcome:
+        return await engagement.react_post(self.services.pool, self.services.settings, state.user_id, post_id, emoji)
+
+    async def unreact_post(self, state: UserState, post_id: int) -> engagement.Outcome:
+        return await engagement.unreact_post(self.services.pool, state.user_id, post_id)
+
+    async def mark_post(self, state: UserState, post_id: int, kind: str, on: bool) -> engagement.Outcome:
+        if kind not in ("repost", "save"):
+            raise ValidationFailed({"kind": "repost or save"})
+        return await engagement.mark(self.services.pool, self.services.settings, state.user_id, post_id, kind, on)
+
+    async def comment(
+        self, state: UserState, post_id: int | None, parent_id: int | None, body: dict[str, Any], key: str | None
+    ) -> engagement.Outcome:
+        return await engagement.comment(
+            self.services.pool,
+            self.services.settings,
+            state.user_id,
+            post_id=post_id,
+            parent_id=parent_id,
+            body=body,
+            key=key,
+        )
+
+    async def delete_comment(self, state: UserState, comment_id: int) -> engagement.Outcome:
+        return await engagement.delete_comment(self.services.pool, state.user_id, comment_id)
+
+    async def react_comment(self, state: UserState, comment_id: int, emoji: Any) -> engagement.Outcome:
+        settings = self.services.settings
+        return await engagement.react_comment(self.services.pool, settings, state.user_id, comment_id, emoji)
+
+    async def unreact_comment(self, state: UserState, comment_id: int) -> engagement.Outcome:
+        return await engagement.unreact_comment(self.services.pool, state.user_id, comment_id)
 
     async def follow(self, state: UserState, username: str) -> follows.FollowResult:
         """Follow ``username`` (idempotent); the result carries the committed event to publish."""

@@ -23,6 +23,7 @@ from api.responses import Encoded, encoded, no_content
 from api.routes.users import OPTIONAL_BEARER, Username
 from api.schemas.common import error_responses
 from api.schemas.posts import CreatePost, Hashtag, Post, PostPage
+from storage import engagement as engagement_store
 from storage import posts as post_store
 from storage import users as user_store
 
@@ -116,12 +117,12 @@ async def user_posts(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Encoded:
-    """The user's posts, newest first."""
+    """The user's posts and reposts, newest first (by the time of posting or reposting)."""
     pool: asyncpg.Pool = ctx.services.pool
     owner = await user_store.find_user_by_username(pool, username)
     if owner is None:
         raise NotFound("No such user.")
-    rows = await post_store.list_by_author(pool, int(owner["id"]), limit + 1, decode_cursor(cursor))
+    rows = await engagement_store.list_user_posts(pool, int(owner["id"]), limit + 1, decode_cursor(cursor))
     return encoded(request, await _page(ctx, viewer, rows, limit))
 
 

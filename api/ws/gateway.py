@@ -24,6 +24,7 @@ from actors.errors import Unavailable
 from actors.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
 from api.ws.connection import Conn
 from api.ws.frames import FrameCache
+from api.ws.live_counts import LiveCounts
 from api.ws.replay import Replayer
 from api.ws.shard_sync import ShardSync
 from storage.streams import Streams
@@ -49,6 +50,7 @@ class Gateway:
         self._sub_lock = asyncio.Lock()
         self.draining = False  # shutting down: new sockets are refused (api/ws/drain.py)
         self._emptied = asyncio.Event()  # set when the last socket is detached
+        self.live_counts = LiveCounts(services.pool, self.by_topic.get)
 
     @property
     def socket_count(self) -> int:
@@ -57,7 +59,11 @@ class Gateway:
     async def start(self) -> None:
         await self.pubsub.subscribe(self.channel)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read_loop()), loop.create_task(self.sync.run())]
+        self._tasks = [
+            loop.create_task(self._read_loop()),
+            loop.create_task(self.sync.run()),
+            loop.create_task(self.live_counts.run()),
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -138,6 +144,9 @@ class Gateway:
             return
         message = msgpack.unpackb(data, raw=False)
         type_, payload = message["type"], message["data"]
+        if type_ == "counts.dirty":
+            self.live_counts.mark(name, payload)
+            return
         if type_ == "presence":
             version = int(payload.pop("version", 0))
             for conn in list(conns):

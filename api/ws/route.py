@@ -265,6 +265,9 @@ async def _resolve_topic(ctx: AppContext, kind: str, name: str) -> str:
             raise NotFound(f"No user {name!r}.")
         return keys.presence_channel(int(row["id"]))
     if kind == "post":
-        # Posts (and their live counts) arrive with the posts feature; until then no post exists to watch.
-        raise NotFound(f"No post {name[:40]!r}.")
+        if not name.isdigit() or len(name) > 19 or not 0 < int(name) < (1 << 63):
+            raise NotFound(f"No post {name[:40]!r}.")
+        if not await ctx.services.pool.fetchval("SELECT EXISTS (SELECT 1 FROM posts WHERE id = $1)", int(name)):
+            raise NotFound(f"No post {name!r}.")
+        return keys.post_channel(int(name))
     raise ValidationFailed({"topic": "must be presence:<username> or post:<id>"})

@@ -1,0 +1,410 @@
+"""Reactions, comments and replies, reposts and saves, run in the acting user's logical actor (actors/user.py
+routes the ops here). Each op is one transaction: the row, the counters it changes (post counters sharded by the
+acting user, storage/engagement.py), the notification (stored once per event, never for your own content; undoing
+a reaction or repost removes it; replacing a reaction changes its emoji and notifies nobody again) and the outbox
+row of its realtime event. The op returns the events to publish after commit and which posts and comments
+changed, for the live counts (api/ws/live_counts.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+from actors import post_text
+from actors.chat import check_emoji
+from actors.delivery import OutboxEvent
+from actors.errors import Forbidden, NotFound, ValidationFailed
+from actors.follows import NOTIFICATION_EVENT, summary
+from actors.media import check_attachable, media_view, url_signer
+from actors.posts import body_hash, public_post, views
+from actors.rules import RuleError, clean_text
+from storage import db, ids
+from storage import engagement as store
+from storage import notifications as notification_store
+from storage import outbox as outbox_store
+from storage import posts as post_store
+from storage.media import store as media_store
+
+MAX_COMMENT = 2000
+COMMENT_PURPOSES = frozenset({"comment"})
+COMMENT_KINDS = frozenset({"image", "video"})
+COMMENT_ROUTE = "POST /comments"
+
+
+@dataclass
+class Outcome:
+    result: Any
+    status: int = 200
+    events: list[OutboxEvent] = field(default_factory=list)
+    posts: list[int] = field(default_factory=list)  # posts whose counts changed
+    comments: list[tuple[int, int]] = field(default_factory=list)  # (comment id, post id) whose counts changed
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def _actor(conn: Any, user_id: int, base_url: str) -> dict[str, Any]:
+    row = await conn.fetchrow("SELECT id, username, name, avatar_media_id FROM users WHERE id = $1", user_id)
+    return summary(row, base_url)
+
+
+async def _notify(
+    conn: asyncpg.Connection,
+    settings: Any,
+    *,
+    owner_id: int,
+    type_: str,
+    actor_id: int,
+    post_id: int,
+    comment_id: int | None = None,
+    emoji: str | None = None,
+) -> OutboxEvent | None:
+    """Store one notification and its realtime event; nobody is notified of their own actions."""
+    if owner_id == actor_id:
+        return None
+    note = await notification_store.insert_notification(
+        conn,
+        notification_id=ids.new_id(),
+        owner_id=owner_id,
+        type_=type_,
+        actor_id=actor_id,
+        post_id=post_id,
+        comment_id=comment_id,
+        emoji=emoji,
+    )
+    data: dict[str, Any] = {
+        "id": str(note["id"]),
+        "type": type_,
+        "actor": await _actor(conn, actor_id, settings.public_base_url),
+        "created_at": _rfc3339(note["created_at"]),
+        "read": False,
+    }
+    post = (await views(conn, settings, [post_id], owner_id)).get(post_id)
+    if post is not None:
+        data["post"] = public_post(post)
+    if comment_id is not None:
+        comment = (await comment_views(conn, settings, [comment_id], owner_id)).get(comment_id)
+        if comment is not None:
+            data["comment"] = comment
+    if emoji is not None:
+        data["emoji"] = emoji
+    event = OutboxEvent.make([owner_id], NOTIFICATION_EVENT, data)
+    await outbox_store.insert_events(conn, [(event.id, event.recipients, event.type, event.data)])
+    return event
+
+
+async def _unnotify(conn: asyncpg.Connection, type_: str, actor_id: int, post_id: int, comment_id: int | None) -> None:
+    await conn.execute(
+        """DELETE FROM notifications WHERE type = $1 AND actor_id = $2 AND post_id = $3
+           AND comment_id IS NOT DISTINCT FROM $4""",
+        type_,
+        actor_id,
+        post_id,
+        comment_id,
+    )
+
+
+async def _renotify_emoji(
+    conn: asyncpg.Connection, type_: str, actor_id: int, post_id: int, comment_id: int | None, emoji: str
+) -> None:
+    await conn.execute(
+        """UPDATE notifications SET emoji = $5 WHERE type = $1 AND actor_id = $2 AND post_id = $3
+           AND comment_id IS NOT DISTINCT FROM $4""",
+        type_,
+        actor_id,
+        post_id,
+        comment_id,
+        emoji,
+    )
+
+
+async def _post_author(conn: asyncpg.Connection, post_id: int) -> int:
+    author = await store.lock_post(conn, post_id)
+    if author is None:
+        raise NotFound("No such post.")
+    return author
+
+
+async def counts_of(conn: Any, post_id: int, user_id: int) -> dict[str, Any]:
+    counts = (await store.post_counts(conn, [post_id]))[post_id]
+    mine = (await store.my_flags(conn, user_id, [post_id]))[post_id]
+    return {"post_id": str(post_id), **counts, "my": mine}
+
+
+# ------------------------------------------------------------ post reactions
+
+
+async def react_post(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, emoji: Any) -> Outcome:
+    chosen = check_emoji(emoji)
+    events = []
+    async with db.transaction(pool) as conn:
+        author = await _post_author(conn, post_id)
+        previous = await store.set_reaction(conn, "post_reactions", "post_id", post_id, user_id, chosen)
+        if previous is None:
+            await store.bump(conn, post_id, user_id, {"reactions": 1, f"emoji:{chosen}": 1})
+            event = await _notify(
+                conn, settings, owner_id=author, type_="reaction_post", actor_id=user_id, post_id=post_id, emoji=chosen
+            )
+            events = [event] if event else []
+        elif previous != chosen:
+            await store.bump(conn, post_id, user_id, {f"emoji:{previous}": -1, f"emoji:{chosen}": 1})
+            await _renotify_emoji(conn, "reaction_post", user_id, post_id, None, chosen)
+        result = await counts_of(conn, post_id, user_id)
+    changed = [post_id] if previous != chosen else []
+    return Outcome(result, events=events, posts=changed)
+
+
+async def unreact_post(pool: asyncpg.Pool, user_id: int, post_id: int) -> Outcome:
+    async with db.transaction(pool) as conn:
+        await _post_author(conn, post_id)
+        removed = await store.remove_reaction(conn, "post_reactions", "post_id", post_id, user_id)
+        if removed is None:
+            return Outcome(None)
+        await store.bump(conn, post_id, user_id, {"reactions": -1, f"emoji:{removed}": -1})
+        await _unnotify(conn, "reaction_post", user_id, post_id, None)
+    return Outcome(None, posts=[post_id])
+
+
+# ------------------------------------------------------------ reposts and saves
+
+
+async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, kind: str, on: bool) -> Outcome:
+    """Repost or save (``on``) and undo (idempotent): ``{reposted|saved: bool}``."""
+    table, counter, flag = ("reposts", "reposts", "reposted") if kind == "repost" else ("saves", "saves", "saved")
+    events = []
+    async with db.transaction(pool) as conn:
+        author = await _post_author(conn, post_id)
+        if on:
+            changed = await store.add_mark(conn, table, post_id, user_id)
+            if changed:
+                await store.bump(conn, post_id, user_id, {counter: 1})
+                if kind == "repost":
+                    event = await _notify(
+                        conn, settings, owner_id=author, type_="repost", actor_id=user_id, post_id=post_id
+                    )
+                    events = [event] if event else []
+        else:
+            changed = await store.remove_mark(conn, table, post_id, user_id)
+            if changed:
+                await store.bump(conn, post_id, user_id, {counter: -1})
+                if kind == "repost":
+                    await _unnotify(conn, "repost", user_id, post_id, None)
+    return Outcome({flag: on}, events=events, posts=[post_id] if changed else [])
+
+
+# ------------------------------------------------------------ comments
+
+
+def check_comment(body: dict[str, Any]) -> tuple[str, int | None]:
+    text = body.get("text")
+    media = body.get("media_id")
+    if text is None and media is None:
+        raise ValidationFailed({"text": "a comment needs text or a media_id"})
+    clean = ""
+    if text is not None:
+        if not isinstance(text, str):
+            raise ValidationFailed({"text": "must be a string"})
+        try:
+            clean = clean_text(text, field_max=MAX_COMMENT, allow_empty=media is not None)
+        except RuleError as exc:
+            raise ValidationFailed({"text": str(exc)}) from exc
+    media_id = None
+    if media is not None:
+        if not isinstance(media, str) or not media.isdigit() or len(media) > 19:
+            raise ValidationFailed({"media_id": "must be a media id"})
+        media_id = int(media)
+    return clean, media_id
+
+
+async def comment(
+    pool: asyncpg.Pool,
+    settings: Any,
+    user_id: int,
+    *,
+    post_id: int | None,
+    parent_id: int | None,
+    body: dict[str, Any],
+    key: str | None,
+) -> Outcome:
+    """A comment on a post, or a reply to a comment (any depth). Idempotency-Key as for posts."""
+    digest = body_hash({"post_id": post_id, "parent_id": parent_id, **body})
+    if key is not None:
+        kept = await post_store.find_idempotent(pool, user_id, COMMENT_ROUTE, key)
+        if kept is not None:
+            if bytes(kept["body_hash"]) != digest:
+                raise ValidationFailed(
+                    {"Idempotency-Key": "already used for another request"},
+                    "This Idempotency-Key was used for a different comment.",
+                    code="idempotency_key_reused",
+                )
+            return Outcome(orjson.loads(kept["response"]), status=int(kept["status"]))
+    text, media_id = check_comment(body)
+    now = dt.datetime.now(dt.UTC)
+    comment_id = ids.new_id()
+    events: list[OutboxEvent] = []
+    async with db.transaction(pool) as conn:
+        parent = None
+        if parent_id is not None:
+            parent = await store.get_comment(conn, parent_id)
+            if parent is None:
+                raise NotFound("No such comment.")
+            post_id = int(parent["post_id"])
+        assert post_id is not None
+        author = await _post_author(conn, post_id)
+        if media_id is not None:
+            await check_attachable(
+                conn, user_id, [media_id], purposes=COMMENT_PURPOSES, kinds=COMMENT_KINDS, field="media_id"
+            )
+            await media_store.make_public(conn, [media_id])
+        await store.insert_comment(
+            conn,
+            id=comment_id,
+            post_id=post_id,
+            parent_id=parent_id,
+            author_id=user_id,
+            text=text,
+            media_id=media_id,
+            created_at=now,
+        )
+        await store.bump(conn, post_id, user_id, {"comments": 1})
+        named = post_text.mentions(text)
+        found = await post_store.find_user_ids(conn, named) if named else {}
+        mentioned = [found[n] for n in named if n in found]
+        await store.insert_comment_mentions(conn, comment_id, mentioned)
+        if parent is not None:
+            target, type_ = int(parent["author_id"]), "reply_comment"
+        else:
+            target, type_ = author, "comment_post"
+        notified = {target}
+        first = await _notify(
+            conn, settings, owner_id=target, type_=type_, actor_id=user_id, post_id=post_id, comment_id=comment_id
+        )
+        events += [first] if first else []
+        for mentioned_id in mentioned:
+            if mentioned_id in notified:
+                continue
+            notified.add(mentioned_id)
+            event = await _notify(
+                conn,
+                settings,
+                owner_id=mentioned_id,
+                type_="mention_comment",
+                actor_id=user_id,
+                post_id=post_id,
+                comment_id=comment_id,
+            )
+            events += [event] if event else []
+        view = (await comment_views(conn, settings, [comment_id], user_id))[comment_id]
+        if key is not None:
+            await post_store.save_idempotent(conn, user_id, COMMENT_ROUTE, key, digest, 201, orjson.dumps(view))
+    changed_comments = [(int(parent["id"]), post_id)] if parent is not None else []
+    return Outcome(view, status=201, events=events, posts=[post_id], comments=changed_comments)
+
+
+async def delete_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> Outcome:
+    """By the comment's author or the post's author; its replies go too, and every count with them."""
+    async with db.transaction(pool) as conn:
+        row = await store.get_comment(conn, comment_id, lock=True)
+        if row is None:
+            raise NotFound("No such comment.")
+        post_id = int(row["post_id"])
+        author = await _post_author(conn, post_id)
+        if user_id not in (int(row["author_id"]), author):
+            raise Forbidden("Only the comment's author or the post's author may delete it.")
+        gone = await store.delete_comment(conn, row)
+        await store.bump(conn, post_id, user_id, {"comments": -gone})
+    parents = [(int(row["parent_id"]), post_id)] if row["parent_id"] is not None else []
+    return Outcome(None, posts=[post_id], comments=parents)
+
+
+async def react_comment(pool: asyncpg.Pool, settings: Any, user_id: int, comment_id: int, emoji: Any) -> Outcome:
+    chosen = check_emoji(emoji)
+    events = []
+    async with db.transaction(pool) as conn:
+        row = await store.get_comment(conn, comment_id, lock=True)
+        if row is None:
+            raise NotFound("No such comment.")
+        post_id = int(row["post_id"])
+        previous = await store.set_reaction(conn, "comment_reactions", "comment_id", comment_id, user_id, chosen)
+        if previous is None:
+            await store.bump_comment_reactions(conn, comment_id, 1)
+            event = await _notify(
+                conn,
+                settings,
+                owner_id=int(row["author_id"]),
+                type_="reaction_comment",
+                actor_id=user_id,
+                post_id=post_id,
+                comment_id=comment_id,
+                emoji=chosen,
+            )
+            events = [event] if event else []
+        elif previous != chosen:
+            await _renotify_emoji(conn, "reaction_comment", user_id, post_id, comment_id, chosen)
+        view = (await comment_views(conn, settings, [comment_id], user_id))[comment_id]
+    result = {"comment_id": str(comment_id), "post_id": str(post_id), "counts": view["counts"], "my": view["my"]}
+    return Outcome(result, events=events, comments=[(comment_id, post_id)] if previous != chosen else [])
+
+
+async def unreact_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> Outcome:
+    async with db.transaction(pool) as conn:
+        row = await store.get_comment(conn, comment_id, lock=True)
+        if row is None:
+            raise NotFound("No such comment.")
+        removed = await store.remove_reaction(conn, "comment_reactions", "comment_id", comment_id, user_id)
+        if removed is None:
+            return Outcome(None)
+        await store.bump_comment_reactions(conn, comment_id, -1)
+        await _unnotify(conn, "reaction_comment", user_id, int(row["post_id"]), comment_id)
+    return Outcome(None, comments=[(comment_id, int(row["post_id"]))])
+
+
+# ------------------------------------------------------------ the Comment object
+
+
+async def comment_views(
+    conn: Any, settings: Any, comment_ids: list[int], viewer_id: int | None
+) -> dict[int, dict[str, Any]]:
+    """Comment objects (API.md 2) by id for the viewer, one query per kind."""
+    if not comment_ids:
+        return {}
+    parts = await store.hydrate_comments(conn, comment_ids, viewer_id)
+    media_ids = [int(r["media_id"]) for r in parts["comments"] if r["media_id"] is not None]
+    media = {int(m["id"]): m for m in await media_store.list_media(conn, media_ids)} if media_ids else {}
+    signer = url_signer(settings)
+    base = settings.public_base_url
+    mentions: dict[int, list[str]] = {}
+    for row in parts["mentions"]:
+        mentions.setdefault(int(row["comment_id"]), []).append(row["username"])
+    mine = {int(r["comment_id"]): r["emoji"] for r in parts["mine"]}
+    out = {}
+    for row in parts["comments"]:
+        cid = int(row["id"])
+        media_row = media.get(int(row["media_id"])) if row["media_id"] is not None else None
+        out[cid] = {
+            "id": str(cid),
+            "post_id": str(row["post_id"]),
+            "parent_id": None if row["parent_id"] is None else str(row["parent_id"]),
+            "author": summary(
+                {
+                    "id": row["author_id"],
+                    "username": row["user_username"],
+                    "name": row["user_name"],
+                    "avatar_media_id": row["user_avatar_media_id"],
+                },
+                base,
+            ),
+            "text": row["text"],
+            "media": None if media_row is None else media_view(base, signer, media_row),
+            "mentions": mentions.get(cid, []),
+            "counts": {"reactions": row["reactions_count"], "replies": row["replies_count"]},
+            "my": {"reaction": mine.get(cid)},
+            "created_at": _rfc3339(row["created_at"]),
+        }
+    return out

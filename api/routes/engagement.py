@@ -1,0 +1,370 @@
+"""Reactions, comments and replies, reposts, saves and the /me lists built from them (issue 11).
+
+Writes go through the acting user's UserShard entity (actors/engagement.py via actors/user.py); afterwards the
+committed events are published, and each post whose counts changed gets one small "counts changed" message on
+its topic channel, which the gateways coalesce into ``post.counts`` / ``comment.counts`` for their subscribed
+sockets (api/ws/live_counts.py). Reads go straight to storage, one query per kind.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import msgpack
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+
+from actors import engagement
+from actors.chat import check_emoji
+from actors.errors import NotFound
+from api import presenters
+from api.deps import Ctx, MaybeUser, User, WriteLimit
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from api.responses import Encoded, encoded, no_content
+from api.routes.posts import IdempotencyKey, PostId, _page
+from api.routes.users import OPTIONAL_BEARER
+from api.schemas.common import error_responses
+from api.schemas.engagement import (
+    CommentCountsOut,
+    CommentOut,
+    CommentPage,
+    NewComment,
+    PostCountsOut,
+    Reaction,
+    ReactorPage,
+    Reposted,
+    Saved,
+)
+from api.schemas.posts import PostPage
+from storage import engagement as store
+
+log = logging.getLogger("i9lyfe.api.engagement")
+router = APIRouter(tags=["engagement"])
+
+CommentId = Annotated[int, Path(ge=1, le=(1 << 63) - 1, description="A comment id")]
+MARK_ERRORS = error_responses(401, 404, 429)
+EmojiFilter = Annotated[str | None, Query(min_length=1, max_length=32, description="Only reactions with this emoji")]
+
+
+async def _after_write(ctx: Ctx, outcome: engagement.Outcome) -> None:
+    """Publish the committed events, then tell the gateways which posts' and comments' counts changed."""
+    if outcome.events:
+        try:
+            await ctx.extras["delivery"].publish(outcome.events)
+        except Exception as exc:  # stored with the write: the outbox relay delivers them later
+            log.warning("engagement events left to the relay", extra={"fields": {"error": repr(exc)}})
+    changed: dict[int, list[int]] = {pid: [] for pid in outcome.posts}
+    for comment_id, post_id in outcome.comments:
+        changed.setdefault(post_id, []).append(comment_id)
+    if not changed:
+        return
+    keys = ctx.services.keys
+    try:
+        async with ctx.services.redis.pipeline(transaction=False) as pipe:
+            for post_id, comment_ids in changed.items():
+                message = {"type": "counts.dirty", "data": {"post_id": post_id, "comment_ids": comment_ids}}
+                pipe.publish(keys.post_channel(post_id), msgpack.packb(message, use_bin_type=True))
+            await pipe.execute()
+    except Exception as exc:  # live counts are best effort: the next change or a fetch shows them
+        log.warning("live counts not published", extra={"fields": {"error": repr(exc)}})
+
+
+def _viewer_id(viewer: Any) -> int | None:
+    return None if viewer is None else int(viewer.user_id)
+
+
+# ------------------------------------------------------------ post reactions, reposts, saves
+
+
+@router.put(
+    "/posts/{post_id}/reaction",
+    response_model=PostCountsOut,
+    responses=error_responses(401, 404, 422, 429),
+    dependencies=[WriteLimit],
+)
+async def react_post(request: Request, post_id: PostId, body: Reaction, user: User, ctx: Ctx) -> Encoded:
+    """React with one emoji (one per user per post; another emoji replaces yours without counting twice)."""
+    outcome: engagement.Outcome = await ctx.users.call("react_post", user.user_id, post_id, body.emoji)
+    await _after_write(ctx, outcome)
+    return encoded(request, outcome.result)
+
+
+@router.delete(
+    "/posts/{post_id}/reaction", status_code=204, responses=error_responses(401, 404, 429), dependencies=[WriteLimit]
+)
+async def unreact_post(post_id: PostId, user: User, ctx: Ctx) -> Response:
+    await _after_write(ctx, await ctx.users.call("unreact_post", user.user_id, post_id))
+    return no_content()
+
+
+async def _reactors(
+    request: Request, ctx: Ctx, table: str, column: str, target: int, emoji: str | None, limit: int, cursor: str | None
+) -> Encoded:
+    chosen = None if emoji is None else check_emoji(emoji)
+    rows = await store.list_reactors(ctx.services.pool, table, column, target, chosen, limit + 1, decode_cursor(cursor))
+    more, rows = len(rows) > limit, rows[:limit]
+    items = [
+        {
+            "user": presenters.user_summary({k.removeprefix("user_"): r[k] for k in r.keys() if k.startswith("user_")}),  # noqa: SIM118
+            "emoji": r["emoji"],
+            "created_at": presenters.rfc3339(r["at"]),
+        }
+        for r in rows
+    ]
+    next_cursor = encode_cursor(rows[-1]["at"], int(rows[-1]["id"])) if more and rows else None
+    return encoded(request, {"items": items, "next_cursor": next_cursor})
+
+
+@router.get(
+    "/posts/{post_id}/reactions",
+    response_model=ReactorPage,
+    responses=error_responses(401, 404, 422),
+    openapi_extra=OPTIONAL_BEARER,
+)
+async def post_reactors(
+    request: Request,
+    post_id: PostId,
+    viewer: MaybeUser,
+    ctx: Ctx,
+    emoji: EmojiFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Encoded:
+    """Who reacted, newest first; `?emoji=` for one emoji only."""
+    if not await ctx.services.pool.fetchval("SELECT EXISTS (SELECT 1 FROM posts WHERE id = $1)", post_id):
+        raise NotFound("No such post.")
+    return await _reactors(request, ctx, "post_reactions", "post_id", post_id, emoji, limit, cursor)
+
+
+async def _mark(request: Request, ctx: Ctx, user: Any, post_id: int, kind: str, on: bool) -> Encoded:
+    outcome: engagement.Outcome = await ctx.users.call("mark_post", user.user_id, post_id, kind, on)
+    await _after_write(ctx, outcome)
+    return encoded(request, outcome.result)
+
+
+@router.put(
+    "/posts/{post_id}/repost",
+    response_model=Reposted,
+    responses=error_responses(401, 404, 429),
+    dependencies=[WriteLimit],
+)
+async def repost(request: Request, post_id: PostId, user: User, ctx: Ctx) -> Encoded:
+    """Repost (idempotent); the author gets a `repost` notification once."""
+    return await _mark(request, ctx, user, post_id, "repost", True)
+
+
+@router.delete(
+    "/posts/{post_id}/repost",
+    response_model=Reposted,
+    responses=error_responses(401, 404, 429),
+    dependencies=[WriteLimit],
+)
+async def unrepost(request: Request, post_id: PostId, user: User, ctx: Ctx) -> Encoded:
+    return await _mark(request, ctx, user, post_id, "repost", False)
+
+
+@router.put(
+    "/posts/{post_id}/save", response_model=Saved, responses=error_responses(401, 404, 429), dependencies=[WriteLimit]
+)
+async def save(request: Request, post_id: PostId, user: User, ctx: Ctx) -> Encoded:
+    """Save (idempotent; only you see your saves)."""
+    return await _mark(request, ctx, user, post_id, "save", True)
+
+
+@router.delete(
+    "/posts/{post_id}/save", response_model=Saved, responses=error_responses(401, 404, 429), dependencies=[WriteLimit]
+)
+async def unsave(request: Request, post_id: PostId, user: User, ctx: Ctx) -> Encoded:
+    return await _mark(request, ctx, user, post_id, "save", False)
+
+
+# ------------------------------------------------------------ comments and replies
+
+
+async def _comment_page(
+    request: Request, ctx: Ctx, viewer: Any, post_id: int | None, parent_id: int | None, limit: int, cursor: str | None
+) -> Encoded:
+    pool = ctx.services.pool
+    rows = await store.list_comments(pool, post_id, parent_id, limit + 1, decode_cursor(cursor))
+    more, rows = len(rows) > limit, rows[:limit]
+    ids = [int(r["id"]) for r in rows]
+    views = await engagement.comment_views(pool, ctx.services.settings, ids, _viewer_id(viewer))
+    next_cursor = encode_cursor(rows[-1]["at"], int(rows[-1]["id"])) if more and rows else None
+    return encoded(request, {"items": [views[i] for i in ids if i in views], "next_cursor": next_cursor})
+
+
+@router.post(
+    "/posts/{post_id}/comments",
+    status_code=201,
+    response_model=CommentOut,
+    responses=error_responses(401, 404, 422, 429),
+    dependencies=[WriteLimit],
+)
+async def add_comment(
+    request: Request, post_id: PostId, body: NewComment, user: User, ctx: Ctx, idempotency_key: IdempotencyKey = None
+) -> Encoded:
+    """Comment with text (<= 2,000) and/or one image or video (your own upload for `comment`)."""
+    outcome: engagement.Outcome = await ctx.users.call(
+        "comment", user.user_id, post_id, None, body.model_dump(exclude_none=True), idempotency_key
+    )
+    await _after_write(ctx, outcome)
+    return encoded(request, outcome.result, status_code=outcome.status)
+
+
+@router.get(
+    "/posts/{post_id}/comments",
+    response_model=CommentPage,
+    responses=error_responses(401, 404, 422),
+    openapi_extra=OPTIONAL_BEARER,
+)
+async def comments(
+    request: Request, post_id: PostId, viewer: MaybeUser, ctx: Ctx, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Encoded:
+    """The post's comments (not their replies), newest first."""
+    if not await ctx.services.pool.fetchval("SELECT EXISTS (SELECT 1 FROM posts WHERE id = $1)", post_id):
+        raise NotFound("No such post.")
+    return await _comment_page(request, ctx, viewer, post_id, None, limit, cursor)
+
+
+@router.get(
+    "/comments/{comment_id}",
+    response_model=CommentOut,
+    responses=error_responses(401, 404),
+    openapi_extra=OPTIONAL_BEARER,
+)
+async def get_comment(request: Request, comment_id: CommentId, viewer: MaybeUser, ctx: Ctx) -> Encoded:
+    views = await engagement.comment_views(ctx.services.pool, ctx.services.settings, [comment_id], _viewer_id(viewer))
+    if comment_id not in views:
+        raise NotFound("No such comment.")
+    return encoded(request, views[comment_id])
+
+
+@router.delete(
+    "/comments/{comment_id}",
+    status_code=204,
+    responses=error_responses(401, 403, 404, 429),
+    dependencies=[WriteLimit],
+)
+async def delete_comment(comment_id: CommentId, user: User, ctx: Ctx) -> Response:
+    """Delete a comment (its author, or the post's author); its replies go too."""
+    await _after_write(ctx, await ctx.users.call("delete_comment", user.user_id, comment_id))
+    return no_content()
+
+
+@router.post(
+    "/comments/{comment_id}/replies",
+    status_code=201,
+    response_model=CommentOut,
+    responses=error_responses(401, 404, 422, 429),
+    dependencies=[WriteLimit],
+)
+async def reply(
+    request: Request,
+    comment_id: CommentId,
+    body: NewComment,
+    user: User,
+    ctx: Ctx,
+    idempotency_key: IdempotencyKey = None,
+) -> Encoded:
+    """Reply to a comment (at any depth), as comments."""
+    outcome: engagement.Outcome = await ctx.users.call(
+        "comment", user.user_id, None, comment_id, body.model_dump(exclude_none=True), idempotency_key
+    )
+    await _after_write(ctx, outcome)
+    return encoded(request, outcome.result, status_code=outcome.status)
+
+
+@router.get(
+    "/comments/{comment_id}/replies",
+    response_model=CommentPage,
+    responses=error_responses(401, 404, 422),
+    openapi_extra=OPTIONAL_BEARER,
+)
+async def replies(
+    request: Request,
+    comment_id: CommentId,
+    viewer: MaybeUser,
+    ctx: Ctx,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Encoded:
+    """The comment's direct replies, newest first."""
+    if await store.get_comment(ctx.services.pool, comment_id) is None:
+        raise NotFound("No such comment.")
+    return await _comment_page(request, ctx, viewer, None, comment_id, limit, cursor)
+
+
+@router.put(
+    "/comments/{comment_id}/reaction",
+    response_model=CommentCountsOut,
+    responses=error_responses(401, 404, 422, 429),
+    dependencies=[WriteLimit],
+)
+async def react_comment(request: Request, comment_id: CommentId, body: Reaction, user: User, ctx: Ctx) -> Encoded:
+    outcome: engagement.Outcome = await ctx.users.call("react_comment", user.user_id, comment_id, body.emoji)
+    await _after_write(ctx, outcome)
+    return encoded(request, outcome.result)
+
+
+@router.delete(
+    "/comments/{comment_id}/reaction",
+    status_code=204,
+    responses=error_responses(401, 404, 429),
+    dependencies=[WriteLimit],
+)
+async def unreact_comment(comment_id: CommentId, user: User, ctx: Ctx) -> Response:
+    await _after_write(ctx, await ctx.users.call("unreact_comment", user.user_id, comment_id))
+    return no_content()
+
+
+@router.get(
+    "/comments/{comment_id}/reactions",
+    response_model=ReactorPage,
+    responses=error_responses(401, 404, 422),
+    openapi_extra=OPTIONAL_BEARER,
+)
+async def comment_reactors(
+    request: Request,
+    comment_id: CommentId,
+    viewer: MaybeUser,
+    ctx: Ctx,
+    emoji: EmojiFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Encoded:
+    if await store.get_comment(ctx.services.pool, comment_id) is None:
+        raise NotFound("No such comment.")
+    return await _reactors(request, ctx, "comment_reactions", "comment_id", comment_id, emoji, limit, cursor)
+
+
+# ------------------------------------------------------------ my lists
+
+
+async def _mine(request: Request, ctx: Ctx, user: Any, kind: str, limit: int, cursor: str | None) -> Encoded:
+    rows = await store.list_marked(ctx.services.pool, kind, user.user_id, limit + 1, decode_cursor(cursor))
+    return encoded(request, await _page(ctx, user, rows, limit))
+
+
+@router.get("/me/saved", response_model=PostPage, responses=error_responses(401, 422))
+async def my_saved(
+    request: Request, user: User, ctx: Ctx, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Encoded:
+    """Posts I saved, newest save first."""
+    return await _mine(request, ctx, user, "saved", limit, cursor)
+
+
+@router.get("/me/reacted", response_model=PostPage, responses=error_responses(401, 422))
+async def my_reacted(
+    request: Request, user: User, ctx: Ctx, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Encoded:
+    """Posts I reacted to, newest reaction first."""
+    return await _mine(request, ctx, user, "reacted", limit, cursor)
+
+
+@router.get("/me/commented", response_model=PostPage, responses=error_responses(401, 422))
+async def my_commented(
+    request: Request, user: User, ctx: Ctx, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Encoded:
+    """Posts I commented on, by my latest comment on each."""
+    return await _mine(request, ctx, user, "commented", limit, cursor)
