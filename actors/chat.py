@@ -259,7 +259,7 @@ class ChatOps:
         """Committed events to the members' streams (in this op, so in seq order) and live to their sockets;
         a failure leaves them to the outbox relay (they are already stored)."""
         try:
-            await self.delivery.publish(events)
+            await self.delivery.publish(events, push_later=True)  # appended in seq order; pushed after the lock
         except Exception as exc:
             log.warning("chat events left to the relay", extra={"fields": {"error": repr(exc)}})
 

@@ -106,7 +106,9 @@ def start_head(
     log_path = log_path or Path("var/log/ray-head.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     auth_env = ensure_auth_token(auth_token_path) if auth_token_path is not None else {}
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **loopback_env(), **auth_env)
+    # Ray starts its workers (our shard actors) at nice 15 by default, behind the api processes, PostgreSQL and
+    # Redis at 0: on a busy machine a shard then got a small fraction of a core. The shards are the server.
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_worker_niceness="0", **loopback_env(), **auth_env)
     # The autoscaler monitor's and the dashboard head's Prometheus endpoints default to fixed ports (44217,
     # 44227), which a second head on this machine could not bind: free ones, like every other port.
     env.update(AUTOSCALER_METRIC_PORT=str(free_port()), DASHBOARD_METRIC_PORT=str(free_port()))

@@ -80,24 +80,46 @@ class Delivery:
             await outbox_store.insert_events(conn, [(e.id, e.recipients, e.type, e.data) for e in events])
         return [None] * len(events)
 
-    async def publish(self, events: Sequence[OutboxEvent], *, mark: bool = True) -> dict[int, dict[int, str]]:
+    async def publish(
+        self, events: Sequence[OutboxEvent], *, mark: bool = True, push_later: bool = False
+    ) -> dict[int, dict[int, str]]:
         """Streams first (the acknowledgement point), then live push, then mark the outbox rows sent.
         Returns, per outbox event, recipient -> event id. When an event cannot be appended, the others are
-        still pushed and marked, then its error is raised (its row stays unsent for the relay)."""
+        still pushed and marked, then its error is raised (its row stays unsent for the relay).
+
+        ``push_later``: return once the streams hold the events, and push and mark in the background (a single
+        writer that must append in order, such as a chat, need not hold its lock for the push)."""
         results = await asyncio.gather(*(self._appends.submit(0, (e.id, e.recipients, e.type, e.data)) for e in events))
         landed = [(e, r) for e, r in zip(events, results, strict=True) if not isinstance(r, Exception)]
+        if push_later:
+            task = asyncio.get_running_loop().create_task(self._push_and_mark(landed, mark, background=True))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            await self._push_and_mark(landed, mark)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return {e.id: {u: at.id for u, at in where.items()} for e, where in landed}
+
+    async def _push_and_mark(
+        self, landed: list[tuple[OutboxEvent, dict[int, Appended]]], mark: bool, *, background: bool = False
+    ) -> None:
         pushes = [
             self._push_with_retry(shard_index(user_id, self.shards), (user_id, at.id, event.type, event.data, at.prev))
             for event, where in landed
             for user_id, at in where.items()
         ]
         await asyncio.gather(*pushes)
-        if mark:
+        if not mark:
+            return
+        try:
             await asyncio.gather(*(self._marks.submit(0, e.id) for e, _ in landed))
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return {e.id: {u: at.id for u, at in where.items()} for e, where in landed}
+        except Exception as exc:
+            if not background:
+                raise
+            # Nobody waits for this: the relay re-publishes the rows (at-least-once; clients de-duplicate by id).
+            log.warning("outbox rows not marked sent", extra={"fields": {"error": repr(exc)}})
 
     async def _append_batch(self, _key: int, items: list[AppendItem]) -> list[AppendResult]:
         try:

@@ -86,6 +86,18 @@ def test_shard_routing_is_stable_and_spread() -> None:
     assert min(counts) > 0.2 * len(ids), counts
 
 
+def test_ids_minted_milliseconds_apart_spread_evenly_over_shards() -> None:
+    from storage.ids import EPOCH_MS, NODE_BITS, SEQ_BITS
+
+    # One id per chat created one after another: sequence 0, one node, a few milliseconds apart.
+    ms = 1_800_000_000_000 - EPOCH_MS
+    ids = [((ms + 7 * i) << (NODE_BITS + SEQ_BITS)) | (3 << SEQ_BITS) for i in range(4_000)]
+    counts = [0] * 4
+    for value in ids:
+        counts[shard_index(value, 4)] += 1
+    assert min(counts) > 0.22 * len(ids) and max(counts) < 0.28 * len(ids), counts
+
+
 def test_variants_of_one_mailbox_share_one_throttle_key() -> None:
     from actors.throttle import address_key, login_key
 
