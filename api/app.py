@@ -25,7 +25,7 @@ from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
-from api.routes import auth, chats, engagement, health, me, media, posts, testing, users
+from api.routes import auth, chats, engagement, health, me, media, notifications, posts, testing, users
 from api.routes import metrics as metrics_route
 from api.ws import drain
 from api.ws import route as ws_route
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(me.router, prefix=API_PREFIX)
     app.include_router(users.router, prefix=API_PREFIX)
+    app.include_router(notifications.router, prefix=API_PREFIX)
     app.include_router(media.router, prefix=API_PREFIX)
     app.include_router(chats.router, prefix=API_PREFIX)
     app.include_router(posts.router, prefix=API_PREFIX)

@@ -12,10 +12,11 @@ request accepted, but a well-formed code that is simply wrong must be refused wi
 flow that is used up (schemathesis finds real flow ids and burns them with wrong codes) with 410
 ``flow_expired`` (both fixed by API.md section 3; no schema can know a secret or a flow's state).
 ``filter_failure`` drops exactly those failures (that status with that ``error.code`` on a flow operation) and
-nothing else, plus more of the same kind: the fuzzer's user following itself (422, API.md "self 422"; which
-username is the caller's changes as PATCH /me renames it), and media refused for the upload's state (nothing
-uploaded, wrong size or bytes; an avatar that is not a ready avatar image of the caller's) or for a rule across
-two fields (a purpose's kinds, a kind's size limit: ``MEDIA_REFUSALS``).
+nothing else, plus more of the same kind: the fuzzer's user following itself or starting a chat with itself
+(422, API.md "self 422"; which username is the caller's changes as PATCH /me renames it: ``SELF_REFUSALS``),
+and media refused for the upload's state (nothing uploaded, wrong size or bytes; an avatar that is not a ready
+avatar image of the caller's) or for a rule across two fields (a purpose's kinds, a kind's size limit:
+``MEDIA_REFUSALS``).
 
 Every request comes from a fresh client IP (``X-Forwarded-For``, believed from 127.0.0.1 by the test server): the
 per-IP auth limits are for people, not for a fuzzer sending thousands of requests from one address; the per-user
@@ -51,6 +52,11 @@ FLOW_OPERATIONS = {
 }
 FLOW_REFUSALS = {(422, "invalid_code"), (410, "flow_expired")}
 FOLLOW = "/api/v1/users/{username}/follow"
+# The caller naming itself where another user is needed: the exact 422 fields each operation answers.
+SELF_REFUSALS = {
+    FOLLOW: {"username": "you cannot follow yourself"},
+    "/api/v1/chats": {"username": "you cannot chat with yourself"},
+}
 # Refusals for the state of an upload or for a rule across two fields, which no schema can know (issue 9).
 MEDIA_REFUSALS = {
     "/api/v1/media": {(413, "payload_too_large"), (422, "unsupported_content_type")},
@@ -164,16 +170,18 @@ def filter_failure(context: HookContext, failure: Failure, case: Case, response:
 
 
 def _self_follow(failure: Failure, case: Case, response: Response) -> bool:
-    """The fuzzer's own user (whose username PATCH /me may have set to anything) following itself: refused
-    with 422 by API.md ("self 422"), and no schema can say which username is the caller's."""
-    if not (isinstance(failure, RejectedPositiveData) and case.operation.path == FOLLOW):
+    """The fuzzer's own user (whose username PATCH /me may have set to anything) following itself, or starting
+    a chat with itself: refused with 422 (API.md "self 422"; one chat per pair of users), and no schema can say
+    which username is the caller's."""
+    expected = SELF_REFUSALS.get(case.operation.path)
+    if not (isinstance(failure, RejectedPositiveData) and expected is not None):
         return False
     try:
         body = (msgpack.unpackb if FORMAT == "msgpack" else orjson.loads)(response.content)
         fields = body["error"]["details"]["fields"]
     except Exception:
         return False
-    return response.status_code == 422 and fields == {"username": "you cannot follow yourself"}
+    return response.status_code == 422 and fields == expected
 
 
 def _login() -> str:
