@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import emoji as emoji_lib
 import msgpack
 
@@ -32,6 +31,7 @@ from actors.rules import RuleError, clean_text
 from storage import chats as chat_store
 from storage import db, ids
 from storage import outbox as outbox_store
+from storage.errors import UniqueViolation
 from storage.media import store as media_store
 
 log = logging.getLogger("i9lyfe.chat")
@@ -282,9 +282,6 @@ class ChatOps:
         await self._member(state, sender_id)
         draft = check_draft(body)
         pool = self.services.pool
-        existing = await chat_store.find_by_client_id(pool, state.chat_id, sender_id, draft.client_id)
-        if existing is not None:
-            return await self._replay_send(pool, existing, draft)
         for attempt in (1, 2):
             try:
                 return await self._insert(state, sender_id, draft)
@@ -292,11 +289,14 @@ class ChatOps:
                 await self._load(state, force=True)  # another holder wrote: take its seq and try once more
                 if attempt == 2:
                     raise
-            except asyncpg.UniqueViolationError:
+            except UniqueViolation as exc:
+                # A retry (the client_id is taken): its transaction rolled back, seq included. No lookup before
+                # every send: retries are rare, and the unique constraint decides anyway.
+                if exc.constraint != "messages_client_key":
+                    raise
                 existing = await chat_store.find_by_client_id(pool, state.chat_id, sender_id, draft.client_id)
                 if existing is None:
                     raise
-                await self._load(state, force=True)
                 return await self._replay_send(pool, existing, draft)
         raise AssertionError("unreachable")
 
@@ -346,7 +346,27 @@ class ChatOps:
                 created_at=now,
             )
             await chat_store.touch_members(conn, state.chat_id, now)
-            row = await chat_store.get_message(conn, state.chat_id, message_id)
+            sender = await conn.fetchrow("SELECT username, name, avatar_media_id FROM users WHERE id = $1", sender_id)
+            row = {
+                "id": message_id,
+                "chat_id": state.chat_id,
+                "seq": seq,
+                "sender_id": sender_id,
+                "client_id": draft.client_id,
+                "type": draft.type,
+                "text": draft.text,
+                "media_id": draft.media_id,
+                "caption": draft.caption,
+                "duration_ms": draft.duration_ms,
+                "reply_to": draft.reply_to,
+                "deleted": False,
+                "created_at": now,
+                "edited_at": None,
+                "sender_username": sender["username"],
+                "sender_name": sender["name"],
+                "sender_avatar_media_id": sender["avatar_media_id"],
+                "reactions": None,
+            }
             view = message_view(row, media, self.base_url, self.signer)
             event = await self._stage(conn, list(state.members), "chat.message", view)
         state.last_seq = seq

@@ -67,6 +67,25 @@ MEDIA_REFUSALS = {
         (422, "content_type_mismatch"),
         (422, "invalid_image"),
     },
+    # Creates that attach an upload (whose state and owner no schema knows) or carry an Idempotency-Key (the fuzzer
+    # sends one key with several bodies: refused by API.md 1), and receipts past the chat's last message.
+    "/api/v1/posts": {(422, "invalid_media"), (422, "media_not_ready"), (422, "idempotency_key_reused")},
+    "/api/v1/posts/{post_id}/comments": {
+        (422, "invalid_media"),
+        (422, "media_not_ready"),
+        (422, "idempotency_key_reused"),
+    },
+    "/api/v1/comments/{comment_id}/replies": {
+        (422, "invalid_media"),
+        (422, "media_not_ready"),
+        (422, "idempotency_key_reused"),
+    },
+    "/api/v1/chats/{chat_id}/messages": {
+        (422, "invalid_media"),
+        (422, "media_not_ready"),
+        (422, "idempotency_key_reused"),
+    },
+    "/api/v1/chats/{chat_id}/read": {(422, "seq_out_of_range")},
 }
 
 _ips = itertools.count(1)
