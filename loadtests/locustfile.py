@@ -16,6 +16,11 @@ The chat journeys: an account user starts (or gets) the chat with another seeded
 2-4 texts over HTTP with fresh client_ids, reads the history and marks it read up to its last message; a socket
 user starts its chat over HTTP once, then sends ``chat.send`` over its socket (the ack is timed) and ``chat.read``.
 
+The posts journeys: an account user uploads the avatar-sized PNG for ``post`` and creates a photo post with a
+caption mentioning another seeded user and a #hashtag; then, on a random recent post (of any simulated user in
+this process), it reacts with a random emoji, comments (mentioning someone), reads the post and its comments, and
+saves and unsaves it.
+
 One locust process uses one core; to use every core of the load box, run a master and N workers (default:
 cores - 1) on 127.0.0.1, each worker with accounts of its own (loadtests/distributed.py), all stopped together:
 
@@ -24,6 +29,7 @@ cores - 1) on 127.0.0.1, each worker with accounts of its own (loadtests/distrib
 
 from __future__ import annotations
 
+import collections
 import io
 import itertools
 import json
@@ -44,6 +50,8 @@ LOGIN_TRIES = 8  # a login shed with 503/429 is retried after Retry-After (jitte
 SEEDED = int(os.environ.get("LOAD_USERS", "200"))
 _next = itertools.count()
 CHAT_FILE = random.Random(1).randbytes(1024 * 1024)  # 1 MiB application/octet-stream
+RECENT_POSTS: collections.deque[str] = collections.deque(maxlen=200)  # ids of posts made in this process
+EMOJI = ["👍", "😀", "🔥", "🤔"]
 
 
 def _avatar_png() -> bytes:
@@ -254,6 +262,63 @@ class AccountUser(HttpUser):
         ) as read:
             if read.status_code != 204:
                 read.failure(f"read {read.status_code}: {read.text[:200]}")
+
+    @task(1)
+    def post(self) -> None:
+        """Upload a PNG for ``post`` and create a photo post mentioning a seeded user, with a #hashtag."""
+        media = self._upload("post", "image/png", AVATAR_PNG)
+        if media is None:
+            return
+        body = {
+            "type": "photo",
+            "caption": f"load post for @{self._someone_else()} #load #tag{random.randrange(10)}",
+            "media_ids": [media["id"]],
+        }
+        with self.client.post("/api/v1/posts", json=body, name="POST /posts", catch_response=True) as reply:
+            if reply.status_code != 201 or reply.json().get("media", [{}])[0].get("id") != media["id"]:
+                reply.failure(f"create post {reply.status_code}: {reply.text[:200]}")
+                return
+            RECENT_POSTS.append(reply.json()["id"])
+
+    @task(2)
+    def engage(self) -> None:
+        """On a random recent post: react, comment, read the post and its comments, save and unsave."""
+        if not RECENT_POSTS:
+            self.post()
+            return
+        post_id = random.choice(RECENT_POSTS)
+        path = f"/api/v1/posts/{post_id}"
+        emoji = random.choice(EMOJI)
+        with self.client.put(
+            f"{path}/reaction", json={"emoji": emoji}, name="PUT /posts/[id]/reaction", catch_response=True
+        ) as reply:
+            if reply.status_code != 200 or reply.json().get("my", {}).get("reaction") != emoji:
+                reply.failure(f"react {reply.status_code}: {reply.text[:200]}")
+                return
+        body = {"text": f"load comment for @{self._someone_else()}"}
+        with self.client.post(
+            f"{path}/comments", json=body, name="POST /posts/[id]/comments", catch_response=True
+        ) as reply:
+            if reply.status_code != 201 or reply.json().get("post_id") != post_id:
+                reply.failure(f"comment {reply.status_code}: {reply.text[:200]}")
+                return
+            comment_id = reply.json()["id"]
+        with self.client.get(path, name="GET /posts/[id]", catch_response=True) as reply:
+            if reply.status_code != 200 or reply.json().get("my", {}).get("reaction") != emoji:
+                reply.failure(f"read post {reply.status_code}: {reply.text[:200]}")
+                return
+        with self.client.get(f"{path}/comments", name="GET /posts/[id]/comments", catch_response=True) as reply:
+            items = reply.json().get("items") if reply.status_code == 200 else None
+            if items is None or (comment_id not in [c["id"] for c in items] and len(items) < 20):
+                reply.failure(f"comments {reply.status_code} without the new comment: {reply.text[:200]}")
+                return
+        for method, saved in (("PUT", True), ("DELETE", False)):
+            with self.client.request(
+                method, f"{path}/save", name=f"{method} /posts/[id]/save", catch_response=True
+            ) as reply:
+                if reply.status_code != 200 or reply.json().get("saved") is not saved:
+                    reply.failure(f"{method} save {reply.status_code}: {reply.text[:200]}")
+                    return
 
 
 class SocketUser(User):
