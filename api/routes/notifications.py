@@ -17,6 +17,7 @@ import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from actors import engagement
 from actors import posts as post_actions
 from api import presenters
 from api.deps import Ctx, User, WriteLimit
@@ -31,11 +32,13 @@ router = APIRouter(tags=["notifications"])
 
 
 def _notification(
-    row: asyncpg.Record, flags: dict[int, tuple[bool, bool]], posts: dict[int, dict[str, Any]]
+    row: asyncpg.Record,
+    flags: dict[int, tuple[bool, bool]],
+    posts: dict[int, dict[str, Any]],
+    comments: dict[int, dict[str, Any]],
 ) -> dict[str, Any]:
-    """A Notification (API.md 2): ``post`` only when the row names one (a deleted post takes its notifications
-    with it), ``emoji`` only when the row has one. ``comment`` is left out: comments hydrate once comments exist;
-    no row refers to one yet."""
+    """A Notification (API.md 2): ``post`` and ``comment`` only when the row names one (a deleted post or
+    comment takes its notifications with it), ``emoji`` only when the row has one."""
     actor_id = int(row["actor_id"])
     followed, follows = flags.get(actor_id, (False, False))
     actor = {
@@ -52,6 +55,9 @@ def _notification(
     post = None if row["post_id"] is None else posts.get(int(row["post_id"]))
     if post is not None:
         out["post"] = post_actions.public_post(post)
+    comment = None if row["comment_id"] is None else comments.get(int(row["comment_id"]))
+    if comment is not None:
+        out["comment"] = comment
     if row["emoji"] is not None:
         out["emoji"] = row["emoji"]
     out["created_at"] = presenters.rfc3339(row["created_at"])
@@ -79,8 +85,10 @@ async def list_notifications(
     flags = await graph_store.viewer_flags(pool, user.user_id, sorted({int(r["actor_id"]) for r in rows}))
     post_ids = sorted({int(r["post_id"]) for r in rows if r["post_id"] is not None})
     posts = await post_actions.views(pool, ctx.services.settings, post_ids, user.user_id)
+    comment_ids = sorted({int(r["comment_id"]) for r in rows if r["comment_id"] is not None})
+    comments = await engagement.comment_views(pool, ctx.services.settings, comment_ids, user.user_id)
     next_cursor = encode_cursor(rows[-1]["created_at"], int(rows[-1]["id"])) if more and rows else None
-    items = [_notification(r, flags, posts) for r in rows]
+    items = [_notification(r, flags, posts, comments) for r in rows]
     return encoded(request, {"items": items, "next_cursor": next_cursor})
 
 

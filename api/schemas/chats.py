@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from api.schemas.common import Strict
+from api.schemas.fields import text_pattern
 from api.schemas.media import Media
 from api.schemas.users import UserSummary
 
@@ -63,15 +64,15 @@ class SendMessage(Strict):
 
     client_id: str = Field(min_length=1, max_length=64, pattern=r"^[ -~]{1,64}$")
     type: MessageType
-    text: str | None = Field(default=None, max_length=4000)
+    text: str | None = Field(default=None, max_length=4000, pattern=text_pattern(4000))
     media_id: IdStr | None = None
-    caption: str | None = Field(default=None, max_length=1000)
+    caption: str | None = Field(default=None, max_length=1000, pattern=text_pattern(1000))
     reply_to: IdStr | None = None
     duration_ms: int | None = Field(default=None, ge=0, le=24 * 3600 * 1000)
 
 
 class EditMessage(Strict):
-    text: str = Field(min_length=1, max_length=4000)
+    text: str = Field(min_length=1, max_length=4000, pattern=text_pattern(4000))
 
 
 class React(Strict):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.common import Strict
+from api.schemas.fields import text_pattern
 from api.schemas.media import Media
 from api.schemas.posts import PostCounts
 from api.schemas.users import UserSummary
@@ -72,7 +73,16 @@ class NewComment(Strict):
     """Text (<= 2,000 characters, may mention `@users`) and/or `media_id` (your own completed upload made with
     `purpose: comment`, an image or video); at least one."""
 
-    text: str | None = Field(default=None, max_length=2000)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["text"], "properties": {"text": {"type": "string"}}},
+                {"required": ["media_id"], "properties": {"media_id": {"type": "string"}}},
+            ]
+        }
+    )
+
+    text: str | None = Field(default=None, max_length=2000, pattern=text_pattern(2000))
     media_id: str | None = Field(default=None, pattern=r"^[0-9]{1,19}$")
 
 

@@ -32,6 +32,16 @@ def _trimmed(inner: str) -> str:
 USERNAME_PATTERN = _trimmed(r"[A-Za-z0-9_.]{3,30}")
 NAME_PATTERN = _trimmed(rf"[^\s{_CC_LINE}](?:[^{_CC_LINE}]{{0,{rules.NAME_MAX - 2}}}[^\s{_CC_LINE}])?")
 BIO_PATTERN = _trimmed(rf"[^{_CC_TEXT}]{{0,{rules.BIO_MAX}}}")
+
+
+def text_pattern(max_len: int, *, allow_empty: bool = False) -> str:
+    """Text as ``rules.clean_text`` takes it: no control characters but newline and tab, at most ``max_len``
+    characters once trimmed, and (unless ``allow_empty``) at least one that is not a space."""
+    if allow_empty:
+        return _trimmed(rf"[^{_CC_TEXT}]{{0,{max_len}}}")
+    return _trimmed(rf"[^\s{_CC_TEXT}](?:[^{_CC_TEXT}]{{0,{max_len - 2}}}[^\s{_CC_TEXT}])?")
+
+
 # Birthdays: YYYY-MM-DD, at least MIN_AGE_YEARS and at most MAX_AGE_YEARS old on the day of the request. A
 # schema cannot move with the calendar, so the pattern admits a fixed range of years that meets both rules
 # every day until 2050 (1920-2009); the server also accepts the other dates that meet them.

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 from actors.errors import ValidationFailed
 from actors.events import NotificationType
 from api.schemas.common import Strict
+from api.schemas.engagement import CommentOut
 from api.schemas.posts import Post
 from api.schemas.users import UserSummary
 
@@ -28,13 +29,14 @@ MAX_ID = (1 << 63) - 1
 
 class Notification(BaseModel):
     """Something that happened to me, by `actor`, newest first in the inbox. `post` is present on the types
-    about a post (`mention_post` so far), `emoji` on reactions; `comment` will be on the types about a comment
-    once comments exist."""
+    about a post, `comment` on those about a comment (reaction_comment, comment_post, reply_comment,
+    mention_comment), `emoji` on reactions."""
 
     id: str
     type: NotificationType
     actor: UserSummary
     post: Post | None = None
+    comment: CommentOut | None = None
     emoji: str | None = None
     created_at: str
     read: bool

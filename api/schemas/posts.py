@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from api.schemas.common import Strict
+from api.schemas.fields import text_pattern
 from api.schemas.media import Media
 from api.schemas.users import UserSummary
 
@@ -50,8 +51,8 @@ class CreatePost(Strict):
     `purpose: post`. The caption (<= 2,200 characters) may mention `@users` and carry `#hashtags`."""
 
     type: Literal["photo", "video", "reel"]
-    caption: str | None = Field(default=None, max_length=2200)
-    media_ids: list[MediaIdStr] = Field(min_length=1, max_length=10)
+    caption: str | None = Field(default=None, max_length=2200, pattern=text_pattern(2200, allow_empty=True))
+    media_ids: list[MediaIdStr] = Field(min_length=1, max_length=10, json_schema_extra={"uniqueItems": True})
 
 
 class Hashtag(BaseModel):

@@ -118,6 +118,10 @@ async def test_the_seed_post_and_comment_story_with_three_users(
     assert [p["id"] for p in (await two.get("/api/v1/me/reacted")).body["items"]] == [pid]
     assert [p["id"] for p in (await two.get("/api/v1/me/commented")).body["items"]] == [pid]
 
+    # The inbox shows each notification with its post and comment, as the socket did.
+    inbox = (await two.get("/api/v1/me/notifications", params={"types": "reply_comment"})).body["items"]
+    assert [n["comment"]["id"] for n in inbox] == [r1.body["id"]] and inbox[0]["post"]["id"] == pid
+
     # Nobody was notified of their own actions, and no notification was sent twice.
     kinds = await db.fetch(
         "SELECT type, count(*) AS n FROM notifications WHERE owner_id = $1 GROUP BY type", int(u1["user"]["id"])
