@@ -374,19 +374,14 @@ async def comment_views(
     """Comment objects (API.md 2) by id for the viewer, one query per kind."""
     if not comment_ids:
         return {}
-    parts = await store.hydrate_comments(conn, comment_ids, viewer_id)
-    media_ids = [int(r["media_id"]) for r in parts["comments"] if r["media_id"] is not None]
-    media = {int(m["id"]): m for m in await media_store.list_media(conn, media_ids)} if media_ids else {}
     signer = url_signer(settings)
     base = settings.public_base_url
-    mentions: dict[int, list[str]] = {}
-    for row in parts["mentions"]:
-        mentions.setdefault(int(row["comment_id"]), []).append(row["username"])
-    mine = {int(r["comment_id"]): r["emoji"] for r in parts["mine"]}
     out = {}
-    for row in parts["comments"]:
+    for row in await store.hydrate_comments(conn, comment_ids, viewer_id):
         cid = int(row["id"])
-        media_row = media.get(int(row["media_id"])) if row["media_id"] is not None else None
+        media_row = row["media"]
+        if isinstance(media_row, str):
+            media_row = orjson.loads(media_row)
         out[cid] = {
             "id": str(cid),
             "post_id": str(row["post_id"]),
@@ -402,9 +397,9 @@ async def comment_views(
             ),
             "text": row["text"],
             "media": None if media_row is None else media_view(base, signer, media_row),
-            "mentions": mentions.get(cid, []),
+            "mentions": list(row["mentions"]),
             "counts": {"reactions": row["reactions_count"], "replies": row["replies_count"]},
-            "my": {"reaction": mine.get(cid)},
+            "my": {"reaction": row["my_reaction"]},
             "created_at": _rfc3339(row["created_at"]),
         }
     return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -93,7 +94,13 @@ def create_backend(settings: Settings, signer: UrlSigner) -> MediaBackend:
 
 
 def url_signer(settings: Settings) -> UrlSigner:
-    return UrlSigner(derive_key(settings.jwt_secret, MEDIA_URL))
+    """The media-URL signer of this secret (HKDF once per process and secret, not per read)."""
+    return _signer_of(settings.jwt_secret)
+
+
+@functools.lru_cache(maxsize=4)
+def _signer_of(secret: str) -> UrlSigner:
+    return UrlSigner(derive_key(secret, MEDIA_URL))
 
 
 def media_backend(services: Services) -> MediaBackend:

@@ -25,7 +25,6 @@ from actors.follows import NOTIFICATION_EVENT, summary
 from actors.media import check_attachable, media_view, url_signer
 from actors.rules import RuleError, clean_text
 from storage import db, ids
-from storage import engagement as engagement_store
 from storage import notifications as notification_store
 from storage import outbox as outbox_store
 from storage import posts as post_store
@@ -172,24 +171,17 @@ async def views(conn: Any, settings: Any, post_ids: list[int], viewer_id: int | 
     ``_author`` (the author's row) for callers that need it; ``public_post`` drops it."""
     if not post_ids:
         return {}
-    parts = await post_store.hydrate(conn, post_ids)
     signer = url_signer(settings)
     base = settings.public_base_url
-    media: dict[int, list[dict[str, Any]]] = {}
-    for row in parts["media"]:
-        media.setdefault(int(row["post_id"]), []).append(media_view(base, signer, row))
-    mentions: dict[int, list[str]] = {}
-    for row in parts["mentions"]:
-        mentions.setdefault(int(row["post_id"]), []).append(row["username"])
-    tags: dict[int, list[str]] = {}
-    for row in parts["tags"]:
-        tags.setdefault(int(row["post_id"]), []).append(row["tag"])
-    counts = await engagement_store.post_counts(conn, post_ids)
-    mine = await engagement_store.my_flags(conn, viewer_id, post_ids) if viewer_id is not None else {}
     out: dict[int, dict[str, Any]] = {}
-    for row in parts["posts"]:
+    for row in await post_store.hydrate(conn, post_ids, viewer_id):
         pid = int(row["id"])
         author = {k: row[k] for k in row.keys() if k.startswith("author_")}  # noqa: SIM118 (a Record)
+        media = orjson.loads(row["media"]) if isinstance(row["media"], str) else row["media"]
+        counters = row["counters"]
+        counters = {} if counters is None else orjson.loads(counters) if isinstance(counters, str) else counters
+        counts = {name: int(counters.get(name, 0)) for name in ("reactions", "comments", "reposts", "saves")}
+        summary_ = {k[6:]: int(n) for k, n in counters.items() if k.startswith("emoji:") and int(n) > 0}
         out[pid] = {
             "id": str(pid),
             "author": summary(
@@ -203,12 +195,16 @@ async def views(conn: Any, settings: Any, post_ids: list[int], viewer_id: int | 
             ),
             "type": row["type"],
             "caption": row["caption"],
-            "media": media.get(pid, []),
-            "mentions": mentions.get(pid, []),
-            "hashtags": tags.get(pid, []),
-            "counts": counts[pid]["counts"],
-            "reactions_summary": counts[pid]["reactions_summary"],
-            "my": mine.get(pid, dict(NOBODY)),
+            "media": [media_view(base, signer, m) for m in media],
+            "mentions": list(row["mentions"]),
+            "hashtags": list(row["tags"]),
+            "counts": counts,
+            "reactions_summary": summary_,
+            "my": (
+                {"reaction": row["my_reaction"], "reposted": row["my_reposted"], "saved": row["my_saved"]}
+                if viewer_id is not None
+                else dict(NOBODY)
+            ),
             "created_at": _rfc3339(row["created_at"]),
             "_author": author,
         }

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from storage.posts import MEDIA_JSON
 from storage.users import USER_COLUMNS
 
 COUNTER_SHARDS = 8
@@ -203,25 +204,21 @@ async def list_comments(
     return rows
 
 
-async def hydrate_comments(conn: Any, comment_ids: list[int], viewer_id: int | None) -> dict[str, Any]:
-    comments = await conn.fetch(
-        f"""SELECT {COMMENT_COLUMNS}, {_USER} FROM comments c JOIN users u ON u.id = c.author_id
+async def hydrate_comments(conn: Any, comment_ids: list[int], viewer_id: int | None) -> list[asyncpg.Record]:
+    """The Comment objects' rows in one query: author columns, mentioned usernames, the media row (JSON) and the
+    viewer's reaction."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""SELECT {COMMENT_COLUMNS}, {_USER},
+               ARRAY(SELECT mu.username FROM comment_mentions cm JOIN users mu ON mu.id = cm.user_id
+                     WHERE cm.comment_id = c.id ORDER BY mu.username) AS mentions,
+               (SELECT {MEDIA_JSON} FROM media m WHERE m.id = c.media_id) AS media,
+               (SELECT r.emoji FROM comment_reactions r WHERE r.comment_id = c.id AND r.user_id = $2) AS my_reaction
+            FROM comments c JOIN users u ON u.id = c.author_id
             WHERE c.id = ANY($1)""",
         comment_ids,
+        viewer_id,
     )
-    mentions = await conn.fetch(
-        """SELECT m.comment_id, u.username FROM comment_mentions m JOIN users u ON u.id = m.user_id
-           WHERE m.comment_id = ANY($1) ORDER BY u.username""",
-        comment_ids,
-    )
-    mine = []
-    if viewer_id is not None:
-        mine = await conn.fetch(
-            "SELECT comment_id, emoji FROM comment_reactions WHERE user_id = $1 AND comment_id = ANY($2)",
-            viewer_id,
-            comment_ids,
-        )
-    return {"comments": comments, "mentions": mentions, "mine": mine}
+    return rows
 
 
 async def comment_counts(conn: Any, comment_ids: list[int]) -> list[asyncpg.Record]:

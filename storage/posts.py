@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg
 
-from storage.media.store import MEDIA_COLUMNS
 from storage.users import USER_COLUMNS
 
 Position = tuple[dt.datetime, int] | None
@@ -139,25 +138,33 @@ async def get_hashtag(conn: Any, tag: str) -> asyncpg.Record | None:
 # ------------------------------------------------------------ hydration
 
 
-async def hydrate(conn: Any, post_ids: list[int]) -> dict[str, Any]:
-    """Everything the Post objects of these ids need, one query per kind: posts with their authors, media rows
-    in order, mentioned usernames, hashtags."""
-    posts = await conn.fetch(
-        f"SELECT p.*, {_AUTHOR} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ANY($1)", post_ids
-    )
-    media_columns = ", ".join(f"m.{c.strip()}" for c in MEDIA_COLUMNS.split(","))
-    media = await conn.fetch(
-        f"""SELECT pm.post_id, pm.position, {media_columns} FROM post_media pm JOIN media m ON m.id = pm.media_id
-            WHERE pm.post_id = ANY($1) ORDER BY pm.post_id, pm.position""",
+MEDIA_JSON = """jsonb_build_object('id', m.id, 'kind', m.kind, 'content_type', m.content_type, 'size', m.size,
+    'declared_size', m.declared_size, 'public', m.public, 'state', m.state, 'width', m.width, 'height', m.height,
+    'duration_ms', m.duration_ms, 'blurhash', m.blurhash, 'name', m.name, 'thumb_key', m.thumb_key)"""
+
+
+async def hydrate(conn: Any, post_ids: list[int], viewer_id: int | None) -> list[asyncpg.Record]:
+    """Everything the Post objects of these ids need, in one query: each post with its author, its media (JSON,
+    in order), mentioned usernames, hashtags, summed counters (JSON, counter -> n) and, for a viewer, their
+    reaction, repost and save."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""SELECT p.id, p.author_id, p.type, p.caption, p.created_at, {_AUTHOR},
+               (SELECT coalesce(jsonb_agg({MEDIA_JSON} ORDER BY pm.position), '[]'::jsonb)
+                  FROM post_media pm JOIN media m ON m.id = pm.media_id WHERE pm.post_id = p.id) AS media,
+               ARRAY(SELECT mu.username FROM post_mentions pn JOIN users mu ON mu.id = pn.user_id
+                     WHERE pn.post_id = p.id ORDER BY mu.username) AS mentions,
+               ARRAY(SELECT ph.tag FROM post_hashtags ph WHERE ph.post_id = p.id ORDER BY ph.tag) AS tags,
+               (SELECT jsonb_object_agg(c.counter, c.n) FROM (
+                    SELECT counter, sum(n) AS n FROM post_counts pc WHERE pc.post_id = p.id GROUP BY counter) c
+               ) AS counters,
+               (SELECT r.emoji FROM post_reactions r WHERE r.post_id = p.id AND r.user_id = $2) AS my_reaction,
+               EXISTS (SELECT 1 FROM reposts rp WHERE rp.post_id = p.id AND rp.user_id = $2) AS my_reposted,
+               EXISTS (SELECT 1 FROM saves sv WHERE sv.post_id = p.id AND sv.user_id = $2) AS my_saved
+            FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ANY($1)""",
         post_ids,
+        viewer_id,
     )
-    mentions = await conn.fetch(
-        """SELECT pm.post_id, u.username FROM post_mentions pm JOIN users u ON u.id = pm.user_id
-           WHERE pm.post_id = ANY($1) ORDER BY u.username""",
-        post_ids,
-    )
-    tags = await conn.fetch("SELECT post_id, tag FROM post_hashtags WHERE post_id = ANY($1) ORDER BY tag", post_ids)
-    return {"posts": posts, "media": media, "mentions": mentions, "tags": tags}
+    return rows
 
 
 # ------------------------------------------------------------ idempotency keys

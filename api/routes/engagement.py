@@ -185,11 +185,19 @@ async def unsave(request: Request, post_id: PostId, user: User, ctx: Ctx) -> Enc
 async def _comment_page(
     request: Request, ctx: Ctx, viewer: Any, post_id: int | None, parent_id: int | None, limit: int, cursor: str | None
 ) -> Encoded:
-    pool = ctx.services.pool
-    rows = await store.list_comments(pool, post_id, parent_id, limit + 1, decode_cursor(cursor))
-    more, rows = len(rows) > limit, rows[:limit]
-    ids = [int(r["id"]) for r in rows]
-    views = await engagement.comment_views(pool, ctx.services.settings, ids, _viewer_id(viewer))
+    async with ctx.services.pool.acquire() as conn:  # one connection for the request's two or three queries
+        rows = await store.list_comments(conn, post_id, parent_id, limit + 1, decode_cursor(cursor))
+        if not rows:  # an empty page: is there such a post (comment) at all?
+            exists = (
+                await conn.fetchval("SELECT EXISTS (SELECT 1 FROM posts WHERE id = $1)", post_id)
+                if post_id is not None
+                else await store.get_comment(conn, parent_id) is not None  # type: ignore[arg-type]
+            )
+            if not exists:
+                raise NotFound("No such post." if post_id is not None else "No such comment.")
+        more, rows = len(rows) > limit, rows[:limit]
+        ids = [int(r["id"]) for r in rows]
+        views = await engagement.comment_views(conn, ctx.services.settings, ids, _viewer_id(viewer))
     next_cursor = encode_cursor(rows[-1]["at"], int(rows[-1]["id"])) if more and rows else None
     return encoded(request, {"items": [views[i] for i in ids if i in views], "next_cursor": next_cursor})
 
@@ -222,8 +230,6 @@ async def comments(
     request: Request, post_id: PostId, viewer: MaybeUser, ctx: Ctx, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Encoded:
     """The post's comments (not their replies), newest first."""
-    if not await ctx.services.pool.fetchval("SELECT EXISTS (SELECT 1 FROM posts WHERE id = $1)", post_id):
-        raise NotFound("No such post.")
     return await _comment_page(request, ctx, viewer, post_id, None, limit, cursor)
 
 
@@ -290,8 +296,6 @@ async def replies(
     cursor: Cursor = None,
 ) -> Encoded:
     """The comment's direct replies, newest first."""
-    if await store.get_comment(ctx.services.pool, comment_id) is None:
-        raise NotFound("No such comment.")
     return await _comment_page(request, ctx, viewer, None, comment_id, limit, cursor)
 
 
