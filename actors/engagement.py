@@ -99,28 +99,19 @@ async def _notify(
     return event
 
 
+_SAME_EVENT = "type = $1 AND actor_id = $2 AND post_id = $3 AND comment_id IS NOT DISTINCT FROM $4"
+
+
 async def _unnotify(conn: asyncpg.Connection, type_: str, actor_id: int, post_id: int, comment_id: int | None) -> None:
-    await conn.execute(
-        """DELETE FROM notifications WHERE type = $1 AND actor_id = $2 AND post_id = $3
-           AND comment_id IS NOT DISTINCT FROM $4""",
-        type_,
-        actor_id,
-        post_id,
-        comment_id,
-    )
+    await conn.execute(f"DELETE FROM notifications WHERE {_SAME_EVENT}", type_, actor_id, post_id, comment_id)
 
 
 async def _renotify_emoji(
     conn: asyncpg.Connection, type_: str, actor_id: int, post_id: int, comment_id: int | None, emoji: str
 ) -> None:
+    """A replaced reaction: its one notification shows the new emoji (nobody is notified again)."""
     await conn.execute(
-        """UPDATE notifications SET emoji = $5 WHERE type = $1 AND actor_id = $2 AND post_id = $3
-           AND comment_id IS NOT DISTINCT FROM $4""",
-        type_,
-        actor_id,
-        post_id,
-        comment_id,
-        emoji,
+        f"UPDATE notifications SET emoji = $5 WHERE {_SAME_EVENT}", type_, actor_id, post_id, comment_id, emoji
     )
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import asyncpg
 
+from storage.pages import Position, keyset_page
 from storage.posts import MEDIA_JSON
 from storage.users import USER_COLUMNS
 
 COUNTER_SHARDS = 8
-Position = tuple[dt.datetime, int] | None
 _USER = ", ".join(f"u.{c.strip()} AS user_{c.strip()}" for c in USER_COLUMNS.split(","))
 COMMENT_COLUMNS = (
     "c.id, c.post_id, c.parent_id, c.author_id, c.text, c.media_id, c.reactions_count, c.replies_count, c.created_at"
@@ -255,37 +255,18 @@ async def remove_mark(conn: asyncpg.Connection, table: str, post_id: int, user_i
 
 async def list_user_posts(conn: Any, user_id: int, limit: int, after: Position) -> list[asyncpg.Record]:
     """The user's posts and reposts, by the time they posted or reposted them, newest first."""
-    at, last = _after(after)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT post_id, at FROM (
-               SELECT id AS post_id, created_at AS at FROM posts WHERE author_id = $1
-               UNION ALL
-               SELECT post_id, created_at AS at FROM reposts WHERE user_id = $1) x
-           WHERE $2::timestamptz IS NULL OR (at, post_id) < ($2, $3)
-           ORDER BY at DESC, post_id DESC LIMIT $4""",
-        user_id,
-        at,
-        last,
-        limit,
-    )
-    return rows
+    source = """SELECT id AS post_id, created_at AS at FROM posts WHERE author_id = $1
+                UNION ALL SELECT post_id, created_at AS at FROM reposts WHERE user_id = $1"""
+    return await keyset_page(conn, source, user_id, limit, after)
+
+
+_MARKED = {
+    "saved": "SELECT post_id, created_at AS at FROM saves WHERE user_id = $1",
+    "reacted": "SELECT post_id, created_at AS at FROM post_reactions WHERE user_id = $1",
+    "commented": "SELECT post_id, max(created_at) AS at FROM comments WHERE author_id = $1 GROUP BY post_id",
+}
 
 
 async def list_marked(conn: Any, kind: str, user_id: int, limit: int, after: Position) -> list[asyncpg.Record]:
     """Posts the user saved, reacted to or commented on, by the time of that action (the latest comment)."""
-    at, last = _after(after)
-    source = {
-        "saved": "SELECT post_id, created_at AS at FROM saves WHERE user_id = $1",
-        "reacted": "SELECT post_id, created_at AS at FROM post_reactions WHERE user_id = $1",
-        "commented": "SELECT post_id, max(created_at) AS at FROM comments WHERE author_id = $1 GROUP BY post_id",
-    }[kind]
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"""SELECT post_id, at FROM ({source}) x
-            WHERE $2::timestamptz IS NULL OR (at, post_id) < ($2, $3)
-            ORDER BY at DESC, post_id DESC LIMIT $4""",
-        user_id,
-        at,
-        last,
-        limit,
-    )
-    return rows
+    return await keyset_page(conn, _MARKED[kind], user_id, limit, after)

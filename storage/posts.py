@@ -12,9 +12,9 @@ from typing import Any
 
 import asyncpg
 
+from storage.pages import Position, keyset_page
 from storage.users import USER_COLUMNS
 
-Position = tuple[dt.datetime, int] | None
 _AUTHOR = ", ".join(f"u.{c.strip()} AS author_{c.strip()}" for c in USER_COLUMNS.split(","))
 
 
@@ -89,45 +89,18 @@ async def delete_post(conn: asyncpg.Connection, post_id: int) -> bool:
 
 
 async def list_by_author(conn: Any, author_id: int, limit: int, after: Position) -> list[asyncpg.Record]:
-    at, last = after if after is not None else (None, None)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT id AS post_id, created_at AS at FROM posts
-           WHERE author_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-           ORDER BY created_at DESC, id DESC LIMIT $4""",
-        author_id,
-        at,
-        last,
-        limit,
-    )
-    return rows
+    source = "SELECT id AS post_id, created_at AS at FROM posts WHERE author_id = $1"
+    return await keyset_page(conn, source, author_id, limit, after)
 
 
 async def list_by_tag(conn: Any, tag: str, limit: int, after: Position) -> list[asyncpg.Record]:
-    at, last = after if after is not None else (None, None)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT post_id, created_at AS at FROM post_hashtags
-           WHERE tag = $1 AND ($2::timestamptz IS NULL OR (created_at, post_id) < ($2, $3))
-           ORDER BY created_at DESC, post_id DESC LIMIT $4""",
-        tag,
-        at,
-        last,
-        limit,
-    )
-    return rows
+    source = "SELECT post_id, created_at AS at FROM post_hashtags WHERE tag = $1"
+    return await keyset_page(conn, source, tag, limit, after)
 
 
 async def list_mentioning(conn: Any, user_id: int, limit: int, after: Position) -> list[asyncpg.Record]:
-    at, last = after if after is not None else (None, None)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT post_id, created_at AS at FROM post_mentions
-           WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, post_id) < ($2, $3))
-           ORDER BY created_at DESC, post_id DESC LIMIT $4""",
-        user_id,
-        at,
-        last,
-        limit,
-    )
-    return rows
+    source = "SELECT post_id, created_at AS at FROM post_mentions WHERE user_id = $1"
+    return await keyset_page(conn, source, user_id, limit, after)
 
 
 async def get_hashtag(conn: Any, tag: str) -> asyncpg.Record | None:
