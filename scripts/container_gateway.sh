@@ -9,6 +9,7 @@ set -eu
 : "${RAY_ADDRESS:?RAY_ADDRESS must name the Ray head, e.g. ray-head:6380}"
 : "${RAY_AUTH_TOKEN_PATH:?RAY_AUTH_TOKEN_PATH must name the shared token file}"
 export RAY_AUTH_MODE=token
+export RAY_worker_niceness=0  # shards at the api's priority, not Ray's default nice 15
 
 ray start --address="$RAY_ADDRESS" --num-cpus=0 --disable-usage-stats \
   --node-manager-port=6381 --object-manager-port=6382 --runtime-env-agent-port=6383 \
