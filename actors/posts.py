@@ -20,7 +20,7 @@ import orjson
 
 from actors import post_text
 from actors.delivery import OutboxEvent
-from actors.errors import Forbidden, NotFound, ValidationFailed
+from actors.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from actors.follows import NOTIFICATION_EVENT, summary
 from actors.media import check_attachable, media_view, url_signer
 from actors.rules import RuleError, clean_text
@@ -166,15 +166,20 @@ def public_post(view: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in view.items() if not k.startswith("_")}
 
 
-async def views(conn: Any, settings: Any, post_ids: list[int], viewer_id: int | None) -> dict[int, dict[str, Any]]:
+async def views(
+    conn: Any, settings: Any, post_ids: list[int], viewer_id: int | None, *, session_id: int | None = None
+) -> dict[int, dict[str, Any]]:
     """Post objects (API.md 2) by id, for the viewer (``my`` flags; None: anonymous). Each carries a private
-    ``_author`` (the author's row) for callers that need it; ``public_post`` drops it."""
+    ``_author`` (the author's row) for callers that need it; ``public_post`` drops it. With ``session_id`` the
+    viewer's session is checked in the same query (401 ``session_revoked`` when it has ended)."""
     if not post_ids:
         return {}
     signer = url_signer(settings)
     base = settings.public_base_url
     out: dict[int, dict[str, Any]] = {}
-    for row in await post_store.hydrate(conn, post_ids, viewer_id):
+    for row in await post_store.hydrate(conn, post_ids, viewer_id, session_id):
+        if not row["session_live"]:
+            raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
         pid = int(row["id"])
         author = {k: row[k] for k in row.keys() if k.startswith("author_")}  # noqa: SIM118 (a Record)
         media = orjson.loads(row["media"]) if isinstance(row["media"], str) else row["media"]

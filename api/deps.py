@@ -106,6 +106,14 @@ async def token_user(request: Request) -> Principal:
     return ctx_of(request).services.tokens.decode_access(token.strip())
 
 
+async def optional_token_user(request: Request) -> Principal | None:
+    """``token_user`` for reads open to anonymous callers: None without an Authorization header. The route checks
+    the session in its own query (``actors.posts.views(session_id=...)``)."""
+    if not request.headers.get("authorization"):
+        return None
+    return await token_user(request)
+
+
 # For routes calling ``token_user`` themselves: the OpenAPI security requirement ``User`` would have added.
 BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 

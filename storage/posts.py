@@ -116,10 +116,13 @@ MEDIA_JSON = """jsonb_build_object('id', m.id, 'kind', m.kind, 'content_type', m
     'duration_ms', m.duration_ms, 'blurhash', m.blurhash, 'name', m.name, 'thumb_key', m.thumb_key)"""
 
 
-async def hydrate(conn: Any, post_ids: list[int], viewer_id: int | None) -> list[asyncpg.Record]:
+async def hydrate(
+    conn: Any, post_ids: list[int], viewer_id: int | None, session_id: int | None = None
+) -> list[asyncpg.Record]:
     """Everything the Post objects of these ids need, in one query: each post with its author, its media (JSON,
     in order), mentioned usernames, hashtags, summed counters (JSON, counter -> n) and, for a viewer, their
-    reaction, repost and save."""
+    reaction, repost and save; with ``session_id``, ``session_live``: whether the viewer's session is live (the
+    read and its session check in one round trip, as GET /me does)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT p.id, p.author_id, p.type, p.caption, p.created_at, {_AUTHOR},
                (SELECT coalesce(jsonb_agg({MEDIA_JSON} ORDER BY pm.position), '[]'::jsonb)
@@ -132,10 +135,13 @@ async def hydrate(conn: Any, post_ids: list[int], viewer_id: int | None) -> list
                ) AS counters,
                (SELECT r.emoji FROM post_reactions r WHERE r.post_id = p.id AND r.user_id = $2) AS my_reaction,
                EXISTS (SELECT 1 FROM reposts rp WHERE rp.post_id = p.id AND rp.user_id = $2) AS my_reposted,
-               EXISTS (SELECT 1 FROM saves sv WHERE sv.post_id = p.id AND sv.user_id = $2) AS my_saved
+               EXISTS (SELECT 1 FROM saves sv WHERE sv.post_id = p.id AND sv.user_id = $2) AS my_saved,
+               ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $3 AND s.user_id = $2
+                    AND s.revoked_at IS NULL AND s.expires_at > now())) AS session_live
             FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ANY($1)""",
         post_ids,
         viewer_id,
+        session_id,
     )
     return rows
 

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from actors import posts as post_actions
 from actors.errors import NotFound
 from actors.post_text import normalize_tag
-from api.deps import Ctx, MaybeUser, User, WriteLimit
+from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of, optional_token_user
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded, no_content
 from api.routes.users import OPTIONAL_BEARER, Username
@@ -85,9 +85,18 @@ async def create_post(
 
 
 @router.get("/posts/{post_id}", response_model=Post, responses=error_responses(401, 404), openapi_extra=OPTIONAL_BEARER)
-async def get_post(request: Request, post_id: PostId, viewer: MaybeUser, ctx: Ctx) -> Encoded:
+async def get_post(request: Request, post_id: PostId) -> Encoded:
+    """A post; `my` holds the caller's reaction, repost and save (with a token)."""
+    # The hot read: the caller and the context are read here, not through dependency resolution, and the
+    # session is checked in the post's own query (no denylist round trip), as GET /me does.
+    viewer = await optional_token_user(request)
+    ctx = ctx_of(request)
     views = await post_actions.views(
-        ctx.services.pool, ctx.services.settings, [post_id], None if viewer is None else viewer.user_id
+        ctx.services.pool,
+        ctx.services.settings,
+        [post_id],
+        None if viewer is None else viewer.user_id,
+        session_id=None if viewer is None else viewer.session_id,
     )
     if post_id not in views:
         raise NotFound("No such post.")

@@ -76,7 +76,17 @@ async def test_a_photo_post_with_mentions_and_hashtags_is_listed_everywhere_then
     assert [p["id"] for p in (await bob.get("/api/v1/me/mentions")).body["items"]] == [pid]
     assert (await anon.get(f"/api/v1/users/{a['username']}")).body["posts_count"] == 1
 
+    mine = await alice.get(f"{POSTS}/{pid}")
+    assert mine.status == 200 and mine.body["my"] == {"reaction": None, "reposted": False, "saved": False}
+    assert_error(await alice.get(f"{POSTS}/{pid}", headers={"Authorization": "Basic abc"}), 401, "unauthenticated")
     assert_error(await bob.delete(f"{POSTS}/{pid}"), 403, "forbidden")
+    ended = make_api()
+    ended.token = (await ended.post("/api/v1/auth/login", {"login": b["username"], "password": b["password"]})).body[
+        "tokens"
+    ]["access_token"]
+    assert (await ended.post("/api/v1/auth/logout")).status == 204
+    err = assert_error(await ended.get(f"{POSTS}/{pid}"), 401, "unauthenticated")  # the session is checked
+    assert err["details"]["reason"] == "session_revoked"
     assert (await alice.delete(f"{POSTS}/{pid}")).status == 204
     assert_error(await anon.get(f"{POSTS}/{pid}"), 404, "not_found")
     assert_error(await alice.delete(f"{POSTS}/{pid}"), 404, "not_found")
