@@ -64,8 +64,11 @@ async def _notify(
     post_id: int,
     comment_id: int | None = None,
     emoji: str | None = None,
+    shared: dict[str, Any] | None = None,
 ) -> OutboxEvent | None:
-    """Store one notification and its realtime event; nobody is notified of their own actions."""
+    """Store one notification and its realtime event; nobody is notified of their own actions. ``shared``: one
+    dict for every notification of an op, so the actor and the (new) comment are read once, not per recipient;
+    the post is read per recipient, for their own ``my`` flags."""
     if owner_id == actor_id:
         return None
     note = await notification_store.insert_notification(
@@ -78,10 +81,13 @@ async def _notify(
         comment_id=comment_id,
         emoji=emoji,
     )
+    shared = {} if shared is None else shared
+    if "actor" not in shared:
+        shared["actor"] = await _actor(conn, actor_id, settings.public_base_url)
     data: dict[str, Any] = {
         "id": str(note["id"]),
         "type": type_,
-        "actor": await _actor(conn, actor_id, settings.public_base_url),
+        "actor": shared["actor"],
         "created_at": _rfc3339(note["created_at"]),
         "read": False,
     }
@@ -89,9 +95,10 @@ async def _notify(
     if post is not None:
         data["post"] = public_post(post)
     if comment_id is not None:
-        comment = (await comment_views(conn, settings, [comment_id], owner_id)).get(comment_id)
-        if comment is not None:
-            data["comment"] = comment
+        if "comment" not in shared:
+            shared["comment"] = (await comment_views(conn, settings, [comment_id], owner_id)).get(comment_id)
+        if shared["comment"] is not None:
+            data["comment"] = shared["comment"]
     if emoji is not None:
         data["emoji"] = emoji
     event = OutboxEvent.make([owner_id], NOTIFICATION_EVENT, data)
@@ -273,8 +280,16 @@ async def comment(
         else:
             target, type_ = author, "comment_post"
         notified = {target}
+        shared: dict[str, Any] = {}  # a new comment: nobody has reacted to it, so its view is the same for all
         first = await _notify(
-            conn, settings, owner_id=target, type_=type_, actor_id=user_id, post_id=post_id, comment_id=comment_id
+            conn,
+            settings,
+            owner_id=target,
+            type_=type_,
+            actor_id=user_id,
+            post_id=post_id,
+            comment_id=comment_id,
+            shared=shared,
         )
         events += [first] if first else []
         for mentioned_id in mentioned:
@@ -289,6 +304,7 @@ async def comment(
                 actor_id=user_id,
                 post_id=post_id,
                 comment_id=comment_id,
+                shared=shared,
             )
             events += [event] if event else []
         view = (await comment_views(conn, settings, [comment_id], user_id))[comment_id]

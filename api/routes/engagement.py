@@ -213,8 +213,14 @@ async def add_comment(
     request: Request, post_id: PostId, body: NewComment, user: User, ctx: Ctx, idempotency_key: IdempotencyKey = None
 ) -> Encoded:
     """Comment with text (<= 2,000) and/or one image or video (your own upload for `comment`)."""
+    return await _comment(request, ctx, user, post_id, None, body, idempotency_key)
+
+
+async def _comment(
+    request: Request, ctx: Ctx, user: Any, post_id: int | None, parent_id: int | None, body: NewComment, key: str | None
+) -> Encoded:
     outcome: engagement.Outcome = await ctx.users.call(
-        "comment", user.user_id, post_id, None, body.model_dump(exclude_none=True), idempotency_key
+        "comment", user.user_id, post_id, parent_id, body.model_dump(exclude_none=True), key
     )
     await _after_write(ctx, outcome)
     return encoded(request, outcome.result, status_code=outcome.status)
@@ -274,11 +280,7 @@ async def reply(
     idempotency_key: IdempotencyKey = None,
 ) -> Encoded:
     """Reply to a comment (at any depth), as comments."""
-    outcome: engagement.Outcome = await ctx.users.call(
-        "comment", user.user_id, None, comment_id, body.model_dump(exclude_none=True), idempotency_key
-    )
-    await _after_write(ctx, outcome)
-    return encoded(request, outcome.result, status_code=outcome.status)
+    return await _comment(request, ctx, user, None, comment_id, body, idempotency_key)
 
 
 @router.get(

@@ -112,3 +112,33 @@ async def test_a_rate_limited_frame_is_acked_with_its_own_ref(server: Server, ap
     await asyncio.sleep(1.1)  # the one-second window passes
     assert (await ws.request("ping"))["ok"]
     await ws.close()
+
+
+async def test_hostile_bodies_on_the_post_chat_and_media_writes_are_4xx_and_write_nothing(
+    make_api: Any, register: Any, db: Any
+) -> None:
+    alice, bob = make_api(), make_api()
+    me = await register(alice)
+    peer = await register(bob)
+    chat = (await alice.post("/api/v1/chats", {"username": peer["username"]})).body["id"]
+    nested: Any = "x"
+    for _ in range(200):
+        nested = {"a": nested}
+    writes = [
+        ("/api/v1/posts", {"type": "photo", "caption": "a\u0000b", "media_ids": ["1"]}, "caption"),
+        ("/api/v1/posts", {"type": "photo", "caption": nested, "media_ids": ["1"]}, "caption"),
+        (f"/api/v1/chats/{chat}/messages", {"client_id": "c", "type": "text", "text": "nul\u0000"}, "text"),
+        (f"/api/v1/chats/{chat}/messages", {"client_id": "c", "type": "text", "text": nested}, "text"),
+        (f"/api/v1/chats/{chat}/messages", {"client_id": "c\u0000", "type": "text", "text": "x"}, "client_id"),
+        ("/api/v1/media", {"purpose": "chat", "content_type": "text/plain", "size": 5, "name": "a\u0000"}, "name"),
+        ("/api/v1/chats", {"username": nested}, "username"),
+    ]
+    for path, body, field in writes:
+        err = assert_error(await alice.post(path, body), 422, "validation_failed")
+        assert field in err["details"]["fields"], (path, err)
+    huge = {"client_id": "h", "type": "text", "text": "x" * 100_000}  # past the test server's 64 KiB body limit
+    assert_error(await alice.post(f"/api/v1/chats/{chat}/messages", huge), 413, "payload_too_large")
+    uid = int(me["user"]["id"])
+    assert await db.fetchval("SELECT count(*) FROM posts WHERE author_id = $1", uid) == 0
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE sender_id = $1", uid) == 0
+    assert await db.fetchval("SELECT count(*) FROM media WHERE owner_id = $1", uid) == 0

@@ -293,3 +293,27 @@ async def test_comment_deletion_rights_and_every_bad_engagement_input(
     assert_error(
         await fan.post(f"{POSTS}/{pid}/comments", {"text": "other"}, headers=key), 422, "idempotency_key_reused"
     )
+
+
+async def test_a_comment_mentioning_two_users_notifies_each_once_with_the_comment(
+    server: Server, make_api: Any, register: Any, db: asyncpg.Pool
+) -> None:
+    author, fan, x, y = make_api(), make_api(), make_api(), make_api()
+    a = await register(author)
+    await register(fan)
+    ux, uy = await register(x), await register(y)
+    assert x.token
+    ws = await WsClient.connect(server.base_url, x.token)
+    await ws.gateway()
+    post = await new_post(author)
+    text = f"@{ux['username']} @{uy['username']} @{a['username']} look"
+    made = await fan.post(f"{POSTS}/{post['id']}/comments", {"text": text})
+    assert made.status == 201 and made.body["mentions"] == sorted([ux["username"], uy["username"], a["username"]])
+    note = await notification(ws, "mention_comment")
+    assert note["comment"] == made.body and note["post"]["id"] == post["id"]
+    rows = await db.fetch("SELECT owner_id, type FROM notifications WHERE comment_id = $1", int(made.body["id"]))
+    by_owner = {int(r["owner_id"]): r["type"] for r in rows}
+    assert len(rows) == 3  # the author once (as comment_post, not again as a mention), each mentioned user once
+    assert by_owner[int(a["user"]["id"])] == "comment_post"
+    assert by_owner[int(ux["user"]["id"])] == by_owner[int(uy["user"]["id"])] == "mention_comment"
+    await ws.close()
