@@ -27,6 +27,7 @@ from actors.context import Services
 from actors.registry import shard_index
 from storage import db, ids
 from storage import outbox as outbox_store
+from storage.jobs import JobQueue
 from storage.streams import Appended, Streams
 
 log = logging.getLogger("i9lyfe.delivery")
@@ -35,6 +36,7 @@ PushItem = tuple[int, str, str, bytes, str]  # (user id, event id, type, msgpack
 PushFn = Callable[[int, list[PushItem]], Awaitable[Any]]
 AppendItem = tuple[int, list[int], str, bytes]
 AppendResult = dict[int, Appended] | Exception  # per event: where it landed, or why its append failed
+JOB_PREFIX = "job."  # outbox rows of this type are jobs for a worker queue (job.<queue>), not user events
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Delivery:
         self._pushes: Coalescer[PushItem, None] = Coalescer(self._push_batch, max_batch=512)
         self._marks: Coalescer[int, None] = Coalescer(self._mark_batch, max_batch=512)
         self._stages: Coalescer[OutboxEvent, None] = Coalescer(self._stage_batch, max_batch=512)
+        self._queues: dict[str, JobQueue] = {}
 
     async def stage(self, conn: Any, events: Sequence[OutboxEvent]) -> None:
         """Insert outbox rows inside the caller's transaction (commit first, then ``publish``)."""
@@ -88,7 +91,16 @@ class Delivery:
         still pushed and marked, then its error is raised (its row stays unsent for the relay).
 
         ``push_later``: return once the streams hold the events, and push and mark in the background (a single
-        writer that must append in order, such as a chat, need not hold its lock for the push)."""
+        writer that must append in order, such as a chat, need not hold its lock for the push).
+
+        Outbox rows of type ``job.<queue>`` are enqueued on that worker queue instead (storage/jobs.py), then
+        marked sent: a worker expands them (the feed fan-out, actors/feed.py)."""
+        jobs = [e for e in events if e.type.startswith(JOB_PREFIX)]
+        if jobs:
+            await self._enqueue(jobs, mark)
+            events = [e for e in events if not e.type.startswith(JOB_PREFIX)]
+            if not events:
+                return {e.id: {} for e in jobs}
         results = await asyncio.gather(*(self._appends.submit(0, (e.id, e.recipients, e.type, e.data)) for e in events))
         landed = [(e, r) for e, r in zip(events, results, strict=True) if not isinstance(r, Exception)]
         if push_later:
@@ -101,6 +113,18 @@ class Delivery:
             if isinstance(result, Exception):
                 raise result
         return {e.id: {u: at.id for u, at in where.items()} for e, where in landed}
+
+    async def _enqueue(self, jobs: list[OutboxEvent], mark: bool) -> None:
+        by_queue: dict[str, list[OutboxEvent]] = {}
+        for job in jobs:
+            by_queue.setdefault(job.type.removeprefix(JOB_PREFIX), []).append(job)
+        for name, batch in by_queue.items():
+            queue = self._queues.get(name)
+            if queue is None:
+                queue = self._queues[name] = JobQueue(self.services.redis, self.services.keys, name)
+            await queue.push([(job.type, job.data) for job in batch])
+        if mark:
+            await asyncio.gather(*(self._marks.submit(0, job.id) for job in jobs))
 
     async def _push_and_mark(
         self, landed: list[tuple[OutboxEvent, dict[int, Appended]]], mark: bool, *, background: bool = False

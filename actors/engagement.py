@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from actors import post_text
+from actors import feed, post_text
 from actors.chat import check_emoji
 from actors.delivery import OutboxEvent
 from actors.errors import Forbidden, NotFound, ValidationFailed
@@ -179,7 +179,11 @@ async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, ki
     async with db.transaction(pool) as conn:
         author = await _post_author(conn, post_id)
         if on:
-            changed = await store.add_mark(conn, table, post_id, user_id)
+            repost_id = ids.new_id() if kind == "repost" else 0
+            if kind == "repost":
+                changed = await store.add_repost(conn, repost_id, post_id, user_id)
+            else:
+                changed = await store.add_mark(conn, table, post_id, user_id)
             if changed:
                 await store.bump(conn, post_id, user_id, {counter: 1})
                 if kind == "repost":
@@ -187,6 +191,9 @@ async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, ki
                         conn, settings, owner_id=author, type_="repost", actor_id=user_id, post_id=post_id
                     )
                     events = [event] if event else []
+                    job = feed.job_event(repost_id, post_id, author, user_id)  # into followers' feeds
+                    await outbox_store.insert_events(conn, [(job.id, job.recipients, job.type, job.data)])
+                    events.append(job)
         else:
             changed = await store.remove_mark(conn, table, post_id, user_id)
             if changed:

@@ -32,6 +32,8 @@ NOTIFICATION_EVENT = "notification"
 class FollowResult:
     following: bool
     event: OutboxEvent | None  # staged and committed; to publish after commit
+    followee_id: int = 0
+    changed: bool = False  # the follow was made or removed now (not a repeat)
 
 
 def _rfc3339(value: dt.datetime) -> str:
@@ -67,7 +69,7 @@ async def follow(pool: asyncpg.Pool, follower_id: int, username: str, base_url: 
     async with db.transaction(pool) as conn:
         followee_id = await _target(conn, follower_id, username)
         if await graph_store.add_follow(conn, follower_id, followee_id) is None:
-            return FollowResult(True, None)
+            return FollowResult(True, None, followee_id)
         actor = await user_store.get_user(conn, follower_id)
         note = await notification_store.insert_notification(
             conn, notification_id=ids.new_id(), owner_id=followee_id, type_="follow", actor_id=follower_id
@@ -81,11 +83,11 @@ async def follow(pool: asyncpg.Pool, follower_id: int, username: str, base_url: 
         }
         event = OutboxEvent.make([followee_id], NOTIFICATION_EVENT, data)
         await outbox_store.insert_events(conn, [(event.id, event.recipients, event.type, event.data)])
-    return FollowResult(True, event)
+    return FollowResult(True, event, followee_id, changed=True)
 
 
 async def unfollow(pool: asyncpg.Pool, follower_id: int, username: str) -> FollowResult:
     async with db.transaction(pool) as conn:
         followee_id = await _target(conn, follower_id, username)
-        await graph_store.remove_follow(conn, follower_id, followee_id)
-    return FollowResult(False, None)
+        removed = await graph_store.remove_follow(conn, follower_id, followee_id)
+    return FollowResult(False, None, followee_id, changed=removed)

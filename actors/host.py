@@ -82,12 +82,17 @@ class ShardHost(Generic[S]):
         self._init_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
+        self._daemons: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
 
     # ------------------------------------------------------------ start, services, background jobs
 
     def every(self, name: str, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
         """Run ``job`` every ``seconds`` once the host is ready (a failure is logged, the loop goes on)."""
         self._jobs.append((name, seconds, job))
+
+    def daemon(self, name: str, run: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``run`` (a loop that never returns) once the host is ready; call it before then (``on_ready``)."""
+        self._daemons.append((name, run))
 
     async def ready(self) -> OpTable:
         if self._ops is None:
@@ -103,6 +108,7 @@ class ShardHost(Generic[S]):
                     loop = asyncio.get_running_loop()
                     self._tasks = [loop.create_task(self._loop("maintenance", MAINTENANCE_S, self._maintain))]
                     self._tasks += [loop.create_task(self._loop(n, s, job)) for n, s, job in self._jobs]
+                    self._tasks += [loop.create_task(run(), name=n) for n, run in self._daemons]
                     self._ops = ops
         return self._ops
 

@@ -3,7 +3,8 @@ Post wire object for any reader.
 
 Creating is one transaction: the post, its media in order (the author's own completed uploads for ``post``,
 made public), mentions of existing users with a ``mention_post`` notification each (never for yourself), the
-hashtags with their counts, the author's ``posts_count``, the outbox rows of the realtime events, and the
+hashtags with their counts, the author's ``posts_count``, the outbox rows of the realtime events (and of the
+feed fan-out job), and the
 Idempotency-Key record when the request had one (a retry with the same key and body returns the stored answer
 from inside the author's entity, so concurrent retries cannot both create). The caller publishes after commit.
 """
@@ -18,7 +19,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from actors import post_text
+from actors import feed, post_text
 from actors.delivery import OutboxEvent
 from actors.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from actors.follows import NOTIFICATION_EVENT, summary
@@ -110,6 +111,9 @@ async def create(pool: asyncpg.Pool, settings: Any, author_id: int, body: dict[s
         await post_store.insert_hashtags(conn, post_id, post_text.hashtags(caption), now)
         view = (await views(conn, settings, [post_id], None))[post_id]
         events = await _mention_notifications(conn, settings, author_id, post_id, mentioned, view)
+        job = feed.job_event(post_id, post_id, author_id)  # the fan-out to followers' feeds (actors/feed.py)
+        await outbox_store.insert_events(conn, [(job.id, job.recipients, job.type, job.data)])
+        events.append(job)
         if key is not None:
             await post_store.save_idempotent(conn, author_id, CREATE_ROUTE, key, digest, 201, orjson.dumps(view))
     return Created(201, view, events)

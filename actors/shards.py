@@ -19,7 +19,7 @@ import msgpack
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors import retention
+from actors import feed, retention
 from actors.chat import ChatOps, ChatState
 from actors.context import Services
 from actors.delivery import Delivery, PushItem
@@ -57,11 +57,18 @@ class UserShardCore(ShardHost[UserState]):
         super().__init__(USER_KIND, index, settings)
         self._peers = peers  # callable shard index -> handle (for delivery from inside a shard)
         self.delivery: Delivery | None = None
+        self.fanout: feed.FanoutWorker | None = None
         self.every("outbox relay", RELAY_INTERVAL_S, self._relay)
         self.every("retention purge", retention.PURGE_INTERVAL_S, self._purge)
 
     async def on_ready(self, services: Services) -> None:
         self.delivery = Delivery(services, self._push_to_peer, self.settings.user_shards)
+        # Every UserShard is a consumer of the feed fan-out queue, under a stable name: restarted, it resumes
+        # its own unfinished jobs (actors/feed.py).
+        self.fanout = feed.FanoutWorker(
+            services, f"user-shard-{self.index}", self._push_to_peer, user_shards=self.settings.user_shards
+        )
+        self.daemon("feed fan-out", self.fanout.run)
 
     @property
     def gateway_users(self) -> dict[str, set[int]]:

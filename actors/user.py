@@ -5,14 +5,16 @@ Plain Python (no Ray import). Every operation is ``check_*`` then ``do_*`` and r
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
-from actors import engagement, follows, posts, rules, shard_counters
+from actors import engagement, feed, follows, posts, rules, shard_counters
 from actors.context import Services
 from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from actors.media import check_attachable
@@ -21,6 +23,8 @@ from storage import db
 from storage import users as user_store
 from storage.errors import RowNotFound, UniqueViolation
 from storage.media import store as media_store
+
+log = logging.getLogger("i9lyfe.user")
 
 AVATAR_PURPOSES = frozenset({"avatar"})
 AVATAR_KINDS = frozenset({"image"})
@@ -277,10 +281,46 @@ class UserOps:
 
     async def follow(self, state: UserState, username: str) -> follows.FollowResult:
         """Follow ``username`` (idempotent); the result carries the committed event to publish."""
-        return await follows.follow(self.services.pool, state.user_id, username, self.services.settings.public_base_url)
+        settings = self.services.settings
+        result = await follows.follow(self.services.pool, state.user_id, username, settings.public_base_url)
+        if result.changed:
+            await self._feed_follow(state, result.followee_id, True)
+        return result
 
     async def unfollow(self, state: UserState, username: str) -> follows.FollowResult:
-        return await follows.unfollow(self.services.pool, state.user_id, username)
+        result = await follows.unfollow(self.services.pool, state.user_id, username)
+        if result.changed:
+            await self._feed_follow(state, result.followee_id, False)
+        return result
+
+    async def _feed_follow(self, state: UserState, followee_id: int, on: bool) -> None:
+        """After a committed follow or unfollow: the follower's timeline takes in or lets go of the followee,
+        and when the followee is not fanned out (too many followers), the gateways holding the follower's
+        sockets start or stop forwarding the followee's live posts. The follow stands whatever happens here:
+        a timeline that could not be updated is dropped, and the next read rebuilds it."""
+        services = self.services
+        try:
+            if on:
+                await feed.on_follow(services, state.user_id, followee_id)
+            else:
+                await feed.on_unfollow(services, state.user_id, followee_id)
+            gateways = state.presence.gateways()
+            if gateways:
+                count = await services.pool.fetchval("SELECT followers_count FROM users WHERE id = $1", followee_id)
+                if on and int(count or 0) <= services.settings.fanout_max_followers:
+                    return  # fanned out as usual: nothing to forward (an unfollow always tells, in case)
+                message = msgpack.packb(
+                    {"control": "authors", "user": state.user_id, "author": followee_id, "on": on},
+                    use_bin_type=True,
+                )
+                async with services.redis.pipeline(transaction=False) as pipe:
+                    for gateway in gateways:
+                        pipe.publish(services.keys.gateway_channel(gateway), message)
+                    await pipe.execute()
+        except Exception as exc:
+            log.warning("feed update after a follow failed", extra={"fields": {"error": repr(exc)}})
+            with contextlib.suppress(Exception):
+                await services.redis.delete(services.keys.timeline(state.user_id))
 
     async def touch(self, state: UserState) -> str:
         """Trivial op used by tests and health checks: proves the entity is reachable and serialized."""

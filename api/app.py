@@ -25,7 +25,7 @@ from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
-from api.routes import auth, chats, engagement, health, me, media, notifications, posts, testing, users
+from api.routes import auth, chats, engagement, feed, health, me, media, notifications, posts, testing, users
 from api.routes import metrics as metrics_route
 from api.ws import drain
 from api.ws import route as ws_route
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chats.router, prefix=API_PREFIX)
     app.include_router(posts.router, prefix=API_PREFIX)
     app.include_router(engagement.router, prefix=API_PREFIX)
+    app.include_router(feed.router, prefix=API_PREFIX)
     app.include_router(ws_route.router)
     if settings.env == "test":
         app.include_router(testing.router, prefix=API_PREFIX)

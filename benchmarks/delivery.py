@@ -352,7 +352,7 @@ async def run(
             instrument(delivery, handles, stages)
             current["delivery"] = delivery
 
-        stream_key = services.keys("events", user.id)  # as storage.streams.Streams.stream_key
+        stream_key = services.keys.events(user.id)  # as storage.streams.Streams.stream_key
         channel = services.keys.gateway_channel(sub.gateway)
         raw_script = services.redis.register_script(RAW_SCRIPT)
         raw_head = b"\x91\x94" + msgpack.packb(user.id)

@@ -23,7 +23,12 @@ CHANNEL = "#/channels/ws"
 
 EVENT_SUMMARIES: dict[str, str] = {
     "notification": "A notification for me is created.",
-    "feed.post": "A followee posts or reposts (fetch the post with GET /posts/{post_id}).",
+    "feed.post": (
+        "A followee posts or reposts (fetch the post with GET /posts/{post_id}; `reposted_by` names the reposter). "
+        "Stored and replayable (a string id), except for authors with more than FANOUT_MAX_FOLLOWERS followers "
+        "(default 10,000): their posts reach connected followers live only (id null) and are merged into "
+        "GET /feed at read time."
+    ),
     "post.counts": "A subscribed post's counts change (topic `post:<id>`).",
     "comment.counts": "A comment of a subscribed post changes (topic `post:<id>`).",
     "presence": "A subscribed user comes online or goes offline; sent once on subscribe (topic `presence:<username>`).",
@@ -89,7 +94,9 @@ newest kept, gives `resync_required`. `since=0-0` asks for everything kept; it g
 older events were dropped. A connected socket that fell behind retention (its position trimmed away) gets
 `resync_required` too, mid-stream, then carries on live. A malformed `since` is refused (422).
 Delivery is at-least-once: de-duplicate by id. `presence`, `post.counts`, `comment.counts`, `chat.typing`, `ack` and
-`resync_required` have `id: null` and are never replayed.
+`resync_required` have `id: null` and are never replayed. `feed.post` is stored for authors who are fanned out and
+live only (`id: null`) for authors above FANOUT_MAX_FOLLOWERS followers (their posts are merged into GET /feed at read
+time); de-duplicate it by `feed_item_id`.
 
 ## Presence
 A user is online while any of their sockets is open; `last_seen` is set when the last one closes.
@@ -279,6 +286,11 @@ def _event_message(type_: str, ref: str, examples: dict[str, tuple[str | None, m
         if stored
         else {"type": "null"}
     )
+    if type_ in ev.SOMETIMES_LIVE_ONLY:
+        event_id = {
+            "type": ["string", "null"],
+            "description": "Opaque event id (replayable), or null for a live-only event (see the summary).",
+        }
     event_id_value, data = examples[type_]
     return {
         "name": type_,

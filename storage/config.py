@@ -138,6 +138,9 @@ class Settings:
     redis_pool_max: int = 64  # Redis connections per process; a command waits up to 2 s for one, then 503
     ws_max_sockets_per_user: int = 20  # open sockets per user across every gateway; one more is refused (429)
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")  # client networks (CIDR) GET /metrics answers
+    fanout_max_followers: int = 10_000  # authors with more followers are merged into feeds at read time
+    feed_active_days: int = 14  # a timeline unread (and without a socket) this long expires: no fan-out to it
+    fanout_batch: int = 1000  # followers per fan-out step (one query, one Redis script, one push per shard)
 
     def __post_init__(self) -> None:
         problems = production_problems(self)
@@ -205,6 +208,9 @@ def load_settings() -> Settings:
         redis_pool_max=_env_int("REDIS_POOL_MAX", 64),
         ws_max_sockets_per_user=_env_int("WS_MAX_SOCKETS_PER_USER", 20),
         metrics_allow=_networks("METRICS_ALLOW", _env_list("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
+        fanout_max_followers=_env_int("FANOUT_MAX_FOLLOWERS", 10_000),
+        feed_active_days=_env_int("FEED_ACTIVE_DAYS", 14),
+        fanout_batch=max(1, _env_int("FANOUT_BATCH", 1000)),
     )
 
 

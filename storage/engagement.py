@@ -236,10 +236,21 @@ async def bump_comment_reactions(conn: asyncpg.Connection, comment_id: int, delt
 
 
 async def add_mark(conn: asyncpg.Connection, table: str, post_id: int, user_id: int) -> bool:
-    """Repost or save (idempotent); True when it is new."""
-    assert table in ("reposts", "saves")
+    """Save (idempotent); True when it is new. Reposts: ``add_repost``."""
+    assert table == "saves"
     status = await conn.execute(
         f"INSERT INTO {table} (post_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", post_id, user_id
+    )
+    return bool(str(status).endswith(" 1"))
+
+
+async def add_repost(conn: asyncpg.Connection, repost_id: int, post_id: int, user_id: int) -> bool:
+    """Repost (idempotent), as the feed entry ``repost_id``; True when it is new."""
+    status = await conn.execute(
+        "INSERT INTO reposts (id, post_id, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        repost_id,
+        post_id,
+        user_id,
     )
     return bool(str(status).endswith(" 1"))
 

@@ -56,6 +56,18 @@ class Keys:
     def rate(self, bucket: str, subject: str) -> str:
         return self("rl", bucket, subject)
 
+    def events(self, user_id: int) -> str:
+        """The user's event stream. ``{<user>}`` is a Redis Cluster hash tag: a user's stream and timeline
+        share a slot, so one script may touch both (storage/timelines.py)."""
+        return self("events", f"{{{user_id}}}")
+
+    def timeline(self, user_id: int) -> str:
+        return self("tl", f"{{{user_id}}}")
+
+    def author_channel(self, user_id: int) -> str:
+        """Live-only new posts of an author who is not fanned out (too many followers)."""
+        return self("topic", "author", user_id)
+
     def gateway_channel(self, gateway_id: str) -> str:
         return self("gw", gateway_id)
 

@@ -1,4 +1,4 @@
-"""Per-user event streams in Redis: ``events:<user>`` holds the user's replayable events; the stream entry id
+"""Per-user event streams in Redis: ``events:{<user>}`` holds the user's replayable events; the stream entry id
 is the event id clients see.
 
 Appending is idempotent per outbox event: a Lua script records the entry ids it made under
@@ -94,7 +94,7 @@ class Streams:
         self._append = client.register_script(_APPEND)
 
     def stream_key(self, user_id: int) -> str:
-        return self.keys("events", user_id)
+        return self.keys.events(user_id)
 
     async def append(self, events: list[tuple[int, list[int], str, bytes]]) -> list[dict[int, Appended]]:
         """XADD each event ``(outbox id, recipients, type, data)`` to its recipients' streams, in order, in one

@@ -68,6 +68,11 @@ async def get_user_of_session(conn: asyncpg.Connection | asyncpg.Pool, user_id: 
     return row
 
 
+async def get_users(conn: asyncpg.Connection | asyncpg.Pool, user_ids: list[int]) -> list[asyncpg.Record]:
+    """The rows of these users (missing ones are left out), in no particular order."""
+    return list(await conn.fetch(f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1::bigint[])", user_ids))
+
+
 async def find_user_by_username(conn: asyncpg.Connection | asyncpg.Pool, username: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE username = $1", username.lower())
 

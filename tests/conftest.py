@@ -112,6 +112,7 @@ def _server_env(
         APP_ENV="test",
         MAX_BODY_BYTES=str(64 * 1024),
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        FANOUT_BATCH="100",  # many small fan-out steps: a worker can be killed between two (tests/api/test_feed.py)
     )
     return env
 

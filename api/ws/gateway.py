@@ -22,16 +22,19 @@ from actors.client import ShardClient
 from actors.context import Services
 from actors.errors import Unavailable
 from actors.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
+from actors.feed import FEED_POST_EVENT, FeedReader
 from api.ws.connection import Conn
-from api.ws.frames import FrameCache
+from api.ws.frames import FrameCache, plain_frame
 from api.ws.live_counts import LiveCounts
 from api.ws.replay import Replayer
 from api.ws.shard_sync import ShardSync
+from storage import feed as feed_store
 from storage.streams import Streams
 
 log = logging.getLogger("i9lyfe.gateway")
 
 REDIS_CALL_S = 5.0
+FEED_ATTACH_S = 3.0
 
 
 class Gateway:
@@ -51,6 +54,9 @@ class Gateway:
         self.draining = False  # shutting down: new sockets are refused (api/ws/drain.py)
         self._emptied = asyncio.Event()  # set when the last socket is detached
         self.live_counts = LiveCounts(services.pool, self.by_topic.get)
+        self.feed = FeedReader(services)
+        self._author_prefix = services.keys.author_channel(0)[:-1]
+        self._control_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def socket_count(self) -> int:
@@ -154,10 +160,29 @@ class Gateway:
                     conn.presence_versions[name] = version
                     conn.send_data("presence", payload)
             return
+        if type_ == FEED_POST_EVENT and name.startswith(self._author_prefix):
+            # A new post of an author who is not fanned out: live only (no id), encoded once per format.
+            frames: dict[str, bytes] = {}
+            for conn in list(conns):
+                frame = frames.get(conn.fmt)
+                if frame is None:
+                    frame = frames[conn.fmt] = plain_frame(None, type_, payload, conn.fmt)
+                conn.send_now(frame)
+            return
         for conn in list(conns):
             conn.send_data(type_, payload)
 
     def _control(self, message: dict[str, Any]) -> None:
+        if message.get("control") == "authors":
+            # The user followed or unfollowed an author who is not fanned out: forward that author's live posts
+            # to the user's sockets here, or stop.
+            channel = self.services.keys.author_channel(int(message["author"]))
+            for conn in list(self.by_user.get(int(message["user"]), ())):
+                change = self.subscribe if message.get("on") else self.unsubscribe
+                task = asyncio.get_running_loop().create_task(self._quietly(change(conn, channel)))
+                self._control_tasks.add(task)
+                task.add_done_callback(self._control_tasks.discard)
+            return
         if message.get("control") == "revoke":
             sessions = set(message.get("sessions", ()))
             for conn in list(self.by_user.get(int(message["user"]), ())):
@@ -210,6 +235,30 @@ class Gateway:
             except Exception as exc:  # Redis unreachable: the subscription goes with the pub/sub reconnect
                 log.warning("unsubscribe failed", extra={"fields": {"error": repr(exc)}})
         await self.sync.disconnect(conn)
+
+    async def _quietly(self, work: Any) -> None:
+        try:
+            async with asyncio.timeout(REDIS_CALL_S):
+                await work
+        except Exception as exc:
+            log.warning("author subscription change failed", extra={"fields": {"error": repr(exc)}})
+
+    async def attach_feed(self, conn: Conn) -> None:
+        """A socket's feed: its user's timeline kept alive (or rebuilt, so that fan-out reaches it), and the
+        live channels of the authors it follows who are not fanned out. Best effort, with a deadline: a
+        failure is logged and the socket goes on (the feed still reads right; only live posts of big authors
+        would be missed on this socket)."""
+        try:
+            async with asyncio.timeout(FEED_ATTACH_S):
+                await self.feed.ensure(conn.user_id)
+                threshold = self.services.settings.fanout_max_followers
+                authors = await feed_store.merged_followees(self.services.pool, conn.user_id, threshold)
+                for author in authors:
+                    if conn.closed:
+                        return
+                    await self.subscribe(conn, self.services.keys.author_channel(author))
+        except Exception as exc:
+            log.warning("feed attach failed", extra={"fields": {"error": repr(exc)}})
 
     async def start_stream(self, conn: Conn, since: str | None) -> bool:
         return await self.replayer.start(conn, since)

@@ -150,6 +150,7 @@ async def _serve(websocket: WebSocket) -> None:
     )
     conn.handler = asyncio.current_task()
     try:
+        await gateway.attach_feed(conn)
         await gateway.start_stream(conn, since)
         await _read_loop(ctx, gateway, conn)
     except WebSocketDisconnect:

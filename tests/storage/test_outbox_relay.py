@@ -83,7 +83,7 @@ async def test_a_poison_row_is_retried_with_backoff_then_parked_while_the_rows_b
     pushes = Pushes()
     delivery = Delivery(services, pushes, shards=2)
     # A recipient whose stream key holds something else: every append of the event fails (WRONGTYPE).
-    await services.redis.set(services.keys("events", POISON_USER), b"not a stream")
+    await services.redis.set(services.keys.events(POISON_USER), b"not a stream")
     poison = await stage(services, delivery, [POISON_USER], 0)  # oldest: first in line
     good = [await stage(services, delivery, [1, 2], n) for n in (1, 2, 3)]
 

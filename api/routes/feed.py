@@ -1,0 +1,69 @@
+"""GET /feed: the caller's home feed (issue 12, DESIGN.md 3).
+
+Straight to storage, no shard hop: the next window of the caller's Redis timeline, checked and merged with the
+authors who are not fanned out in one PostgreSQL query (actors/feed.py ``FeedReader``), continued from
+PostgreSQL past the timeline's end, then hydrated with one query for the posts and one for the reposters, and
+encoded once. The cursor is the last entry's position; entries are time-ordered ids, so a page never shifts
+while new posts arrive (they sort before the cursor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from actors import posts as post_actions
+from actors.feed import FeedReader
+from actors.follows import summary
+from api.deps import Ctx, User
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from api.responses import Encoded, encoded
+from api.schemas.common import error_responses
+from api.schemas.feed import FeedPage
+from storage import users as user_store
+
+router = APIRouter(tags=["feed"])
+
+
+def _rfc3339(value: Any) -> str:
+    return post_actions._rfc3339(value)
+
+
+@router.get("/feed", response_model=FeedPage, responses=error_responses(401, 422, 503))
+async def get_feed(
+    request: Request, user: User, ctx: Ctx, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Encoded:
+    """Your home feed, newest first: your own posts and the posts and reposts of the people you follow
+    (`reposted_by` names the reposter). A post you see twice (posted, and reposted by someone you follow)
+    appears once per page. Deleted posts, undone reposts and people you no longer follow never show; someone
+    you start following shows up on the next read with their recent posts."""
+    reader: FeedReader = ctx.extras.get("feed_reader") or ctx.extras.setdefault("feed_reader", FeedReader(ctx.services))
+    position = decode_cursor(cursor)
+    rows, more = await reader.page(user.user_id, None if position is None else position[1], limit)
+    services = ctx.services
+    post_ids = list(dict.fromkeys(r.post_id for r in rows))
+    reposters = list({r.via for r in rows if r.via})
+    views = await post_actions.views(services.pool, services.settings, post_ids, user.user_id)
+    people = {int(p["id"]): p for p in await user_store.get_users(services.pool, reposters)} if reposters else {}
+    base = services.settings.public_base_url
+    items = []
+    seen: set[int] = set()
+    for row in rows:
+        view = views.get(row.post_id)
+        if view is None or row.post_id in seen:
+            continue
+        if row.via and row.via not in people:
+            continue
+        seen.add(row.post_id)
+        items.append(
+            {
+                "id": str(row.entry_id),
+                "post": post_actions.public_post(view),
+                "reposted_by": summary(people[row.via], base) if row.via else None,
+                "created_at": _rfc3339(row.at),
+            }
+        )
+    last = rows[-1] if rows else None
+    next_cursor = encode_cursor(last.at, last.entry_id) if more and last is not None else None
+    return encoded(request, {"items": items, "next_cursor": next_cursor})
