@@ -67,7 +67,7 @@ def job_event(entry_id: int, post_id: int, author_id: int, via: int = 0) -> Outb
 
 
 def timelines_of(services: Any) -> Timelines:
-    found = services.extras.get("timelines")
+    found: Timelines | None = services.extras.get("timelines")
     if found is None:
         ttl = services.settings.feed_active_days * 24 * 3600
         found = services.extras["timelines"] = Timelines(services.redis, services.keys, ttl_s=ttl)
@@ -308,4 +308,17 @@ class FeedReader:
             window = await self.timelines.window(user_id, candidates[-1].entry_id, size)
             candidates += window.entries
         out = [FeedRow(int(r["entry_id"]), int(r["post_id"]), int(r["via"]), r["at"]) for r in rows]
+        await self._clean(user_id, candidates, out, want)
         return out[:limit], len(out) > limit
+
+    async def _clean(self, user_id: int, candidates: list[Entry], out: list[FeedRow], want: int) -> None:
+        """Lazy cleanup: timeline entries the check dropped (deleted posts, undone reposts, unfollowed authors)
+        leave the timeline. Only those the page got past count: below its last row nothing was decided."""
+        kept = {row.entry_id for row in out}
+        last = out[-1].entry_id if len(out) >= want else 0
+        dropped = [e for e in candidates if e.entry_id not in kept and e.entry_id > last]
+        if dropped:
+            try:
+                await self.timelines.remove(user_id, dropped)
+            except Exception as exc:  # the next read drops them again
+                log.warning("timeline cleanup failed", extra={"fields": {"error": repr(exc)}})

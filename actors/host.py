@@ -22,7 +22,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -82,7 +82,7 @@ class ShardHost(Generic[S]):
         self._init_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
-        self._daemons: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        self._daemons: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
     # ------------------------------------------------------------ start, services, background jobs
 
@@ -90,7 +90,7 @@ class ShardHost(Generic[S]):
         """Run ``job`` every ``seconds`` once the host is ready (a failure is logged, the loop goes on)."""
         self._jobs.append((name, seconds, job))
 
-    def daemon(self, name: str, run: Callable[[], Awaitable[Any]]) -> None:
+    def daemon(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``run`` (a loop that never returns) once the host is ready; call it before then (``on_ready``)."""
         self._daemons.append((name, run))
 

@@ -320,6 +320,36 @@ class AccountUser(HttpUser):
                     reply.failure(f"{method} save {reply.status_code}: {reply.text[:200]}")
                     return
 
+    @task(3)
+    def feed(self) -> None:
+        """Read the home feed, then its next page: every item a FeedItem, no item twice; now and then repost a
+        recent post (it goes into the followers' feeds) and undo it."""
+        seen: set[str] = set()
+        cursor = None
+        for page in (1, 2):
+            params = {"limit": "20", **({"cursor": cursor} if cursor else {})}
+            with self.client.get(
+                "/api/v1/feed", params=params, name=f"GET /feed (page {page})", catch_response=True
+            ) as reply:
+                body = reply.json() if reply.status_code == 200 else {}
+                items = body.get("items")
+                if items is None or any("post" not in i or i["id"] in seen for i in items):
+                    reply.failure(f"feed {reply.status_code}: {reply.text[:200]}")
+                    return
+                seen.update(i["id"] for i in items)
+                cursor = body.get("next_cursor")
+            if not cursor:
+                break
+        if RECENT_POSTS and random.random() < 0.3:
+            post_id = random.choice(RECENT_POSTS)
+            for method, reposted in (("PUT", True), ("DELETE", False)):
+                with self.client.request(
+                    method, f"/api/v1/posts/{post_id}/repost", name=f"{method} /posts/[id]/repost", catch_response=True
+                ) as reply:
+                    if reply.status_code != 200 or reply.json().get("reposted") is not reposted:
+                        reply.failure(f"{method} repost {reply.status_code}: {reply.text[:200]}")
+                        return
+
 
 class SocketUser(User):
     """Holds a WebSocket, watches another user's presence, pings now and then (acks are timed); now and then its

@@ -176,6 +176,9 @@ class Timelines:
         """Restart the TTL of an existing timeline; False when there is none."""
         return bool(await self.client.expire(self.key(user_id), self.ttl_s))
 
+    async def remove(self, user_id: int, entries: list[Entry]) -> int:
+        return int(await self.client.zrem(self.key(user_id), *(e.member for e in entries)))
+
     async def forget_author(self, user_id: int, author_id: int) -> int:
         return int(await self._forget(keys=[self.key(user_id)], args=[author_id]))
 

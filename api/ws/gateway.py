@@ -164,10 +164,10 @@ class Gateway:
             # A new post of an author who is not fanned out: live only (no id), encoded once per format.
             frames: dict[str, bytes] = {}
             for conn in list(conns):
-                frame = frames.get(conn.fmt)
-                if frame is None:
-                    frame = frames[conn.fmt] = plain_frame(None, type_, payload, conn.fmt)
-                conn.send_now(frame)
+                encoded = frames.get(conn.fmt)
+                if encoded is None:
+                    encoded = frames[conn.fmt] = plain_frame(None, type_, payload, conn.fmt)
+                conn.send_now(encoded)
             return
         for conn in list(conns):
             conn.send_data(type_, payload)

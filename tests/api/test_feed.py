@@ -120,6 +120,13 @@ async def test_a_follower_hears_of_a_new_post_live_and_reads_it_in_the_feed_with
     # A deleted post leaves every feed.
     assert (await alice.delete(f"/api/v1/posts/{post['id']}")).status == 204
     assert await feed_ids(bob) == [] and await feed_ids(alice) == []
+    client = _redis(server)
+    try:  # and the reads cleaned it out of the timelines (lazily)
+        for who in (a, b):
+            members = await client.zrange(_key(server, "tl", f"{{{who['user']['id']}}}"), 0, -1)
+            assert b"~" in members and not any(f":{post['id']}:".encode() in m for m in members)
+    finally:
+        await client.aclose()
 
     # Replay: the stored feed.post comes back with since.
     await bob_ws.close()
