@@ -53,9 +53,10 @@ class UserShardCore(ShardHost[UserState]):
 
     KIND = USER_KIND
 
-    def __init__(self, index: int, settings: Settings, peers: Any = None) -> None:
+    def __init__(self, index: int, settings: Settings, peers: Any = None, *, fanout: bool = False) -> None:
         super().__init__(USER_KIND, index, settings)
         self._peers = peers  # callable shard index -> handle (for delivery from inside a shard)
+        self._consume_fanout = fanout  # the Ray shard is a feed fan-out consumer; an in-process core (tests) is not
         self.delivery: Delivery | None = None
         self.fanout: feed.FanoutWorker | None = None
         self.every("outbox relay", RELAY_INTERVAL_S, self._relay)
@@ -65,10 +66,13 @@ class UserShardCore(ShardHost[UserState]):
         self.delivery = Delivery(services, self._push_to_peer, self.settings.user_shards)
         # Every UserShard is a consumer of the feed fan-out queue, under a stable name: restarted, it resumes
         # its own unfinished jobs (actors/feed.py).
-        self.fanout = feed.FanoutWorker(
-            services, f"user-shard-{self.index}", self._push_to_peer, user_shards=self.settings.user_shards
-        )
-        self.daemon("feed fan-out", self.fanout.run)
+        if self._consume_fanout:
+            # One consumer name per shard and deploy (a restart keeps it; another version's shards are others).
+            consumer = f"user-shard-{self.index}-{shard_fingerprint(self.settings)}"
+            self.fanout = feed.FanoutWorker(
+                services, consumer, self._push_to_peer, user_shards=self.settings.user_shards
+            )
+            self.daemon("feed fan-out", self.fanout.run)
 
     @property
     def gateway_users(self) -> dict[str, set[int]]:
@@ -188,7 +192,7 @@ class Shard:
         if kind == "chat":
             self.core = ChatShardCore(index, parsed, resolver(peer_names), resolver(user_names or []))
         else:
-            self.core = CORES[kind](index, parsed, resolver(peer_names))
+            self.core = UserShardCore(index, parsed, resolver(peer_names), fanout=True)
         self._node = ray.get_runtime_context().get_node_id()
 
     async def ping(self) -> dict[str, Any]:

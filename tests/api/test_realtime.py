@@ -150,7 +150,7 @@ async def test_since_older_than_retention_starts_with_resync_required(
     ids = await emit(api, uid, 20)
     # Retention trimmed the oldest events (as MAXLEN does past the cap).
     client = aioredis.Redis.from_url(REDIS_URL)
-    await client.xtrim(server.env["REDIS_PREFIX"] + f"events:{uid}", maxlen=5, approximate=False)
+    await client.xtrim(server.env["REDIS_PREFIX"] + f"events:{{{uid}}}", maxlen=5, approximate=False)
     await client.aclose()
 
     ws = await WsClient.connect(server.base_url, api.token, since=ids[0])

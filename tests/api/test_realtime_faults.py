@@ -27,7 +27,7 @@ async def rds() -> AsyncIterator[aioredis.Redis]:
 
 
 def stream_key(server: Server, user_id: str) -> str:
-    return server.env["REDIS_PREFIX"] + f"events:{user_id}"
+    return server.env["REDIS_PREFIX"] + f"events:{{{user_id}}}"  # as Keys.events (a hash tag)
 
 
 async def watch_presence(server: Server, watcher: Api, username: str) -> WsClient:
