@@ -179,26 +179,33 @@ class FanoutWorker:
             return Outcome(entry.entry_id, 0, 0, True)
         position = _position(await self.services.redis.hget(self.progress_key, job.id))
         added = events = 0
-        while True:
-            rows = await feed_store.followers_batch(pool, poster, position, self.settings.fanout_batch)
-            if not rows:
-                break
-            users = [int(r["follower_id"]) for r in rows if int(r["follower_id"]) != entry.author_id]
-            stored = await self.timelines.fan_out(
-                entry, users, [True] * len(users), FEED_POST_EVENT, packed,
-                stream_maxlen=STREAM_MAXLEN, stream_ttl_s=STREAM_TTL_S,
-            )  # fmt: skip
-            added += len(stored)
-            events += len(stored)
-            await self._push(stored, packed)
-            last = rows[-1]
-            position = (last["created_at"], int(last["follower_id"]))
-            async with self.services.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self.progress_key, job.id, _encode_position(position))
-                await pipe.execute()
-            await self.queue.keep(self.consumer, job.id)
-            if len(rows) < self.settings.fanout_batch:
-                break
+        pushing: asyncio.Task[None] | None = None  # the previous step's live push runs while this step writes
+        try:
+            while True:
+                rows = await feed_store.followers_batch(pool, poster, position, self.settings.fanout_batch)
+                if not rows:
+                    break
+                users = [int(r["follower_id"]) for r in rows if int(r["follower_id"]) != entry.author_id]
+                stored = await self.timelines.fan_out(
+                    entry, users, [True] * len(users), FEED_POST_EVENT, packed,
+                    stream_maxlen=STREAM_MAXLEN, stream_ttl_s=STREAM_TTL_S,
+                )  # fmt: skip
+                added += len(stored)
+                events += len(stored)
+                if pushing is not None:
+                    await pushing
+                pushing = asyncio.get_running_loop().create_task(self._push(stored, packed))
+                last = rows[-1]
+                position = (last["created_at"], int(last["follower_id"]))
+                async with self.services.redis.pipeline(transaction=False) as pipe:
+                    pipe.hset(self.progress_key, job.id, _encode_position(position))
+                    await pipe.execute()
+                await self.queue.keep(self.consumer, job.id)
+                if len(rows) < self.settings.fanout_batch:
+                    break
+        finally:
+            if pushing is not None:
+                await pushing  # never raises: _push logs its failures
         return Outcome(entry.entry_id, added, events, False)
 
     async def _push(self, stored: list[tuple[int, str, str]], packed: bytes) -> None:

@@ -40,7 +40,8 @@ import sys
 
 # benchmarks/actors.py would shadow the `actors` package (here, and in Ray workers, to which Ray hands the
 # script's directory): import from the repository root instead.
-sys.path.remove(os.path.dirname(os.path.realpath(__file__)))
+if os.path.dirname(os.path.realpath(__file__)) in sys.path:  # not when imported by another benchmark
+    sys.path.remove(os.path.dirname(os.path.realpath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 import argparse
