@@ -47,7 +47,7 @@ import websockets
 
 from actors.tokens import TokenService
 from benchmarks import _harness as h
-from benchmarks.posts import loaded, noise_png, wrk
+from benchmarks.posts import loaded, noise_png, profile, wrk
 from storage.ids import EPOCH_MS
 
 
@@ -261,6 +261,13 @@ async def reads(args: argparse.Namespace, bench: h.Bench, server: h.Server, dsn:
         page = (await http.get("/api/v1/feed", headers={"Authorization": f"Bearer {token}"})).json()
         assert len(page["items"]) == 20, page
     rows = read_rounds(args, server, token, f"{args.posts_small:,} posts")
+    if args.profile:
+        feed_url = f"{server.base_url}/api/v1/feed"
+        auth = {"Authorization": f"Bearer {token}"}
+        for line in profile(bench, server.worker_pids, feed_url, auth, args.connections, args.duration):
+            h.say(f"# profile: {line}")
+    if args.skip_big:
+        return rows
     conn = await asyncpg.connect(dsn)
     total = int(await conn.fetchval("SELECT count(*) FROM posts"))
     others = await copy_users(conn, entry_id(dt.datetime(2024, 8, 1, tzinfo=dt.UTC), 0), 1000, "other")
@@ -284,6 +291,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-fanout", action="store_true")
+    parser.add_argument("--skip-big", action="store_true", help="measure reads at --posts-small only")
+    parser.add_argument("--profile", action="store_true", help="py-spy the workers during one more feed run")
     args = parser.parse_args()
     h.raise_nofile()
     with h.Bench("feed") as bench:

@@ -66,8 +66,10 @@ WITH cand AS (
 ), kept AS (
     SELECT c.entry_id, c.post_id, c.via, CASE WHEN c.via = 0 THEN p.created_at ELSE r.created_at END AS at
     FROM cand c
-    JOIN posts p ON p.id = c.post_id
-    LEFT JOIN reposts r ON c.via <> 0 AND r.id = c.entry_id
+    -- the candidates' posts and reposts by their keys (index lookups; a join on the unnest alone can make the
+    -- planner scan the whole table)
+    JOIN (SELECT id, author_id, created_at FROM posts WHERE id = ANY($3::bigint[])) p ON p.id = c.post_id
+    LEFT JOIN (SELECT id, created_at FROM reposts WHERE id = ANY($2::bigint[])) r ON c.via <> 0 AND r.id = c.entry_id
     WHERE CASE WHEN c.via = 0
                THEN p.author_id = $1
                     OR EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.author_id)
