@@ -24,6 +24,7 @@ from actors.delivery import OutboxEvent
 from actors.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from actors.follows import NOTIFICATION_EVENT, summary
 from actors.media import check_attachable, media_view, url_signer
+from actors.post_cache import PostCache
 from actors.rules import RuleError, clean_text
 from storage import db, ids
 from storage import notifications as notification_store
@@ -170,14 +171,75 @@ def public_post(view: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in view.items() if not k.startswith("_")}
 
 
+_CACHE: PostCache | None = None  # set in api processes (api/app.py); shards hydrate in full
+
+
+def use_cache(cache: PostCache | None) -> None:
+    global _CACHE
+    _CACHE = cache
+
+
+def forget_author(author_id: int) -> None:
+    if _CACHE is not None:
+        _CACHE.forget_author(author_id)
+
+
+def clear_cache() -> None:
+    if _CACHE is not None:
+        _CACHE.clear()
+
+
+FIXED_KEYS = ("id", "author", "type", "caption", "media", "mentions", "hashtags", "created_at", "_author")
+
+
 async def views(
     conn: Any, settings: Any, post_ids: list[int], viewer_id: int | None, *, session_id: int | None = None
 ) -> dict[int, dict[str, Any]]:
     """Post objects (API.md 2) by id, for the viewer (``my`` flags; None: anonymous). Each carries a private
     ``_author`` (the author's row) for callers that need it; ``public_post`` drops it. With ``session_id`` the
-    viewer's session is checked in the same query (401 ``session_revoked`` when it has ended)."""
+    viewer's session is checked in the same query (401 ``session_revoked`` when it has ended).
+
+    With the process's PostCache (actors/post_cache.py), posts whose fixed parts are held need only their live
+    parts (one light query); the others are hydrated in full (one query) and their fixed parts kept."""
     if not post_ids:
         return {}
+    cache = _CACHE
+    if cache is None:
+        return await _hydrated(conn, settings, post_ids, viewer_id, session_id)
+    fixed = {pid: f for pid in post_ids if (f := cache.get(pid)) is not None}
+    missing = [pid for pid in post_ids if pid not in fixed]
+    out: dict[int, dict[str, Any]] = {}
+    if missing:
+        out = await _hydrated(conn, settings, missing, viewer_id, session_id)
+        for pid, view in out.items():
+            cache.put(pid, int(view["_author"]["author_id"]), {k: view[k] for k in FIXED_KEYS})
+        session_id = None  # checked by that query
+    if fixed:
+        for row in await post_store.live_parts(conn, list(fixed), viewer_id, session_id):
+            if not row["session_live"]:
+                raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
+            pid = int(row["id"])
+            out[pid] = {**fixed[pid], **_live(row, viewer_id)}
+    return out
+
+
+def _live(row: Any, viewer_id: int | None) -> dict[str, Any]:
+    counters = row["counters"]
+    counters = {} if counters is None else orjson.loads(counters) if isinstance(counters, str) else counters
+    return {
+        "counts": {name: int(counters.get(name, 0)) for name in ("reactions", "comments", "reposts", "saves")},
+        "reactions_summary": {k[6:]: int(n) for k, n in counters.items() if k.startswith("emoji:") and int(n) > 0},
+        "my": (
+            {"reaction": row["my_reaction"], "reposted": row["my_reposted"], "saved": row["my_saved"]}
+            if viewer_id is not None
+            else dict(NOBODY)
+        ),
+    }
+
+
+async def _hydrated(
+    conn: Any, settings: Any, post_ids: list[int], viewer_id: int | None, session_id: int | None
+) -> dict[int, dict[str, Any]]:
     signer = url_signer(settings)
     base = settings.public_base_url
     out: dict[int, dict[str, Any]] = {}
@@ -187,10 +249,6 @@ async def views(
         pid = int(row["id"])
         author = {k: row[k] for k in row.keys() if k.startswith("author_")}  # noqa: SIM118 (a Record)
         media = orjson.loads(row["media"]) if isinstance(row["media"], str) else row["media"]
-        counters = row["counters"]
-        counters = {} if counters is None else orjson.loads(counters) if isinstance(counters, str) else counters
-        counts = {name: int(counters.get(name, 0)) for name in ("reactions", "comments", "reposts", "saves")}
-        summary_ = {k[6:]: int(n) for k, n in counters.items() if k.startswith("emoji:") and int(n) > 0}
         out[pid] = {
             "id": str(pid),
             "author": summary(
@@ -207,13 +265,7 @@ async def views(
             "media": [media_view(base, signer, m) for m in media],
             "mentions": list(row["mentions"]),
             "hashtags": list(row["tags"]),
-            "counts": counts,
-            "reactions_summary": summary_,
-            "my": (
-                {"reaction": row["my_reaction"], "reposted": row["my_reposted"], "saved": row["my_saved"]}
-                if viewer_id is not None
-                else dict(NOBODY)
-            ),
+            **_live(row, viewer_id),
             "created_at": _rfc3339(row["created_at"]),
             "_author": author,
         }

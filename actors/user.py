@@ -18,6 +18,7 @@ from actors import engagement, feed, follows, posts, rules, shard_counters
 from actors.context import Services
 from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from actors.media import check_attachable
+from actors.post_cache import CACHE_CHANNEL
 from actors.presence import Presence
 from storage import db
 from storage import users as user_store
@@ -220,7 +221,15 @@ class UserOps:
         except RowNotFound as exc:
             raise NotFound("No such user.") from exc
         state.username = row["username"]  # later presence events carry the new name
+        await self._summary_changed(state)
         return dict(row)
+
+    async def _summary_changed(self, state: UserState) -> None:
+        """Every api process drops its cached posts by this user (their author summary changed)."""
+        try:
+            await self.services.redis.publish(self.services.keys(*CACHE_CHANNEL), str(state.user_id).encode())
+        except Exception as exc:  # the cache expires them within its TTL anyway
+            log.warning("cache invalidation not published", extra={"fields": {"error": repr(exc)}})
 
     async def set_avatar(self, state: UserState, media_id: int | None) -> dict[str, Any]:
         """Make one of the user's own ready avatar images the avatar (it becomes public), or clear it (None)."""
@@ -234,6 +243,7 @@ class UserOps:
                 row = await user_store.update_profile(conn, state.user_id, {"avatar_media_id": media_id})
             except RowNotFound as exc:
                 raise NotFound("No such user.") from exc
+        await self._summary_changed(state)
         return dict(row)
 
     async def create_post(self, state: UserState, body: dict[str, Any], key: str | None) -> posts.Created:

@@ -12,10 +12,12 @@ import ray
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from actors import posts as post_actions
 from actors.client import ShardClient
 from actors.context import Services
 from actors.delivery import Delivery
 from actors.media import create_media_service
+from actors.post_cache import PostCache
 from actors.shards import get_or_create_chat_shards, get_or_create_user_shards
 from actors.topology import check_shard_count
 from api import errors, metrics_dir, openapi, presenters
@@ -25,7 +27,7 @@ from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
-from api.routes import auth, chats, engagement, feed, health, me, media, notifications, posts, testing, users
+from api.routes import auth, chats, engagement, feed, health, me, media, notifications, posts, search, testing, users
 from api.routes import metrics as metrics_route
 from api.ws import drain
 from api.ws import route as ws_route
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx.extras["chats"] = ShardClient(chat_handles)
         ctx.extras["chat_shard_handles"] = chat_handles
         ctx.extras["delivery"] = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
+        post_actions.use_cache(PostCache())  # the fixed parts of posts (actors/post_cache.py), this process only
         gateway = Gateway(services, users, handles)
         await gateway.start()
         drain.install(gateway, settings.drain_s)  # SIGTERM/SIGINT: close sockets with 1012 first, then uvicorn's
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(posts.router, prefix=API_PREFIX)
     app.include_router(engagement.router, prefix=API_PREFIX)
     app.include_router(feed.router, prefix=API_PREFIX)
+    app.include_router(search.router, prefix=API_PREFIX)
     app.include_router(ws_route.router)
     if settings.env == "test":
         app.include_router(testing.router, prefix=API_PREFIX)

@@ -72,7 +72,14 @@ async def create_pool(
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
         command_timeout=command_timeout,
-        server_settings={"application_name": "i9lyfe", "timezone": "UTC"},
+        # pg_trgm's thresholds for the % and <% operators of search (storage/search.py): set per connection, so
+        # the trigram indexes serve them (a placeholder until the extension loads, then its value).
+        server_settings={
+            "application_name": "i9lyfe",
+            "timezone": "UTC",
+            "pg_trgm.similarity_threshold": "0.3",
+            "pg_trgm.word_similarity_threshold": "0.4",
+        },
         reset=_reset,
     )
     await pool

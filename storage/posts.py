@@ -50,8 +50,8 @@ async def insert_hashtags(conn: asyncpg.Connection, post_id: int, tags: list[str
     if not tags:
         return
     await conn.execute(
-        """INSERT INTO hashtags (tag, posts_count) SELECT t, 1 FROM unnest($1::text[]) t
-           ON CONFLICT (tag) DO UPDATE SET posts_count = hashtags.posts_count + 1""",
+        """INSERT INTO hashtags (tag, posts_count, last_used_at) SELECT t, 1, now() FROM unnest($1::text[]) t
+           ON CONFLICT (tag) DO UPDATE SET posts_count = hashtags.posts_count + 1, last_used_at = now()""",
         sorted(tags),  # in one order, so two posts with the same tags never deadlock
     )
     await conn.executemany(
@@ -139,6 +139,30 @@ async def hydrate(
                ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $3 AND s.user_id = $2
                     AND s.revoked_at IS NULL AND s.expires_at > now())) AS session_live
             FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ANY($1)""",
+        post_ids,
+        viewer_id,
+        session_id,
+    )
+    return rows
+
+
+async def live_parts(
+    conn: Any, post_ids: list[int], viewer_id: int | None, session_id: int | None = None
+) -> list[asyncpg.Record]:
+    """The parts of these posts that change (summed counters, the viewer's reaction, repost and save) and, with
+    ``session_id``, ``session_live``; a post that is gone has no row. The rest of a post never changes after it
+    is created (its author's summary aside), so a reader that holds it needs only this."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT p.id,
+               (SELECT jsonb_object_agg(c.counter, c.n) FROM (
+                    SELECT counter, sum(n) AS n FROM post_counts pc WHERE pc.post_id = p.id GROUP BY counter) c
+               ) AS counters,
+               (SELECT r.emoji FROM post_reactions r WHERE r.post_id = p.id AND r.user_id = $2) AS my_reaction,
+               EXISTS (SELECT 1 FROM reposts rp WHERE rp.post_id = p.id AND rp.user_id = $2) AS my_reposted,
+               EXISTS (SELECT 1 FROM saves sv WHERE sv.post_id = p.id AND sv.user_id = $2) AS my_saved,
+               ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $3 AND s.user_id = $2
+                    AND s.revoked_at IS NULL AND s.expires_at > now())) AS session_live
+            FROM posts p WHERE p.id = ANY($1)""",
         post_ids,
         viewer_id,
         session_id,

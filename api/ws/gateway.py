@@ -18,11 +18,13 @@ from typing import Any
 import msgpack
 import redis.asyncio as aioredis
 
+from actors import posts as post_actions
 from actors.client import ShardClient
 from actors.context import Services
 from actors.errors import Unavailable
 from actors.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
 from actors.feed import FEED_POST_EVENT, FeedReader
+from actors.post_cache import CACHE_CHANNEL
 from api.ws.connection import Conn
 from api.ws.frames import FrameCache, plain_frame
 from api.ws.live_counts import LiveCounts
@@ -44,6 +46,7 @@ class Gateway:
         self.users = users
         self.streams = Streams(services.redis, services.keys)
         self.channel = services.keys.gateway_channel(self.id)
+        self.cache_channel = services.keys(*CACHE_CHANNEL)  # a user's summary changed: drop their cached posts
         self.by_user: dict[int, set[Conn]] = defaultdict(set)
         self.by_topic: dict[str, set[Conn]] = defaultdict(set)
         self.pubsub: aioredis.client.PubSub = services.redis.pubsub(ignore_subscribe_messages=True)
@@ -63,7 +66,7 @@ class Gateway:
         return sum(len(c) for c in self.by_user.values())
 
     async def start(self) -> None:
-        await self.pubsub.subscribe(self.channel)
+        await self.pubsub.subscribe(self.channel, self.cache_channel)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._read_loop()),
@@ -121,7 +124,8 @@ class Gateway:
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         self.pubsub = self.services.redis.pubsub(ignore_subscribe_messages=True)
         async with asyncio.timeout(REDIS_CALL_S):
-            await self.pubsub.subscribe(self.channel, *self.by_topic.keys())
+            await self.pubsub.subscribe(self.channel, self.cache_channel, *self.by_topic.keys())
+        post_actions.clear_cache()  # invalidations published meanwhile were missed
         # Anything published meanwhile is in the streams: catch every socket up.
         for conns in list(self.by_user.values()):
             for conn in list(conns):
@@ -129,6 +133,9 @@ class Gateway:
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         name = channel.decode()
+        if name == self.cache_channel:
+            post_actions.forget_author(int(data))
+            return
         if name == self.channel:
             batch = msgpack.unpackb(data, raw=False)
             if isinstance(batch, dict):

@@ -154,3 +154,30 @@ async def test_every_bad_post_is_refused_with_its_field_and_nothing_is_written(
     assert_error(await alice.get(f"{POSTS}/123456789"), 404, "not_found")
     assert_error(await make_api().post(POSTS, {"type": "photo", "media_ids": [image]}), 401, "unauthenticated")
     assert_error(await alice.get("/api/v1/hashtags/%20"), 404, "not_found")
+
+
+async def test_a_post_shows_its_authors_new_name_and_avatar_at_once_after_a_profile_edit(
+    make_api: Any, register: Any
+) -> None:
+    """Post reads keep the fixed parts of a post per process (actors/post_cache.py): a profile edit must reach
+    every process at once, whichever worker answers."""
+    alice, reader = make_api(), make_api()
+    await register(alice)
+    await register(reader)
+    media = await upload(alice, "image/png", samples.png())
+    post = (await alice.post(POSTS, {"type": "photo", "caption": "cache me", "media_ids": [media]})).body
+    for _ in range(6):  # both workers hold it now
+        assert (await reader.get(f"{POSTS}/{post['id']}")).body["author"]["name"] == post["author"]["name"]
+    assert (await alice.patch("/api/v1/me", {"name": "Alice Renamed"})).status == 200
+    avatar = await upload(alice, "image/png", samples.png(), purpose="avatar")
+    assert (await alice.put("/api/v1/me/avatar", {"media_id": avatar})).status == 200
+    for _ in range(6):
+        author = (await reader.get(f"{POSTS}/{post['id']}")).body["author"]
+        assert author["name"] == "Alice Renamed" and author["avatar"] is not None and avatar in author["avatar"]
+    # Counters and flags are never cached: a reaction shows at once too.
+    assert (await reader.put(f"{POSTS}/{post['id']}/reaction", {"emoji": "🔥"})).status == 200
+    again = (await reader.get(f"{POSTS}/{post['id']}")).body
+    assert again["counts"]["reactions"] == 1 and again["my"]["reaction"] == "🔥"
+    assert (await alice.delete(f"{POSTS}/{post['id']}")).status == 204
+    for _ in range(4):
+        assert (await reader.get(f"{POSTS}/{post['id']}")).status == 404
