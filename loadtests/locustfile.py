@@ -350,6 +350,25 @@ class AccountUser(HttpUser):
                         reply.failure(f"{method} repost {reply.status_code}: {reply.text[:200]}")
                         return
 
+    @task(2)
+    def search(self) -> None:
+        """Search posts by a word the load posts carry (and a misspelling of it), a hashtag, users by a prefix of
+        a seeded username and hashtags by prefix; every page ranked, with scores."""
+        queries = [
+            ({"q": "load post", "type": "posts"}, "posts"),
+            ({"q": "laod", "type": "posts"}, "posts, misspelled"),
+            ({"q": f"#tag{random.randrange(10)}", "type": "posts"}, "posts, #tag"),
+            ({"q": self._someone_else()[:4], "type": "users"}, "users"),
+            ({"q": "ta", "type": "hashtags"}, "hashtags"),
+        ]
+        params, label = random.choice(queries)
+        with self.client.get(
+            "/api/v1/search", params=params, name=f"GET /search ({label})", catch_response=True
+        ) as reply:
+            items = reply.json().get("items") if reply.status_code == 200 else None
+            if items is None or any(not isinstance(i.get("score"), float) for i in items):
+                reply.failure(f"search {reply.status_code}: {reply.text[:200]}")
+
 
 class SocketUser(User):
     """Holds a WebSocket, watches another user's presence, pings now and then (acks are timed); now and then its

@@ -29,6 +29,7 @@ from actors.media_rules import normalize_type
 from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of
 from api.presenters import rfc3339
 from api.responses import Encoded, encoded
+from api.routes.users import OPTIONAL_BEARER
 from api.schemas.common import error_responses
 from api.schemas.media import CreatedMedia, CreateMedia, Media
 from storage.media import incoming_key
@@ -169,6 +170,7 @@ async def complete_media(request: Request, media_id: MediaId, user: User) -> Enc
     "/media/{media_id}",
     responses=_download_responses("*/*"),
     response_class=Response,
+    openapi_extra=OPTIONAL_BEARER,  # public media (a post's, an avatar) needs no token
 )
 async def download_media(
     request: Request,
@@ -186,6 +188,7 @@ async def download_media(
     "/media/{media_id}/thumbnail",
     responses=_download_responses("image/jpeg"),
     response_class=Response,
+    openapi_extra=OPTIONAL_BEARER,
 )
 async def download_thumbnail(
     request: Request,
