@@ -14,9 +14,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from actors import posts as post_actions
+from actors.errors import Unauthenticated
 from actors.feed import FeedReader
 from actors.follows import summary
-from api.deps import Ctx, User
+from api.deps import BEARER_SECURITY, ctx_of, token_user
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded
 from api.schemas.common import error_responses
@@ -30,21 +31,27 @@ def _rfc3339(value: Any) -> str:
     return post_actions._rfc3339(value)
 
 
-@router.get("/feed", response_model=FeedPage, responses=error_responses(401, 422, 503))
-async def get_feed(
-    request: Request, user: User, ctx: Ctx, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-) -> Encoded:
+@router.get("/feed", response_model=FeedPage, responses=error_responses(401, 422, 503), openapi_extra=BEARER_SECURITY)
+async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Encoded:
     """Your home feed, newest first: your own posts and the posts and reposts of the people you follow
     (`reposted_by` names the reposter). A post you see twice (posted, and reposted by someone you follow)
     appears once per page. Deleted posts, undone reposts and people you no longer follow never show; someone
     you start following shows up on the next read with their recent posts."""
+    # A hot read: the caller and the context are read here, not through dependency resolution, and the session
+    # is checked in the posts' own query (or, for an empty page, against the denylist), as GET /posts/{id} does.
+    user = await token_user(request)
+    ctx = ctx_of(request)
     reader: FeedReader = ctx.extras.get("feed_reader") or ctx.extras.setdefault("feed_reader", FeedReader(ctx.services))
     position = decode_cursor(cursor)
     rows, more = await reader.page(user.user_id, None if position is None else position[1], limit)
     services = ctx.services
     post_ids = list(dict.fromkeys(r.post_id for r in rows))
     reposters = list({r.via for r in rows if r.via})
-    views = await post_actions.views(services.pool, services.settings, post_ids, user.user_id)
+    views = await post_actions.views(
+        services.pool, services.settings, post_ids, user.user_id, session_id=user.session_id
+    )
+    if not views and await services.is_session_denied(user.session_id):
+        raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
     people = {int(p["id"]): p for p in await user_store.get_users(services.pool, reposters)} if reposters else {}
     base = services.settings.public_base_url
     items = []

@@ -238,6 +238,15 @@ async def test_bad_feed_requests_are_refused_with_their_errors(make_api: Any, re
     far = await bob.get(FEED, params={"cursor": "99999999999999999-9223372036854775807"})  # clamped: the start
     assert far.status == 200 and far.body == {"items": [], "next_cursor": None}
     assert (await bob.get(FEED, params={"cursor": "0-0"})).body == {"items": [], "next_cursor": None}
+    assert_error(await bob.get(FEED, headers={"Authorization": "Basic x"}), 401, "unauthenticated")
+    assert_error(await bob.get(FEED, headers={"Authorization": "Bearer nope"}), 401, "unauthenticated")
+    # A logged-out session reads nothing more, whether its feed is empty or not.
+    await post_photo(bob, "mine")
+    token = bob.token
+    assert (await bob.post("/api/v1/auth/logout")).status == 204
+    bob.token = token
+    assert_error(await bob.get(FEED), 401, "unauthenticated")
+    assert_error(await bob.get(FEED, params={"cursor": "0-0"}), 401, "unauthenticated")
 
 
 # ------------------------------------------------------------ a fan-out worker killed mid-job
