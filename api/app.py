@@ -32,6 +32,7 @@ from api.routes import metrics as metrics_route
 from api.ws import drain
 from api.ws import route as ws_route
 from api.ws.gateway import Gateway
+from storage import db
 from storage.config import Settings, load_settings
 
 log = logging.getLogger("i9lyfe.app")
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx.extras["chats"] = ShardClient(chat_handles)
         ctx.extras["chat_shard_handles"] = chat_handles
         ctx.extras["delivery"] = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
+        # Search runs on its own small pool whose statements are planned for their parameters (storage/db.py).
+        ctx.extras["search_pool"] = await db.create_pool(settings.database_url, 1, 4, extra_settings=db.SEARCH_SETTINGS)
         post_actions.use_cache(PostCache())  # the fixed parts of posts (actors/post_cache.py), this process only
         gateway = Gateway(services, users, handles)
         await gateway.start()
@@ -101,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await gateway.stop()
             ctx.extras["media"].close()
+            await ctx.extras["search_pool"].close()
             await services.close()
             ray.shutdown()
             metrics_dir.forget_worker()  # this worker's open-socket gauge leaves the sum (api/metrics_dir.py)

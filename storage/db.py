@@ -53,6 +53,11 @@ async def _reset(conn: asyncpg.Connection) -> None:
     holder or the connection is terminated (tests/storage/test_pools.py)."""
 
 
+# Search statements are planned for their parameters every time (storage/search.py): whether a word is in most
+# posts or in a few decides the plan, which a prepared statement's generic plan cannot know.
+SEARCH_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
 async def create_pool(
     dsn: str,
     min_size: int = 1,
@@ -60,6 +65,7 @@ async def create_pool(
     *,
     acquire_timeout: float = ACQUIRE_TIMEOUT_S,
     command_timeout: float = COMMAND_TIMEOUT_S,
+    extra_settings: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
     pool = BoundedPool(
         dsn,
@@ -79,6 +85,7 @@ async def create_pool(
             "timezone": "UTC",
             "pg_trgm.similarity_threshold": "0.3",
             "pg_trgm.word_similarity_threshold": "0.4",
+            **(extra_settings or {}),
         },
         reset=_reset,
     )

@@ -39,8 +39,9 @@ follow) or `mine` (your own); the last two need a token. Ranking:
 
     score = (0.1 + ts_rank_cd(document, query)) * (1 + ln(1 + engagement)) / (1 + age_hours / 72)
 
-with engagement = reactions + 2 x comments + 3 x reposts and the caption weighing more than the author's name. A
-post is findable as soon as its create returns and gone as soon as its delete returns.
+with engagement = reactions + 2 x comments + 3 x reposts and the caption weighing more than the author's name. The
+ranked set is the 2,000 newest matches (a word in most posts would otherwise mean scoring them all). A post is
+findable as soon as its create returns and gone as soon as its delete returns.
 
 **Typo tolerance**: when a query finds fewer than 3 posts, each word the indexed vocabulary does not hold is
 replaced by its nearest vocabulary word (within 1 edit for words up to 4 letters, 2 for longer ones; a swap of two
@@ -105,7 +106,7 @@ async def search(
 def _searcher(ctx: Ctx) -> Search:
     found: Search | None = ctx.extras.get("search")
     if found is None:
-        found = ctx.extras["search"] = Search(ctx.services.pool)
+        found = ctx.extras["search"] = Search(ctx.extras["search_pool"])
     return found
 
 
@@ -124,7 +125,7 @@ async def _posts(
 
 
 async def _users(ctx: Ctx, text: str, viewer_id: int | None, position: Cursor | None, limit: int) -> dict[str, Any]:
-    pool = ctx.services.pool
+    pool = ctx.extras["search_pool"]
     name = text.lstrip("@")[:60] or text
     after = None if position is None else (position.score, position.last)
     rows = await store.users(pool, text=name, viewer_id=viewer_id, after=after, limit=limit + 1)
@@ -154,7 +155,7 @@ async def _hashtags(ctx: Ctx, text: str, position: Cursor | None, limit: int) ->
     tag = normalize_tag(text) or text.lstrip("#").lower()
     now = time.time() if position is None else position.now
     after = None if position is None else (position.score, position.last)
-    rows = await store.hashtags(ctx.services.pool, text=tag[:100], now=now, after=after, limit=limit + 1)
+    rows = await store.hashtags(ctx.extras["search_pool"], text=tag[:100], now=now, after=after, limit=limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
     items = [{"tag": r["tag"], "posts_count": int(r["posts_count"]), "score": float(r["score"])} for r in rows]
     last = rows[-1] if rows else None
