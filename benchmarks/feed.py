@@ -262,7 +262,7 @@ def read_rounds(args: argparse.Namespace, server: h.Server, token: str, label: s
 async def reads(args: argparse.Namespace, bench: h.Bench, server: h.Server, dsn: str) -> list[list[Any]]:
     viewer = await h.signup(server.base_url, bench.workdir / "var" / "mail", f"viewer{bench.run_id[:6]}")
     await seed_reads(dsn, viewer.id, args.followees, args.posts_small)
-    token = TokenService(h.JWT_SECRET, "i9lyfe", 3600).issue_access(viewer.id, 1)
+    token = viewer.access_token  # a real session: GET /feed checks it in its query
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         page = (await http.get("/api/v1/feed", headers={"Authorization": f"Bearer {token}"})).json()
         assert len(page["items"]) == 20, page

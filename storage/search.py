@@ -22,6 +22,7 @@ import asyncpg
 
 MAX_SCORE = 1e300
 
+USER_CANDIDATES = 200  # a user search ranks the first 200 usernames with the prefix and the 200 nearest names
 CANDIDATES = 2000  # a post search ranks the newest this many matches (see the module docstring)
 
 _POST_SCORE = """
@@ -123,12 +124,14 @@ async def users(
             + 0.5 (the viewer follows them) + 0.3 (they follow the viewer)"""
     score_after, id_after = after if after is not None else (MAX_SCORE, (1 << 63) - 1)
     rows: list[asyncpg.Record] = await conn.fetch(
-        """WITH c AS (
-               SELECT u.id, u.username, i9_fold(u.name) AS name FROM users u
-               WHERE u.username ~>=~ $7 AND u.username ~<~ $8
+        f"""WITH c AS (
+               (SELECT u.id, u.username, i9_fold(u.name) AS name FROM users u
+                WHERE u.username ~>=~ $7 AND u.username ~<~ $8
+                ORDER BY u.username LIMIT {USER_CANDIDATES})
                UNION
-               SELECT u.id, u.username, i9_fold(u.name) FROM users u
-               WHERE $2 <% (u.username || ' ' || i9_fold(u.name))
+               (SELECT u.id, u.username, i9_fold(u.name) FROM users u
+                WHERE $2 <% (u.username || ' ' || i9_fold(u.name))
+                ORDER BY (u.username || ' ' || i9_fold(u.name)) <->> $2 LIMIT {USER_CANDIDATES})
            )
            SELECT id, score FROM (
                SELECT c.id,

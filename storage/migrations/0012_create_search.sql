@@ -56,7 +56,8 @@ CREATE INDEX posts_search_idx ON posts USING gin (search);
 
 -- Users: a username prefix (typeahead) through text_pattern_ops, then trigram similarity of username and name.
 CREATE INDEX users_username_prefix_idx ON users (username text_pattern_ops);
-CREATE INDEX users_search_trgm_idx ON users USING gin ((username || ' ' || i9_fold(name)) gin_trgm_ops);
+-- GiST, for its nearest-first order (<->> word-similarity distance): a short or common name matches thousands.
+CREATE INDEX users_search_trgm_idx ON users USING gist ((username || ' ' || i9_fold(name)) gist_trgm_ops);
 
 -- Hashtags: prefix and trigram match, ranked by use, recent use weighted up.
 ALTER TABLE hashtags ADD COLUMN last_used_at timestamptz NOT NULL DEFAULT now();
