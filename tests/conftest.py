@@ -70,9 +70,13 @@ def redis_prefix(run_id: str) -> Iterator[str]:
     prefix = f"i9test:{run_id}:"
     yield prefix
     client = sync_redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    for i in range(0, len(keys), 500):
-        client.delete(*keys[i : i + 500])
+    # Twice: a shard still winding down after the Ray head stopped may recreate its fan-out queue in between.
+    for attempt in range(2):
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        if attempt == 0:
+            time.sleep(3)
     client.close()
 
 
