@@ -116,6 +116,17 @@ MEDIA_JSON = """jsonb_build_object('id', m.id, 'kind', m.kind, 'content_type', m
     'duration_ms', m.duration_ms, 'blurhash', m.blurhash, 'name', m.name, 'thumb_key', m.thumb_key)"""
 
 
+# The parts of a post that change, and the session check: $2 the viewer (NULL: anonymous), $3 their session.
+_LIVE = """(SELECT jsonb_object_agg(c.counter, c.n) FROM (
+                    SELECT counter, sum(n) AS n FROM post_counts pc WHERE pc.post_id = p.id GROUP BY counter) c
+               ) AS counters,
+               (SELECT r.emoji FROM post_reactions r WHERE r.post_id = p.id AND r.user_id = $2) AS my_reaction,
+               EXISTS (SELECT 1 FROM reposts rp WHERE rp.post_id = p.id AND rp.user_id = $2) AS my_reposted,
+               EXISTS (SELECT 1 FROM saves sv WHERE sv.post_id = p.id AND sv.user_id = $2) AS my_saved,
+               ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $3 AND s.user_id = $2
+                    AND s.revoked_at IS NULL AND s.expires_at > now())) AS session_live"""
+
+
 async def hydrate(
     conn: Any, post_ids: list[int], viewer_id: int | None, session_id: int | None = None
 ) -> list[asyncpg.Record]:
@@ -130,14 +141,7 @@ async def hydrate(
                ARRAY(SELECT mu.username FROM post_mentions pn JOIN users mu ON mu.id = pn.user_id
                      WHERE pn.post_id = p.id ORDER BY mu.username) AS mentions,
                ARRAY(SELECT ph.tag FROM post_hashtags ph WHERE ph.post_id = p.id ORDER BY ph.tag) AS tags,
-               (SELECT jsonb_object_agg(c.counter, c.n) FROM (
-                    SELECT counter, sum(n) AS n FROM post_counts pc WHERE pc.post_id = p.id GROUP BY counter) c
-               ) AS counters,
-               (SELECT r.emoji FROM post_reactions r WHERE r.post_id = p.id AND r.user_id = $2) AS my_reaction,
-               EXISTS (SELECT 1 FROM reposts rp WHERE rp.post_id = p.id AND rp.user_id = $2) AS my_reposted,
-               EXISTS (SELECT 1 FROM saves sv WHERE sv.post_id = p.id AND sv.user_id = $2) AS my_saved,
-               ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $3 AND s.user_id = $2
-                    AND s.revoked_at IS NULL AND s.expires_at > now())) AS session_live
+               {_LIVE}
             FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ANY($1)""",
         post_ids,
         viewer_id,
@@ -153,15 +157,8 @@ async def live_parts(
     ``session_id``, ``session_live``; a post that is gone has no row. The rest of a post never changes after it
     is created (its author's summary aside), so a reader that holds it needs only this."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT p.id,
-               (SELECT jsonb_object_agg(c.counter, c.n) FROM (
-                    SELECT counter, sum(n) AS n FROM post_counts pc WHERE pc.post_id = p.id GROUP BY counter) c
-               ) AS counters,
-               (SELECT r.emoji FROM post_reactions r WHERE r.post_id = p.id AND r.user_id = $2) AS my_reaction,
-               EXISTS (SELECT 1 FROM reposts rp WHERE rp.post_id = p.id AND rp.user_id = $2) AS my_reposted,
-               EXISTS (SELECT 1 FROM saves sv WHERE sv.post_id = p.id AND sv.user_id = $2) AS my_saved,
-               ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $3 AND s.user_id = $2
-                    AND s.revoked_at IS NULL AND s.expires_at > now())) AS session_live
+        f"""SELECT p.id,
+               {_LIVE}
             FROM posts p WHERE p.id = ANY($1)""",
         post_ids,
         viewer_id,

@@ -4,6 +4,7 @@ uvicorn (2 worker processes) serving the app over real sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -160,6 +161,34 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, 9)
             process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def own_server(
+    tag: str, redis_prefix: str, ray_head: RayHead, mailbox: Mailbox, run_id: str, workdir: Path, **env: str
+) -> Iterator[Server]:
+    """A server with settings of its own (``env``) in its own database, Redis prefix and Ray namespace, for the
+    tests that need another configuration than the session server's; everything it made goes at the end."""
+    name = f"i9{tag}_{run_id}"
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    namespace = f"i9{tag}-{run_id}"
+    port = free_port()
+    server_env = _server_env(dsn, redis_prefix + f"{tag}:", ray_head, mailbox, run_id, workdir, port)
+    server_env.update(RAY_NAMESPACE=namespace, **env)
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    subprocess.run([sys.executable, "-m", "storage.migrate"], check=True, env=server_env, cwd=REPO, capture_output=True)
+    log_path = workdir / f"{tag}-server.log"
+    process = start_server(server_env, log_path)
+    try:
+        yield Server(f"http://127.0.0.1:{port}", server_env, process, log_path)
+    finally:
+        stop_server(process)
+        retire = (
+            "import ray; from actors.topology import retire_stale_shards; "
+            f"ray.init(namespace={namespace!r}, log_to_driver=False); retire_stale_shards({namespace!r}, '')"
+        )
+        subprocess.run([sys.executable, "-c", retire], env=server_env, cwd=REPO, check=True, timeout=120)
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

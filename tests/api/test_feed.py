@@ -9,8 +9,6 @@ import asyncio
 import datetime as dt
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +18,12 @@ import msgpack
 import pytest
 import redis.asyncio as aioredis
 
-from actors.cluster import RayHead, free_port
+from actors.cluster import RayHead
 from storage.ids import EPOCH_MS
 from tests import media_samples as samples
 from tests.api.test_posts import upload
 from tests.asyncapi_frames import check_frame
-from tests.conftest import ADMIN_DSN, REDIS_URL, REPO, Server, _admin, _server_env, start_server, stop_server
+from tests.conftest import REDIS_URL, Server, own_server
 from tests.support import Api, Mailbox, WsClient, assert_error, unique, wait_until
 
 FEED = "/api/v1/feed"
@@ -342,24 +340,11 @@ def celebrity_server(
     redis_prefix: str, ray_head: RayHead, mailbox: Mailbox, run_id: str, workdir: Path
 ) -> Iterator[Server]:
     """A server whose fan-out threshold is 2 followers, in its own database, Redis prefix and Ray namespace."""
-    name = f"i9celeb_{run_id}"
-    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    namespace = f"i9celeb-{run_id}"
-    port = free_port()
-    env = _server_env(dsn, redis_prefix + "celeb:", ray_head, mailbox, run_id, workdir, port)
-    env.update(RAY_NAMESPACE=namespace, WORKERS="2", USER_SHARDS="2", CHAT_SHARDS="1", FANOUT_MAX_FOLLOWERS="2")
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    subprocess.run([sys.executable, "-m", "storage.migrate"], check=True, env=env, cwd=REPO, capture_output=True)
-    log_path = workdir / "celeb-server.log"
-    process = start_server(env, log_path)
-    yield Server(f"http://127.0.0.1:{port}", env, process, log_path)
-    stop_server(process)
-    retire = (
-        "import ray; from actors.topology import retire_stale_shards; "
-        f"ray.init(namespace={namespace!r}, log_to_driver=False); retire_stale_shards({namespace!r}, '')"
-    )
-    subprocess.run([sys.executable, "-c", retire], env=env, cwd=REPO, check=True, timeout=120)
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with own_server(
+        "celeb", redis_prefix, ray_head, mailbox, run_id, workdir,
+        WORKERS="2", USER_SHARDS="2", CHAT_SHARDS="1", FANOUT_MAX_FOLLOWERS="2",
+    ) as made:  # fmt: skip
+        yield made
 
 
 async def test_a_big_account_is_merged_at_read_and_reaches_connected_followers_live_only(

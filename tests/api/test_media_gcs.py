@@ -12,7 +12,6 @@ fingerprint, so it must not share the session server's shards)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
@@ -33,7 +32,7 @@ from PIL import Image
 
 from actors.cluster import RayHead, free_port
 from tests import media_samples as samples
-from tests.conftest import ADMIN_DSN, REPO, Server, _admin, _server_env, start_server, stop_server
+from tests.conftest import Server, own_server
 from tests.support import Api, Mailbox, assert_error
 
 BUCKET = "i9media-test"
@@ -99,32 +98,21 @@ def gcs_server(
     emulator: str,
     signing_key: tuple[Path, RSAPublicKey],
 ) -> Iterator[Server]:
-    name = f"i9gcs_{run_id}"
-    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    namespace = f"i9gcs-{run_id}"
-    port = free_port()
-    env = _server_env(dsn, redis_prefix + "gcs:", ray_head, mailbox, run_id, workdir, port)
-    env.update(
-        RAY_NAMESPACE=namespace,
+    with own_server(
+        "gcs",
+        redis_prefix,
+        ray_head,
+        mailbox,
+        run_id,
+        workdir,
         WORKERS="1",
         USER_SHARDS="2",
         MEDIA_BACKEND="gcs",
         GCS_BUCKET=BUCKET,
         STORAGE_EMULATOR_HOST=emulator,
         GCS_CREDENTIALS_FILE=str(signing_key[0]),
-    )
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    subprocess.run([sys.executable, "-m", "storage.migrate"], check=True, env=env, cwd=REPO, capture_output=True)
-    log_path = workdir / "gcs-server.log"
-    process = start_server(env, log_path)
-    yield Server(f"http://127.0.0.1:{port}", env, process, log_path)
-    stop_server(process)
-    retire = (
-        "import ray; from actors.topology import retire_stale_shards; "
-        f"ray.init(namespace={namespace!r}, log_to_driver=False); retire_stale_shards({namespace!r}, '')"
-    )
-    subprocess.run([sys.executable, "-c", retire], env=env, cwd=REPO, check=True, timeout=120)
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    ) as made:
+        yield made
 
 
 @pytest.fixture
