@@ -150,6 +150,7 @@ async def test_bad_and_hostile_queries_are_refused_or_answered_never_500(make_ap
         {"q": ""},
         {"q": "x" * 201},
         {"q": "   "},
+        {"q": "a\x00b"},
         {"q": "ok", "type": "people"},
         {"q": "ok", "scope": "world"},
         {"q": "ok", "limit": 0},
