@@ -311,6 +311,12 @@ async def test_a_chat_shard_killed_mid_conversation_loses_and_reorders_nothing(
 
     assert await wait_until(all_there) == list(range(1, 11))
 
+    # Every ChatShard was killed, not only this chat's: the next test must not meet one still restarting.
+    async def all_shards_up() -> bool | None:
+        return (await alice.get("/api/v1/_test/chat_shards")).status == 200 or None
+
+    await wait_until(all_shards_up, timeout=60)
+
 
 async def test_non_members_get_404_for_everything_about_a_chat(server: Server, make_api: Any, register: Any) -> None:
     alice, _bob, _, b = await pair(make_api, register)
