@@ -16,6 +16,8 @@ MAX_MENTIONS = 20
 MAX_TAGS = 30
 _MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9_.]{3,30})(?![A-Za-z0-9_])")
 _TAG = re.compile(r"(?<![\w#&])#(\w{1,100})(?!\w)")
+_WORD = re.compile(r"[^\W_]+")
+MAX_WORDS = 300
 
 
 def mentions(text: str) -> list[str]:
@@ -49,3 +51,17 @@ def normalize_tag(value: str) -> str | None:
     if not tag or len(tag) > 100 or tag.isdigit() or not re.fullmatch(r"\w+", tag):
         return None
     return tag
+
+
+def words(text: str) -> list[str]:
+    """The distinct plain words of a caption, lower-case with accents folded (what interest keywords match),
+    first occurrence order, at most MAX_WORDS. A #hashtag's word counts too (``#travel`` holds ``travel``)."""
+    folded = "".join(
+        c for c in unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text)) if not unicodedata.combining(c)
+    )
+    found: dict[str, None] = {}
+    for match in _WORD.finditer(folded.lower()):
+        found.setdefault(match.group(0))
+        if len(found) == MAX_WORDS:
+            break
+    return list(found)

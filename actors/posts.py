@@ -27,6 +27,7 @@ from actors.media import check_attachable, media_view, url_signer
 from actors.post_cache import PostCache
 from actors.rules import RuleError, clean_text
 from storage import db, ids
+from storage import interests as interest_store
 from storage import notifications as notification_store
 from storage import outbox as outbox_store
 from storage import posts as post_store
@@ -109,7 +110,9 @@ async def create(pool: asyncpg.Pool, settings: Any, author_id: int, body: dict[s
         found = await post_store.find_user_ids(conn, named) if named else {}
         mentioned = [found[n] for n in named if n in found]
         await post_store.insert_mentions(conn, post_id, mentioned, now)
-        await post_store.insert_hashtags(conn, post_id, post_text.hashtags(caption), now)
+        tags = post_text.hashtags(caption)
+        await post_store.insert_hashtags(conn, post_id, tags, now)
+        await interest_store.tag_post(conn, post_id, author_id, tags, post_text.words(caption))
         view = (await views(conn, settings, [post_id], None))[post_id]
         events = await _mention_notifications(conn, settings, author_id, post_id, mentioned, view)
         job = feed.job_event(post_id, post_id, author_id)  # the fan-out to followers' feeds (actors/feed.py)

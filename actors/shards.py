@@ -19,7 +19,7 @@ import msgpack
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors import feed, retention
+from actors import explore, feed, retention
 from actors.chat import ChatOps, ChatState
 from actors.context import Services
 from actors.delivery import Delivery, PushItem
@@ -61,6 +61,7 @@ class UserShardCore(ShardHost[UserState]):
         self.fanout: feed.FanoutWorker | None = None
         self.every("outbox relay", RELAY_INTERVAL_S, self._relay)
         self.every("retention purge", retention.PURGE_INTERVAL_S, self._purge)
+        self.every("recommendations refresh", settings.recs_refresh_s, self._refresh_recommendations)
 
     async def on_ready(self, services: Services) -> None:
         self.delivery = Delivery(services, self._push_to_peer, self.settings.user_shards)
@@ -90,6 +91,10 @@ class UserShardCore(ShardHost[UserState]):
     async def _purge(self) -> None:
         """Purge sent outbox rows, ended sessions and finished auth flows (one shard at a time, by lock)."""
         await retention.purge_once(self.services)
+
+    async def _refresh_recommendations(self) -> None:
+        """Trending posts and each interest's top posts and authors (actors/explore.py); one shard per interval."""
+        await explore.refresh(self.services.pool, self.settings.recs_refresh_s)
 
     async def push(self, items: list[PushItem]) -> int:
         """Publish stored events to the gateways of their recipients: one PUBLISH per gateway."""

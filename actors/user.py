@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from actors import engagement, feed, follows, posts, rules, shard_counters
+from actors import engagement, explore, feed, follows, posts, rules, shard_counters
 from actors.context import Services
 from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from actors.media import check_attachable
@@ -107,6 +107,9 @@ class UserOps:
             "unreact_comment": self.unreact_comment,
             "follow": self.follow,
             "unfollow": self.unfollow,
+            "follow_interest": self.follow_interest,
+            "explore_feedback": self.explore_feedback,
+            "set_recommendation_knobs": self.set_recommendation_knobs,
             "touch": self.touch,
         }
 
@@ -302,6 +305,18 @@ class UserOps:
         if result.changed:
             await self._feed_follow(state, result.followee_id, False)
         return result
+
+    # ------------------------------------------------------------ interests and recommendations (issue 14)
+
+    async def follow_interest(self, state: UserState, slug: str, on: bool) -> bool:
+        """Follow or unfollow an interest (idempotent); 404 for a slug not in the catalogue."""
+        return await explore.follow_interest(self.services.pool, state.user_id, slug, on)
+
+    async def explore_feedback(self, state: UserState, post_id: int, signal: str) -> None:
+        await explore.give_feedback(self.services.pool, state.user_id, post_id, signal)
+
+    async def set_recommendation_knobs(self, state: UserState, changes: dict[str, Any]) -> dict[str, Any]:
+        return (await explore.set_knobs(self.services.pool, state.user_id, changes)).to_wire()
 
     async def _feed_follow(self, state: UserState, followee_id: int, on: bool) -> None:
         """After a committed follow or unfollow: the follower's timeline takes in or lets go of the followee,

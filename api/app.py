@@ -27,7 +27,22 @@ from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
-from api.routes import auth, chats, engagement, feed, health, me, media, notifications, posts, search, testing, users
+from api.routes import (
+    auth,
+    chats,
+    engagement,
+    explore,
+    feed,
+    health,
+    interests,
+    me,
+    media,
+    notifications,
+    posts,
+    search,
+    testing,
+    users,
+)
 from api.routes import metrics as metrics_route
 from api.ws import drain
 from api.ws import route as ws_route
@@ -133,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(engagement.router, prefix=API_PREFIX)
     app.include_router(feed.router, prefix=API_PREFIX)
     app.include_router(search.router, prefix=API_PREFIX)
+    app.include_router(interests.router, prefix=API_PREFIX)
+    app.include_router(explore.router, prefix=API_PREFIX)
     app.include_router(ws_route.router)
     if settings.env == "test":
         app.include_router(testing.router, prefix=API_PREFIX)

@@ -21,6 +21,9 @@ caption mentioning another seeded user and a #hashtag; then, on a random recent 
 this process), it reacts with a random emoji, comments (mentioning someone), reads the post and its comments, and
 saves and unsaves it.
 
+The discovery journey: an account user now and then follows an interest (the load posts carry one as a hashtag),
+reads explore and its next page, gives "less" or "more" feedback on one item, and reads who-to-follow.
+
 One locust process uses one core; to use every core of the load box, run a master and N workers (default:
 cores - 1) on 127.0.0.1, each worker with accounts of its own (loadtests/distributed.py), all stopped together:
 
@@ -52,6 +55,7 @@ _next = itertools.count()
 CHAT_FILE = random.Random(1).randbytes(1024 * 1024)  # 1 MiB application/octet-stream
 RECENT_POSTS: collections.deque[str] = collections.deque(maxlen=200)  # ids of posts made in this process
 EMOJI = ["👍", "😀", "🔥", "🤔"]
+INTERESTS = ["travel", "food", "music", "photography", "fitness", "books", "gaming", "pets"]
 
 
 def _avatar_png() -> bytes:
@@ -271,7 +275,8 @@ class AccountUser(HttpUser):
             return
         body = {
             "type": "photo",
-            "caption": f"load post for @{self._someone_else()} #load #tag{random.randrange(10)}",
+            "caption": f"load post for @{self._someone_else()} #load #tag{random.randrange(10)} "
+            f"#{random.choice(INTERESTS)}",
             "media_ids": [media["id"]],
         }
         with self.client.post("/api/v1/posts", json=body, name="POST /posts", catch_response=True) as reply:
@@ -349,6 +354,51 @@ class AccountUser(HttpUser):
                     if reply.status_code != 200 or reply.json().get("reposted") is not reposted:
                         reply.failure(f"{method} repost {reply.status_code}: {reply.text[:200]}")
                         return
+
+    @task(2)
+    def discover(self) -> None:
+        """Follow an interest now and then, read explore and its next page (every item with reasons and a score,
+        no post twice), tell it "less" or "more" of one item, and read who-to-follow (never yourself)."""
+        if random.random() < 0.2:
+            slug = random.choice(INTERESTS)
+            with self.client.put(
+                f"/api/v1/interests/{slug}/follow", name="PUT /interests/[slug]/follow", catch_response=True
+            ) as reply:
+                if reply.status_code != 200 or reply.json().get("following") is not True:
+                    reply.failure(f"follow interest {reply.status_code}: {reply.text[:200]}")
+                    return
+        seen: set[str] = set()
+        cursor = None
+        items: list[dict[str, Any]] = []
+        for page in (1, 2):
+            params = {"limit": "10", **({"cursor": cursor} if cursor else {})}
+            with self.client.get(
+                "/api/v1/explore", params=params, name=f"GET /explore (page {page})", catch_response=True
+            ) as reply:
+                body = reply.json() if reply.status_code == 200 else {}
+                got = body.get("items")
+                if got is None or any(not i.get("reasons") or i["post"]["id"] in seen for i in got):
+                    reply.failure(f"explore {reply.status_code}: {reply.text[:200]}")
+                    return
+                seen.update(i["post"]["id"] for i in got)
+                items += got
+                cursor = body.get("next_cursor")
+            if not cursor:
+                break
+        if items and random.random() < 0.3:
+            body = {"post_id": random.choice(items)["post"]["id"], "signal": random.choice(["less", "more"])}
+            with self.client.post(
+                "/api/v1/explore/feedback", json=body, name="POST /explore/feedback", catch_response=True
+            ) as reply:
+                if reply.status_code not in (204, 404):  # 404: the post was deleted meanwhile
+                    reply.failure(f"feedback {reply.status_code}: {reply.text[:200]}")
+                    return
+        with self.client.get(
+            "/api/v1/suggestions/users", params={"limit": "10"}, name="GET /suggestions/users", catch_response=True
+        ) as reply:
+            people = reply.json().get("items") if reply.status_code == 200 else None
+            if people is None or any(p["user"]["username"] == self.username or not p["reasons"] for p in people):
+                reply.failure(f"suggestions {reply.status_code}: {reply.text[:200]}")
 
     @task(2)
     def search(self) -> None:

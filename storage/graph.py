@@ -129,3 +129,70 @@ async def counts(conn: Conn, user_id: int) -> tuple[int, int]:
     )
     assert row is not None
     return int(row["followers"]), int(row["following"])
+
+
+# ------------------------------------------------------------ who to follow (issue 14)
+
+# Candidate people for a user, by source, in one round trip. Each branch starts from a small, bounded set (the
+# user's latest $2 follows, followers, interests, reactions) and walks an index with a LIMIT per step ($3); none
+# scans users or follows. Rows: (source, user_id, n, via bigint[], slugs text[]): ``n`` is the strength (mutual
+# follows, people in common, shared interests, engagements), ``via`` up to 3 people who make the link.
+_SUGGESTION_SOURCES = """
+WITH mine AS (SELECT followee_id AS id, created_at FROM follows WHERE follower_id = $1
+              ORDER BY created_at DESC LIMIT $2),
+fof AS (
+    SELECT f.followee_id AS user_id, count(*) AS n,
+           (array_agg(f.follower_id ORDER BY f.created_at DESC))[1:3] AS via
+    FROM mine CROSS JOIN LATERAL (
+        SELECT x.follower_id, x.followee_id, x.created_at FROM follows x
+        WHERE x.follower_id = mine.id ORDER BY x.created_at DESC LIMIT $3) f
+    GROUP BY f.followee_id ORDER BY n DESC LIMIT $4),
+same AS (
+    SELECT f.follower_id AS user_id, count(*) AS n,
+           (array_agg(f.followee_id ORDER BY f.created_at DESC))[1:3] AS via
+    FROM mine CROSS JOIN LATERAL (
+        SELECT x.follower_id, x.followee_id, x.created_at FROM follows x
+        WHERE x.followee_id = mine.id ORDER BY x.created_at DESC LIMIT $3) f
+    GROUP BY f.follower_id ORDER BY n DESC LIMIT $4),
+fans AS (
+    SELECT x.follower_id AS user_id FROM follows x WHERE x.followee_id = $1 ORDER BY x.created_at DESC LIMIT $4),
+shared AS (
+    SELECT o.user_id, count(*) AS n, array_agg(o.slug ORDER BY o.slug) AS slugs
+    FROM (SELECT slug FROM interest_follows WHERE user_id = $1) s CROSS JOIN LATERAL (
+        SELECT i.user_id, i.slug FROM interest_follows i WHERE i.slug = s.slug AND i.user_id <> $1
+        ORDER BY i.created_at DESC LIMIT $3) o
+    GROUP BY o.user_id ORDER BY n DESC LIMIT $4),
+engaged AS (
+    SELECT p.author_id AS user_id, count(*) AS n
+    FROM ((SELECT post_id FROM post_reactions WHERE user_id = $1 ORDER BY created_at DESC LIMIT $3)
+          UNION ALL
+          (SELECT post_id FROM comments WHERE author_id = $1 ORDER BY created_at DESC LIMIT $3)) e
+    JOIN posts p ON p.id = e.post_id
+    GROUP BY p.author_id ORDER BY n DESC LIMIT $4),
+topical AS (
+    SELECT t.user_id, count(*) AS n, array_agg(t.slug ORDER BY t.score DESC) AS slugs
+    FROM interest_follows m JOIN interest_top_authors t ON t.slug = m.slug
+    WHERE m.user_id = $1 GROUP BY t.user_id ORDER BY max(t.score) DESC LIMIT $4),
+popular AS (
+    SELECT u.id AS user_id, u.followers_count AS n FROM users u
+    WHERE u.followers_count > 0 ORDER BY u.followers_count DESC LIMIT $4),
+cand AS (
+    SELECT 'fof' AS source, user_id, n, via, NULL::text[] AS slugs FROM fof
+    UNION ALL SELECT 'same', user_id, n, via, NULL FROM same
+    UNION ALL SELECT 'fans', user_id, 1, NULL, NULL FROM fans
+    UNION ALL SELECT 'shared', user_id, n, NULL, slugs FROM shared
+    UNION ALL SELECT 'engaged', user_id, n, NULL, NULL FROM engaged
+    UNION ALL SELECT 'topical', user_id, n, NULL, slugs FROM topical
+    UNION ALL SELECT 'popular', user_id, n, NULL, NULL FROM popular)
+SELECT c.source, c.user_id, c.n, c.via, c.slugs FROM cand c
+WHERE c.user_id <> $1
+  AND NOT EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = c.user_id)
+"""
+
+
+async def suggestion_sources(
+    conn: Conn, user_id: int, *, start: int = 200, per_step: int = 50, per_source: int = 200
+) -> list[asyncpg.Record]:
+    """Candidate people to follow for ``user_id`` from every source at once (see ``_SUGGESTION_SOURCES``): never
+    the user, never someone the user follows."""
+    return list(await conn.fetch(_SUGGESTION_SOURCES, user_id, start, per_step, per_source))

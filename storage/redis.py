@@ -77,6 +77,11 @@ class Keys:
     def post_channel(self, post_id: int) -> str:
         return self("topic", "post", post_id)
 
+    def recommendations(self, user_id: int, snapshot: str) -> str:
+        """One ranked recommendation list of a user (explore, or the feed past its timeline), kept for its
+        cursors to page through (actors/explore.py); expires."""
+        return self("recs", f"{{{user_id}}}", snapshot)
+
 
 class NoFreeNode(RuntimeError):
     """Every id node number is leased by a live process: refuse to start rather than mint someone else's ids."""

@@ -118,6 +118,7 @@ def _server_env(
         MAX_BODY_BYTES=str(64 * 1024),
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         FANOUT_BATCH="100",  # many small fan-out steps: a worker can be killed between two (tests/api/test_feed.py)
+        RECS_REFRESH_S="1",  # trending is recomputed every second (tests/api/test_recommendations.py)
     )
     return env
 
@@ -263,6 +264,7 @@ def register(mailbox: Mailbox) -> Callable[..., Any]:
         done = await api.post("/api/v1/auth/signup/complete", body)
         assert done.status == 201, done.body
         api.token = done.body["tokens"]["access_token"]
+        api.username = username
         return {**done.body, "email": email, "password": password, "username": username}
 
     return go

@@ -93,6 +93,7 @@ class Api:
         self.fmt = fmt
         self.ip = ip or fresh_ip()
         self.token: str | None = None
+        self.username = ""  # set by the register fixture
         self.http = httpx.AsyncClient(base_url=base_url, timeout=30)
 
     async def close(self) -> None:

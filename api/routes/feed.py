@@ -9,22 +9,36 @@ while new posts arrive (they sort before the cursor).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
+from actors import explore
 from actors import posts as post_actions
 from actors.errors import Unauthenticated
+from actors.explore import CURSOR_PATTERN as RECS_CURSOR_PATTERN
+from actors.explore import Position
 from actors.feed import FeedReader
 from actors.follows import summary
 from api.deps import BEARER_SECURITY, ctx_of, token_user
-from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from api.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded
+from api.routes.explore import explorer_of, recommended_posts
 from api.schemas.common import error_responses
 from api.schemas.feed import FeedPage
 from storage import users as user_store
 
 router = APIRouter(tags=["feed"])
+
+# A position in the timeline, or (past its end) in the ranking of recommended posts that continues it.
+FeedCursor = Annotated[
+    str | None,
+    Query(
+        max_length=38,
+        pattern=f"(?:{CURSOR_PATTERN})|(?:{RECS_CURSOR_PATTERN})",
+        description="The `next_cursor` of the previous page (opaque)",
+    ),
+]
 
 
 def _rfc3339(value: Any) -> str:
@@ -32,19 +46,28 @@ def _rfc3339(value: Any) -> str:
 
 
 @router.get("/feed", response_model=FeedPage, responses=error_responses(401, 422, 503), openapi_extra=BEARER_SECURITY)
-async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Encoded:
+async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedCursor = None) -> Encoded:
     """Your home feed, newest first: your own posts and the posts and reposts of the people you follow
     (`reposted_by` names the reposter). A post you see twice (posted, and reposted by someone you follow)
     appears once per page. Deleted posts, undone reposts and people you no longer follow never show; someone
-    you start following shows up on the next read with their recent posts."""
+    you start following shows up on the next read with their recent posts.
+
+    When your timeline has nothing more, the feed keeps going with recommended posts (as `GET /explore` ranks
+    them, without people you follow): those items carry `reasons` (and `reposted_by` null), and the cursor pages
+    through that ranking. With the `hide_reposts` knob (`PUT /me/recommendations`) reposts are left out."""
     # A hot read: the caller and the context are read here, not through dependency resolution, and the session
     # is checked in the posts' own query (or, for an empty page, against the denylist), as GET /posts/{id} does.
     user = await token_user(request)
     ctx = ctx_of(request)
+    if cursor is not None and cursor.startswith("r"):
+        return await _recommended(request, ctx, user, Position.decode(cursor), limit, [])
     reader: FeedReader = ctx.extras.get("feed_reader") or ctx.extras.setdefault("feed_reader", FeedReader(ctx.services))
     position = decode_cursor(cursor)
     rows, more = await reader.page(user.user_id, None if position is None else position[1], limit)
+    last = rows[-1] if rows else None
     services = ctx.services
+    if (await explore.get_knobs(services.pool, user.user_id)).hide_reposts:
+        rows = [r for r in rows if not r.via]
     post_ids = list(dict.fromkeys(r.post_id for r in rows))
     reposters = list({r.via for r in rows if r.via})
     views = await post_actions.views(
@@ -71,6 +94,35 @@ async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Curso
                 "created_at": _rfc3339(row.at),
             }
         )
-    last = rows[-1] if rows else None
-    next_cursor = encode_cursor(last.at, last.entry_id) if more and last is not None else None
+    if not more:  # the timeline is done: recommended posts fill the page and the next ones follow
+        return await _recommended(request, ctx, user, None, limit, items)
+    next_cursor = encode_cursor(last.at, last.entry_id) if last is not None else None
     return encoded(request, {"items": items, "next_cursor": next_cursor})
+
+
+async def _recommended(
+    request: Request, ctx: Any, user: Any, position: Position | None, limit: int, items: list[dict[str, Any]]
+) -> Encoded:
+    """``items`` (the timeline's last ones) followed by recommended posts up to ``limit``; the cursor pages
+    through the same ranking (a new one without ``position``)."""
+    explorer = explorer_of(ctx)
+    want = limit - len(items)
+    if want <= 0:  # a full page already: the recommendations start on the next one
+        snapshot, ranked = await explorer.start(user.user_id, "feed")
+        next_cursor = Position(snapshot, 0).encode() if ranked else None
+        return encoded(request, {"items": items, "next_cursor": next_cursor})
+    ranked, following = await explorer.page(user.user_id, "feed", position, want)
+    shown = {item["post"]["id"] for item in items}
+    for view, item, why in await recommended_posts(ctx, user.user_id, ranked):
+        if view["id"] in shown:
+            continue
+        items.append(
+            {
+                "id": str(item.post_id),
+                "post": post_actions.public_post(view),
+                "reposted_by": None,
+                "created_at": view["created_at"],
+                "reasons": why,
+            }
+        )
+    return encoded(request, {"items": items, "next_cursor": None if following is None else following.encode()})

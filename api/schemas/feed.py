@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from api.schemas.posts import Post
+from api.schemas.recs import PostReason
 from api.schemas.users import UserSummary
 
 
@@ -13,6 +14,9 @@ class FeedItem(BaseModel):
     post: Post
     reposted_by: UserSummary | None = Field(description="Who reposted it into this feed; null for a post")
     created_at: str = Field(description="When it was posted or reposted")
+    reasons: list[PostReason] | None = Field(
+        default=None, description="Only on recommended items (past the end of your timeline): why it is here"
+    )
 
 
 class FeedPage(BaseModel):

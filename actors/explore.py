@@ -1,0 +1,240 @@
+"""Explore (issue 14): gather candidates, rank them (actors/ranking.py), keep the ranking for its cursors, and
+the writes that steer it (feedback, knobs), which run in the caller's logical actor (actors/user.py).
+
+A ranking is made on a request without a cursor and kept in Redis for ``SNAPSHOT_TTL_S`` under a random
+snapshot id; its cursor ``r<snapshot>.<offset>`` pages through that one list, so pages never re-rank or repeat.
+Feedback given since is applied to every page read (an author I said "less" to is dropped at once). The same
+ranking, without people I follow, continues the home feed past the caller's timeline (``skip_followed``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgpack
+
+from actors import ranking
+from actors.errors import NotFound, ValidationFailed
+from actors.ranking import Fact, Feedback, Knobs, Ranked, Signals
+from storage import db, ids
+from storage import interests as interest_store
+from storage import recs as store
+
+SNAPSHOT_TTL_S = 1800
+RANKED_MAX = 300  # posts in one ranking
+FEEDBACK_WINDOW = 500  # the latest signals of a user that count
+DAY_S = 86400.0
+SOURCE_LIMITS = {
+    "per_slug": 40,
+    "followees": 300,
+    "per_followee": 10,
+    "engaged": 200,
+    "similar": 150,
+    "trending": 150,
+    "recent": 60,
+}
+WINDOWS_S = {"interest": 14 * DAY_S, "engaged": 14 * DAY_S, "similar": 30 * DAY_S, "recent": 3 * DAY_S}
+CURSOR_PATTERN = r"^r[0-9a-f]{16}\.[0-9]{1,3}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+SIGNALS = {"less": -1, "more": 1}
+
+
+@dataclass(frozen=True)
+class Position:
+    snapshot: str
+    offset: int
+
+    def encode(self) -> str:
+        return f"r{self.snapshot}.{self.offset}"
+
+    @staticmethod
+    def decode(value: str) -> Position | None:
+        if not _CURSOR.match(value):
+            return None
+        snapshot, _, offset = value[1:].partition(".")
+        return Position(snapshot, int(offset))
+
+
+def floor_id(seconds_ago: float) -> int:
+    return ids.min_id_at(int((time.time() - seconds_ago) * 1000))
+
+
+def knobs_of(row: Any) -> Knobs:
+    if row is None:
+        return Knobs()
+    return Knobs(float(row["recency_weight"]), bool(row["hide_reposts"]), int(row["per_author_cap"]))
+
+
+async def gather(conn: asyncpg.Connection, user_id: int) -> tuple[dict[int, Signals], set[str]]:
+    """Every source's candidates for the caller, merged per post, and the caller's followed interests."""
+    limits = SOURCE_LIMITS
+    slugs = await interest_store.followed_slugs(conn, user_id)
+    signals: dict[int, Signals] = {}
+
+    def of(post_id: int) -> Signals:
+        return signals.setdefault(int(post_id), Signals())
+
+    if slugs:
+        for row in await store.interest_posts(conn, slugs, floor_id(WINDOWS_S["interest"]), limits["per_slug"]):
+            of(row["post_id"])
+    for row in await store.engaged_by_following(
+        conn, user_id, WINDOWS_S["engaged"], limits["followees"], limits["per_followee"], limits["engaged"]
+    ):
+        of(row["post_id"]).engaged_by = [int(u) for u in row["users"]]
+    for row in await store.similar_users_posts(
+        conn, user_id, WINDOWS_S["similar"], mine=30, per_post=30, peers=50, per_peer=20, limit=limits["similar"]
+    ):
+        of(row["post_id"]).similar = int(row["n"])
+    for row in await store.trending(conn, limits["trending"]):
+        of(row["post_id"]).trend = float(row["score"])
+    for row in await store.recent(conn, floor_id(WINDOWS_S["recent"]), limits["recent"]):
+        of(row["post_id"]).recent = True
+    return signals, set(slugs)
+
+
+def _fact(row: Any) -> Fact:
+    return Fact(
+        post_id=int(row["id"]),
+        author_id=int(row["author_id"]),
+        created_at=row["created_at"],
+        engagement=int(row["engagement"]),
+        slugs=tuple(row["slugs"]),
+        reacted=bool(row["reacted"]),
+        judged=bool(row["judged"]),
+        in_timeline=bool(row["in_timeline"]),
+    )
+
+
+class Explorer:
+    """Rankings and their pages for one process (api worker)."""
+
+    def __init__(self, pool: asyncpg.Pool, redis: Any, keys: Any) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.keys = keys
+
+    async def ranking(self, user_id: int, *, skip_followed: bool) -> tuple[list[Ranked], Knobs]:
+        async with self.pool.acquire() as conn:
+            knobs = knobs_of(await store.get_knobs(conn, user_id))
+            signals, followed = await gather(conn, user_id)
+            facts = [_fact(r) for r in await store.facts(conn, user_id, list(signals))] if signals else []
+            authors, interests = await store.feedback_totals(conn, user_id, FEEDBACK_WINDOW)
+        ranked = ranking.rank(
+            viewer_id=user_id,
+            signals=signals,
+            facts=facts,
+            followed_interests=followed,
+            feedback=Feedback(authors, interests),
+            knobs=knobs,
+            now=dt.datetime.now(dt.UTC),
+            skip_followed=skip_followed,
+            limit=RANKED_MAX,
+        )
+        return ranked, knobs
+
+    async def start(self, user_id: int, mode: str) -> tuple[str, list[Ranked]]:
+        """A new ranking, kept under a new snapshot id."""
+        ranked, _ = await self.ranking(user_id, skip_followed=mode == "feed")
+        snapshot = secrets.token_hex(8)
+        packed = msgpack.packb(
+            {"mode": mode, "items": [[r.post_id, r.author_id, r.score, r.reasons] for r in ranked]}, use_bin_type=True
+        )
+        await self.redis.set(self.keys.recommendations(user_id, snapshot), packed, ex=SNAPSHOT_TTL_S)
+        return snapshot, ranked
+
+    async def load(self, user_id: int, mode: str, snapshot: str) -> list[Ranked] | None:
+        """A kept ranking; None when it expired (or is another list's)."""
+        raw = await self.redis.get(self.keys.recommendations(user_id, snapshot))
+        if raw is None:
+            return None
+        data = msgpack.unpackb(raw, raw=False)
+        if data.get("mode") != mode:
+            return None
+        return [Ranked(int(p), int(a), float(s), list(r)) for p, a, s, r in data["items"]]
+
+    async def page(
+        self, user_id: int, mode: str, position: Position | None, limit: int
+    ) -> tuple[list[Ranked], Position | None]:
+        """One page of a ranking: a new one without a position, or when the position's ranking expired (its
+        client comes back after ``SNAPSHOT_TTL_S``: it gets today's picks from the top). Authors blocked since
+        the ranking was made are left out."""
+        kept = None if position is None else await self.load(user_id, mode, position.snapshot)
+        if position is None or kept is None:
+            snapshot, ranked = await self.start(user_id, mode)
+            offset = 0
+        else:
+            snapshot, offset = position.snapshot, position.offset
+            authors, _ = await store.feedback_totals(self.pool, user_id, FEEDBACK_WINDOW)
+            ranked = [r for r in kept if authors.get(r.author_id, 0) >= 0]
+        window = ranked[offset : offset + limit]
+        end = offset + len(window)
+        return window, (Position(snapshot, end) if end < len(ranked) else None)
+
+
+# ------------------------------------------------------------ writes (in the caller's logical actor)
+
+
+async def give_feedback(pool: asyncpg.Pool, user_id: int, post_id: int, signal: str) -> None:
+    value = SIGNALS.get(signal)
+    if value is None:
+        raise ValidationFailed({"signal": "one of less, more"})
+    async with db.transaction(pool) as conn:
+        author = await conn.fetchval("SELECT author_id FROM posts WHERE id = $1", post_id)
+        if author is None:
+            raise NotFound("No such post.")
+        slugs = (await interest_store.slugs_of_posts(conn, [post_id])).get(post_id, [])
+        await store.save_feedback(conn, user_id, post_id, int(author), slugs, value)
+
+
+async def set_knobs(pool: asyncpg.Pool, user_id: int, changes: dict[str, Any]) -> Knobs:
+    """Apply the given knobs (the others keep their values) and return them all."""
+    async with db.transaction(pool) as conn:
+        current = knobs_of(await store.get_knobs(conn, user_id))
+        merged = Knobs(
+            recency_weight=float(changes.get("recency_weight", current.recency_weight)),
+            hide_reposts=bool(changes.get("hide_reposts", current.hide_reposts)),
+            per_author_cap=int(changes.get("per_author_cap", current.per_author_cap)),
+        )
+        await store.put_knobs(conn, user_id, merged.recency_weight, merged.hide_reposts, merged.per_author_cap)
+    return merged
+
+
+async def get_knobs(pool: asyncpg.Pool, user_id: int) -> Knobs:
+    return knobs_of(await store.get_knobs(pool, user_id))
+
+
+async def follow_interest(pool: asyncpg.Pool, user_id: int, slug: str, on: bool) -> bool:
+    async with db.transaction(pool) as conn:
+        if not await interest_store.exists(conn, slug):
+            raise NotFound("No such interest.")
+        if on:
+            await interest_store.follow(conn, user_id, slug)
+        else:
+            await interest_store.unfollow(conn, user_id, slug)
+    return on
+
+
+# ------------------------------------------------------------ the precomputed tables (a worker's job)
+
+REFRESH_KEEP = 200
+TREND_HALF_LIFE_S = 6 * 3600.0
+
+
+async def refresh(pool: asyncpg.Pool, every_s: float) -> bool:
+    """Recompute trending posts and each interest's top posts and authors, at most once per ``every_s`` across
+    every process (storage/recs.py ``refresh``)."""
+    return await store.refresh(
+        pool,
+        every_s=max(every_s * 0.9, 0.1),
+        day_floor_id=floor_id(DAY_S),
+        week_floor_id=floor_id(7 * DAY_S),
+        month_floor_id=floor_id(30 * DAY_S),
+        half_life_s=TREND_HALF_LIFE_S,
+        keep=REFRESH_KEEP,
+    )

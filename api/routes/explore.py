@@ -1,0 +1,152 @@
+"""Explore, its feedback and knobs, and who-to-follow (issue 14).
+
+Reads go straight to storage (the ranking: actors/explore.py and actors/ranking.py; people: actors/suggestions.py);
+feedback and knobs are writes of the caller's UserShard entity. Each page is hydrated with one query per kind
+(posts, the people named in reasons) and encoded once.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from actors import explore, ranking, suggestions
+from actors import posts as post_actions
+from actors.errors import ValidationFailed
+from actors.explore import CURSOR_PATTERN, Explorer, Position
+from actors.ranking import Ranked
+from api import presenters
+from api.deps import Ctx, User, WriteLimit
+from api.pagination import DEFAULT_LIMIT, Limit
+from api.responses import Encoded, encoded, no_content
+from api.schemas.common import error_responses
+from api.schemas.recs import ExplorePage, Feedback, Knobs, KnobsUpdate, SuggestionList
+from storage import graph as graph_store
+from storage import users as user_store
+
+router = APIRouter(tags=["explore"])
+
+ExploreCursor = Annotated[
+    str | None, Query(max_length=24, pattern=CURSOR_PATTERN, description="The `next_cursor` of the previous page")
+]
+
+EXPLORE_DESCRIPTION = (
+    "Posts picked for you, best first, each with `reasons` (why) and `score`. The first page (no cursor) ranks "
+    "anew; its `next_cursor` pages through that same ranking for 30 minutes (no re-ranking, no repeats), leaving "
+    "out authors you said `less` to since. Candidates: posts of interests you follow, posts people you follow "
+    "reacted to or commented on, posts popular with people who react like you, trending posts (last 24 h) and "
+    "the newest posts.\n\n" + textwrap.indent(ranking.__doc__ or "", "    ")
+)
+
+
+def explorer_of(ctx: Ctx) -> Explorer:
+    found: Explorer | None = ctx.extras.get("explorer")
+    if found is None:
+        services = ctx.services
+        found = ctx.extras["explorer"] = Explorer(services.pool, services.redis, services.keys)
+    return found
+
+
+async def render_reasons(ctx: Ctx, reasons_lists: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """Reasons as sent: the people a reason names (``user_ids``) become UserSummaries, one query for all."""
+    wanted = {int(u) for reasons in reasons_lists for r in reasons for u in r.get("user_ids", ())}
+    people = {int(p["id"]): p for p in await user_store.get_users(ctx.services.pool, list(wanted))} if wanted else {}
+    out = []
+    for reasons in reasons_lists:
+        shown = []
+        for reason in reasons:
+            if "user_ids" in reason:
+                named = [presenters.user_summary(people[u]) for u in reason["user_ids"] if u in people]
+                reason = {k: v for k, v in reason.items() if k != "user_ids"} | {"users": named}
+            shown.append(reason)
+        out.append(shown)
+    return out
+
+
+async def recommended_posts(ctx: Ctx, user_id: int, ranked: list[Ranked]) -> list[tuple[dict[str, Any], Ranked, Any]]:
+    """The ranked posts still there, hydrated for the viewer: (post view, ranked item, reasons as sent)."""
+    services = ctx.services
+    views = await post_actions.views(services.pool, services.settings, [r.post_id for r in ranked], user_id)
+    kept = [r for r in ranked if r.post_id in views]
+    reasons = await render_reasons(ctx, [r.reasons for r in kept])
+    return [(views[r.post_id], r, why) for r, why in zip(kept, reasons, strict=True)]
+
+
+@router.get(
+    "/explore",
+    response_model=ExplorePage,
+    responses=error_responses(401, 422, 503),
+    description=EXPLORE_DESCRIPTION,
+)
+async def get_explore(
+    request: Request, user: User, ctx: Ctx, limit: Limit = DEFAULT_LIMIT, cursor: ExploreCursor = None
+) -> Encoded:
+    position = None
+    if cursor is not None:
+        position = Position.decode(cursor)
+        if position is None:
+            raise ValidationFailed({"cursor": "is not an explore cursor"})
+    ranked, following = await explorer_of(ctx).page(user.user_id, "explore", position, limit)
+    items = [
+        {"post": post_actions.public_post(view), "reasons": why, "score": item.score}
+        for view, item, why in await recommended_posts(ctx, user.user_id, ranked)
+    ]
+    return encoded(request, {"items": items, "next_cursor": None if following is None else following.encode()})
+
+
+@router.post(
+    "/explore/feedback",
+    status_code=204,
+    responses=error_responses(400, 401, 404, 415, 422, 429),
+    dependencies=[WriteLimit],
+)
+async def explore_feedback(body: Feedback, user: User, ctx: Ctx) -> Response:
+    """Steer explore: `less` drops that post and its author from your explore pages (until you say `more` of
+    them as often) and halves the weight of its interests; `more` raises its author (x1.5 a signal, at most x3)
+    and doubles its interests' weight. The post itself is not shown again. One signal per post: the latest
+    counts. An unknown post is 404."""
+    await ctx.users.call("explore_feedback", user.user_id, int(body.post_id), body.signal)
+    return no_content()
+
+
+@router.get("/me/recommendations", response_model=Knobs, responses=error_responses(401))
+async def get_knobs(request: Request, user: User, ctx: Ctx) -> Encoded:
+    """Your recommendation knobs: `recency_weight` (0 ranks by engagement only, 1 by freshness only),
+    `hide_reposts` (your home feed without reposts) and `per_author_cap` (posts of one author per ranking)."""
+    return encoded(request, (await explore.get_knobs(ctx.services.pool, user.user_id)).to_wire())
+
+
+@router.put(
+    "/me/recommendations",
+    response_model=Knobs,
+    responses=error_responses(400, 401, 415, 422, 429),
+    dependencies=[WriteLimit],
+)
+async def put_knobs(request: Request, body: KnobsUpdate, user: User, ctx: Ctx) -> Encoded:
+    """Change some or all knobs (the others keep their values); returns them all."""
+    changes = body.model_dump(exclude_none=True)
+    return encoded(request, await ctx.users.call("set_recommendation_knobs", user.user_id, changes))
+
+
+@router.get("/suggestions/users", response_model=SuggestionList, responses=error_responses(401, 422, 503))
+async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit = DEFAULT_LIMIT) -> Encoded:
+    """People you may want to follow, best first, each with why (see the reason types): people followed by
+    people you follow (with how many), people who follow you, authors you engage with, people who follow whom you
+    follow, people who share your interests, people popular in your interests, and popular people. Never you,
+    never someone you already follow. `score` is the sum of the reasons' parts."""
+    pool = ctx.services.pool
+    ranked = suggestions.rank_people(await graph_store.suggestion_sources(pool, user.user_id), limit)
+    ids = [p.user_id for p in ranked]
+    people = {int(p["id"]): p for p in await user_store.get_users(pool, ids)} if ids else {}
+    flags = await graph_store.viewer_flags(pool, user.user_id, ids) if ids else {}
+    kept = [p for p in ranked if p.user_id in people]
+    reasons = await render_reasons(ctx, [p.reasons for p in kept])
+    items = []
+    for person, why in zip(kept, reasons, strict=True):
+        followed, follows = flags.get(person.user_id, (False, False))
+        summary = presenters.user_summary(people[person.user_id], followed_by_me=followed, follows_me=follows)
+        items.append({"user": summary, "reasons": why, "score": person.score})
+    return encoded(request, {"items": items})

@@ -1,0 +1,249 @@
+"""Recommendations on a synthetic network (issue 14): quality against held-out data, beside a most-popular
+baseline, and the latency of GET /explore and GET /suggestions/users through the real server.
+
+Seeds its own database with ``benchmarks/recs_seed.py`` (100k users, 2M follows, 1M posts, ~3M reactions with
+planted communities and interests; 10% of follows and reactions held out), refreshes the precomputed tables as the
+worker does (timed), then:
+
+- **who-to-follow**: for ``--sample`` users with held-out follows, the app's ranking (storage/graph.py
+  ``suggestion_sources`` + actors/suggestions.py ``rank_people``, exactly what the route runs) against the most
+  followed users they do not follow yet: precision@10 and recall@50 against their held-out follows;
+- **explore**: for ``--sample`` users with held-out reactions, the app's ranking (actors/explore.py
+  ``Explorer.ranking``) against the posts with the most reactions that they did not write or react to: hit
+  rate@20 (a user is a hit when one of the top 20 is a post they reacted to in the held-out set);
+- **latency**: ``python -m api`` (2 workers) loaded by ``wrk`` (1 thread, ``--connections`` 16) with a token of a
+  different sampled user on each request (a Lua script), for GET /explore, GET /suggestions/users and GET
+  /healthz of the same server, ``--rounds`` rounds of ``--duration`` seconds: p50/p99 and req/s as a ratio to
+  healthz.
+
+    apt-get install -y wrk
+    .venv/bin/python benchmarks/recs.py [--users 100000] [--follows 2000000] [--posts 1000000] [--sample 1000]
+        [--connections 16] [--duration 10] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.remove(os.path.dirname(os.path.realpath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
+import argparse
+import asyncio
+import random
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from actors import explore
+from actors.suggestions import rank_people
+from actors.tokens import TokenService
+from benchmarks import _harness as h
+from benchmarks.posts import UNIT_MS, WRK_LATENCY, WRK_NON2XX, WRK_RPS, WRK_TOTAL
+from benchmarks.recs_seed import Network, seed
+from storage import graph as graph_store
+
+LUA = """
+local tokens = {}
+for line in io.lines("%s") do tokens[#tokens + 1] = line end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, {["Authorization"] = "Bearer " .. tokens[(n %% #tokens) + 1]})
+end
+"""
+
+
+async def who_to_follow(pool: asyncpg.Pool, net: Network, users: list[int]) -> dict[str, float]:
+    popular = [int(r["id"]) for r in await pool.fetch("SELECT id FROM users ORDER BY followers_count DESC LIMIT 3000")]
+    sums = {"app p@10": 0.0, "app r@50": 0.0, "base p@10": 0.0, "base r@50": 0.0}
+    timings = []
+    for u in users:
+        uid = net.user_ids[u]
+        held = {net.user_ids[v] for v in net.held_follows[u]}
+        started = time.perf_counter()
+        ranked = [p.user_id for p in rank_people(await graph_store.suggestion_sources(pool, uid), 50)]
+        timings.append(time.perf_counter() - started)
+        followed = {int(r["followee_id"]) for r in await pool.fetch(
+            "SELECT followee_id FROM follows WHERE follower_id = $1", uid)}  # fmt: skip
+        base = [p for p in popular if p != uid and p not in followed][:50]
+        for name, got in (("app", ranked), ("base", base)):
+            sums[f"{name} p@10"] += len(set(got[:10]) & held) / 10
+            sums[f"{name} r@50"] += len(set(got[:50]) & held) / len(held)
+    out = {k: v / len(users) for k, v in sums.items()}
+    out["in-process ms p50"] = 1000 * statistics.median(timings)
+    return out
+
+
+async def explore_quality(pool: asyncpg.Pool, net: Network, users: list[int]) -> dict[str, float]:
+    top = await pool.fetch(
+        """SELECT post_id, p.author_id FROM post_counts c JOIN posts p ON p.id = c.post_id
+           WHERE c.counter = 'reactions' ORDER BY c.n DESC LIMIT 3000"""
+    )
+    explorer = explore.Explorer(pool, None, None)
+    hits = {"app": 0, "base": 0}
+    timings = []
+    for u in users:
+        uid = net.user_ids[u]
+        held = net.held_reactions[u]
+        started = time.perf_counter()
+        ranked, _ = await explorer.ranking(uid, skip_followed=False)
+        timings.append(time.perf_counter() - started)
+        mine = {int(r["post_id"]) for r in await pool.fetch(
+            "SELECT post_id FROM post_reactions WHERE user_id = $1", uid)}  # fmt: skip
+        base = [int(r["post_id"]) for r in top if int(r["author_id"]) != uid and int(r["post_id"]) not in mine][:20]
+        hits["app"] += bool({r.post_id for r in ranked[:20]} & held)
+        hits["base"] += bool(set(base) & held)
+    return {
+        "app hit@20": hits["app"] / len(users),
+        "base hit@20": hits["base"] / len(users),
+        "in-process ms p50": 1000 * statistics.median(timings),
+    }
+
+
+def wrk_tokens(url: str, token_file: Path, script: Path, connections: int, duration: int) -> dict[str, Any]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = WRK_RPS.search(out)
+    if rps is None:
+        raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
+    non2xx = WRK_NON2XX.search(out)
+    total = WRK_TOTAL.search(out)
+    latency = {q: float(v) * UNIT_MS[unit] for q, v, unit in WRK_LATENCY.findall(out)}
+    return {
+        "rps": float(rps.group(1)),
+        "requests": int(total.group(1)) if total else 0,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "p50": latency.get("50", float("nan")),
+        "p99": latency.get("99", float("nan")),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--follows", type=int, default=2_000_000)
+    parser.add_argument("--posts", type=int, default=1_000_000)
+    parser.add_argument("--sample", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-latency", action="store_true")
+    args = parser.parse_args()
+    with h.Bench("recs") as bench:
+        dsn = bench.database()
+        prefix = bench.redis_prefix()
+        net = asyncio.run(seed(dsn, args.users, args.follows, args.posts))
+        h.say("# seeded: " + ", ".join(f"{k} {v:.0f} s" for k, v in net.seconds.items()))
+        h.say(
+            f"# {net.users} users, {net.follows} follows, {net.posts} posts, {net.reactions} reactions written; held"
+            f" out {sum(map(len, net.held_follows.values()))} follows of {len(net.held_follows)} users and"
+            f" {sum(map(len, net.held_reactions.values()))} reactions of {len(net.held_reactions)} users"
+        )
+        rng = random.Random(7)
+        follow_users = rng.sample(sorted(net.held_follows), min(args.sample, len(net.held_follows)))
+        react_users = rng.sample(sorted(net.held_reactions), min(args.sample, len(net.held_reactions)))
+
+        async def quality() -> tuple[float, dict[str, float], dict[str, float]]:
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+            assert pool is not None
+            try:
+                started = time.perf_counter()
+                await explore.refresh(pool, every_s=0.001)
+                refreshed = time.perf_counter() - started
+                await pool.execute("ANALYZE trending_posts, interest_top_posts, interest_top_authors")
+                return (
+                    refreshed,
+                    await who_to_follow(pool, net, follow_users),
+                    await explore_quality(pool, net, react_users),
+                )
+            finally:
+                await pool.close()
+
+        refreshed, people, posts = asyncio.run(quality())
+        h.say(f"# refresh of trending and per-interest tables: {refreshed:.2f} s")
+        h.say()
+        h.say(
+            h.table(
+                ["who-to-follow", "app", "most-popular baseline", "app / baseline"],
+                [
+                    ["precision@10", f"{people['app p@10']:.4f}", f"{people['base p@10']:.4f}",
+                     f"{people['app p@10'] / max(people['base p@10'], 1e-9):.1f}x"],
+                    ["recall@50", f"{people['app r@50']:.4f}", f"{people['base r@50']:.4f}",
+                     f"{people['app r@50'] / max(people['base r@50'], 1e-9):.1f}x"],
+                ],
+            )
+        )  # fmt: skip
+        h.say()
+        h.say(
+            h.table(
+                ["explore", "app", "most-popular baseline", "app / baseline"],
+                [["hit rate@20", f"{posts['app hit@20']:.4f}", f"{posts['base hit@20']:.4f}",
+                  f"{posts['app hit@20'] / max(posts['base hit@20'], 1e-9):.1f}x"]],
+            )
+        )  # fmt: skip
+        h.say(
+            f"# in-process ranking time p50: suggestions {people['in-process ms p50']:.1f} ms, "
+            f"explore {posts['in-process ms p50']:.1f} ms ({len(follow_users)} / {len(react_users)} users)"
+        )
+        if args.skip_latency:
+            return
+        head = bench.ray_head()
+        server = bench.server(dsn, prefix, head, {"ACCESS_TOKEN_TTL": "3600", "RECS_REFRESH_S": "3600"})
+        tokens = TokenService(h.JWT_SECRET, "i9lyfe", 3600)
+        token_file = bench.workdir / "tokens.txt"
+        sampled = sorted(set(follow_users) | set(react_users))
+        token_file.write_text("\n".join(tokens.issue_access(net.user_ids[u], 1) for u in sampled) + "\n")
+        script = bench.workdir / "tokens.lua"
+        script.write_text(LUA % token_file)
+        workers = [psutil.Process(pid) for pid in server.worker_pids]
+        urls = {
+            "healthz": server.base_url + "/healthz",
+            "GET /explore": server.base_url + "/api/v1/explore?limit=20",
+            "GET /suggestions/users": server.base_url + "/api/v1/suggestions/users?limit=20",
+        }
+        for url in urls.values():
+            wrk_tokens(url, token_file, script, args.connections, 2)  # warm up
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+        for r in range(args.rounds):
+            health = 1.0
+            for name, url in urls.items():
+                postgres = h.processes_named("postgres")
+                before, pg_before = h.cpu_seconds(workers), h.cpu_seconds(postgres)
+                res = wrk_tokens(url, token_file, script, args.connections, args.duration)
+                res["cpu_us"] = 1e6 * (h.cpu_seconds(workers) - before) / max(1, res["requests"])
+                res["pg_us"] = 1e6 * (h.cpu_seconds(postgres) - pg_before) / max(1, res["requests"])
+                if name == "healthz":
+                    health = res["rps"]
+                res["ratio"] = res["rps"] / health
+                results[name].append(res)
+                h.say(f"# round {r + 1} {name}: {res['rps']:.0f} req/s, p50 {res['p50']:.1f} p99 {res['p99']:.1f} ms")
+        rows = []
+        for name, runs in results.items():
+            rows.append(
+                [
+                    name,
+                    f"{statistics.median(x['rps'] for x in runs):.0f}",
+                    f"{statistics.median(x['ratio'] for x in runs):.3f}",
+                    f"{statistics.median(x['p50'] for x in runs):.1f}",
+                    f"{statistics.median(x['p99'] for x in runs):.1f}",
+                    sum(x["non2xx"] for x in runs),
+                    f"{statistics.median(x['cpu_us'] for x in runs):.0f}",
+                    f"{statistics.median(x['pg_us'] for x in runs):.0f}",
+                ]
+            )
+        h.say()
+        h.say(h.table(["endpoint", "req/s", "ratio to healthz", "p50 ms", "p99 ms", "non-2xx", "worker CPU us/req",
+                       "postgres CPU us/req"], rows))  # fmt: skip
+        for line in h.log_summary(server.log_path):
+            h.say(f"# log: {line}")
+
+
+if __name__ == "__main__":
+    main()
