@@ -27,19 +27,40 @@ from storage import interests as interest_store
 from storage import recs as store
 
 SNAPSHOT_TTL_S = 1800
-RANKED_MAX = 300  # posts in one ranking
+RANKED_MAX = 120  # posts in one ranking (the most relevant candidates by their sources are read: the shortlist)
 FEEDBACK_WINDOW = 500  # the latest signals of a user that count
 DAY_S = 86400.0
-SOURCE_LIMITS = {
-    "per_slug": 40,
-    "followees": 300,
-    "per_followee": 10,
-    "engaged": 200,
-    "similar": 150,
-    "trending": 150,
-    "recent": 60,
-}
-WINDOWS_S = {"interest": 14 * DAY_S, "engaged": 14 * DAY_S, "similar": 30 * DAY_S, "recent": 3 * DAY_S}
+WEIGHTS = store.Weights(
+    interest=ranking.W_INTEREST,
+    engaged=ranking.W_ENGAGED,
+    similar=ranking.W_SIMILAR,
+    trending=ranking.W_TRENDING,
+    recent=ranking.W_RECENT,
+)
+
+
+def limits() -> store.Limits:
+    """The sources' sizes and windows (benchmarks/recs.py measured hit rate against latency for these)."""
+    return store.Limits(
+        per_slug=40,
+        interest_floor=floor_id(14 * DAY_S),
+        followees=300,
+        per_followee=30,
+        engaged_s=14 * DAY_S,
+        engaged=400,
+        mine=50,
+        per_post=50,
+        peers=100,
+        per_peer=30,
+        similar_s=30 * DAY_S,
+        similar=300,
+        trending=150,
+        recent_floor=floor_id(3 * DAY_S),
+        recent=60,
+        shortlist=RANKED_MAX,
+    )
+
+
 CURSOR_PATTERN = r"^r[0-9a-f]{16}\.[0-9]{1,3}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
 SIGNALS = {"less": -1, "more": 1}
@@ -71,44 +92,28 @@ def knobs_of(row: Any) -> Knobs:
     return Knobs(float(row["recency_weight"]), bool(row["hide_reposts"]), int(row["per_author_cap"]))
 
 
-async def gather(conn: asyncpg.Connection, user_id: int) -> tuple[dict[int, Signals], set[str]]:
-    """Every source's candidates for the caller, merged per post, and the caller's followed interests."""
-    limits = SOURCE_LIMITS
-    slugs = await interest_store.followed_slugs(conn, user_id)
-    signals: dict[int, Signals] = {}
-
-    def of(post_id: int) -> Signals:
-        return signals.setdefault(int(post_id), Signals())
-
-    if slugs:
-        for row in await store.interest_posts(conn, slugs, floor_id(WINDOWS_S["interest"]), limits["per_slug"]):
-            of(row["post_id"])
-    for row in await store.engaged_by_following(
-        conn, user_id, WINDOWS_S["engaged"], limits["followees"], limits["per_followee"], limits["engaged"]
-    ):
-        of(row["post_id"]).engaged_by = [int(u) for u in row["users"]]
-    for row in await store.similar_users_posts(
-        conn, user_id, WINDOWS_S["similar"], mine=30, per_post=30, peers=50, per_peer=20, limit=limits["similar"]
-    ):
-        of(row["post_id"]).similar = int(row["n"])
-    for row in await store.trending(conn, limits["trending"]):
-        of(row["post_id"]).trend = float(row["score"])
-    for row in await store.recent(conn, floor_id(WINDOWS_S["recent"]), limits["recent"]):
-        of(row["post_id"]).recent = True
-    return signals, set(slugs)
-
-
-def _fact(row: Any) -> Fact:
-    return Fact(
-        post_id=int(row["id"]),
+def candidate(row: Any) -> tuple[Signals, Fact]:
+    """A candidate row (storage/recs.py ``candidates``) as what its sources said and the facts of its post."""
+    signals = Signals(
+        engaged_by=[int(u) for u in row["users"] or ()],
+        similar=int(row["similar_n"]),
+        similar_weight=float(row["similar_weight"]),
+        trend=float(row["trend"]),
+        recent=bool(row["recent"]),
+        interest=bool(row["by_interest"]),
+    )
+    fact = Fact(
+        post_id=int(row["post_id"]),
         author_id=int(row["author_id"]),
         created_at=row["created_at"],
         engagement=int(row["engagement"]),
         slugs=tuple(row["slugs"]),
+        followed_slugs=tuple(row["followed_slugs"]),
         reacted=bool(row["reacted"]),
         judged=bool(row["judged"]),
         in_timeline=bool(row["in_timeline"]),
     )
+    return signals, fact
 
 
 class Explorer:
@@ -122,14 +127,13 @@ class Explorer:
     async def ranking(self, user_id: int, *, skip_followed: bool) -> tuple[list[Ranked], Knobs]:
         async with self.pool.acquire() as conn:
             knobs = knobs_of(await store.get_knobs(conn, user_id))
-            signals, followed = await gather(conn, user_id)
-            facts = [_fact(r) for r in await store.facts(conn, user_id, list(signals))] if signals else []
+            rows = await store.candidates(conn, user_id, limits(), WEIGHTS)
             authors, interests = await store.feedback_totals(conn, user_id, FEEDBACK_WINDOW)
+        found = [candidate(row) for row in rows]
         ranked = ranking.rank(
             viewer_id=user_id,
-            signals=signals,
-            facts=facts,
-            followed_interests=followed,
+            signals={fact.post_id: signals for signals, fact in found},
+            facts=[fact for _, fact in found],
             feedback=Feedback(authors, interests),
             knobs=knobs,
             now=dt.datetime.now(dt.UTC),
@@ -223,7 +227,6 @@ async def follow_interest(pool: asyncpg.Pool, user_id: int, slug: str, on: bool)
 # ------------------------------------------------------------ the precomputed tables (a worker's job)
 
 REFRESH_KEEP = 200
-TREND_HALF_LIFE_S = 6 * 3600.0
 
 
 async def refresh(pool: asyncpg.Pool, every_s: float) -> bool:
@@ -235,6 +238,5 @@ async def refresh(pool: asyncpg.Pool, every_s: float) -> bool:
         day_floor_id=floor_id(DAY_S),
         week_floor_id=floor_id(7 * DAY_S),
         month_floor_id=floor_id(30 * DAY_S),
-        half_life_s=TREND_HALF_LIFE_S,
         keep=REFRESH_KEEP,
     )

@@ -2,21 +2,24 @@
 
 Each source gives a candidate post a part of its relevance, with a reason that says why:
 
-    interest               a followed interest the post belongs to      1.0 each
-    engaged_by_following   people I follow reacted or commented (n)     0.8 x (1 + ln n)
-    similar_users          popular with people who react like me (n)    0.4 x ln(1 + n)
-    trending               trending in the last 24 h                    0.6 x its trend score / the top one's
-    recent                 among the newest posts                       0.1
+    interest               a followed interest the post belongs to          1.0 each
+    engaged_by_following   n people I follow reacted or commented           1.0 x n
+    similar_users          n people who react like me reacted               3.0 x s
+    trending               trending in the last 24 h                        0.6 x its trend score / the top one's
+    recent                 among the newest posts (when nothing else)       0.1
+    following              by someone I follow (explore only)               as much as the other parts together
 
     relevance = the sum of the parts
-    quality   = (1 - w) x (1 + ln(1 + engagement)) + w x 4 x 0.5^(age hours / 24)     (w: recency_weight knob)
+    quality   = (1 - w) x (1 + 0.2 x ln(1 + engagement)) + w x 2 x 0.5^(age hours / 24)   (w: recency_weight)
     score     = relevance x quality x author x topics
     author    = 1 + 0.5 x the net "more" on the author (at most 3)
     topics    = 2^(the net feedback on the post's interests, between -3 and 2)
 
-with engagement = reactions + 2 x comments + 3 x reposts. Never shown: my own posts, posts I reacted to or gave
-feedback on, authors I said "less" to more often than "more", and (in the feed, past my timeline) posts already in
-it (by people I follow, or reposted by them).
+with engagement = reactions + 2 x comments + 3 x reposts; "people who react like me" are those who reacted to most
+of the posts I reacted to lately (a post in common counting 1 / ln(2 + its reactions)), and s is the sum of what
+those n people have in common with me. Never shown: my own posts, posts I reacted to or gave feedback on, authors I said
+"less" to more often than "more", and (in the feed, past my timeline) posts already in it (by people I follow, or
+reposted by them). The weights were chosen on the synthetic network of benchmarks/recs.py (docs/PERFORMANCE.md).
 At most ``per_author_cap`` posts of one author in a ranking, so in any page of it.
 """
 
@@ -29,18 +32,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 W_INTEREST = 1.0
-W_ENGAGED = 0.8
-W_SIMILAR = 0.4
+W_ENGAGED = 1.0
+W_SIMILAR = 3.0
 W_TRENDING = 0.6
 W_RECENT = 0.1
-FRESH_SCALE = 4.0
+W_ENGAGEMENT = 0.2
+FRESH_SCALE = 2.0
 HALF_LIFE_H = 24.0
 MAX_AUTHOR_BOOST = 3.0
 
 
 @dataclass(frozen=True)
 class Knobs:
-    recency_weight: float = 0.5
+    recency_weight: float = 0.3
     hide_reposts: bool = False
     per_author_cap: int = 2
 
@@ -58,8 +62,10 @@ class Signals:
 
     engaged_by: list[int] = field(default_factory=list)  # followees who reacted or commented
     similar: int = 0  # peers who reacted
-    trend: float = 0.0  # the precomputed trend score
+    similar_weight: float = 0.0  # what those peers have in common with me, summed
+    trend: float = 0.0  # the precomputed trend score over the top one's (0-1)
     recent: bool = False
+    interest: bool = False  # found through a followed interest
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,8 @@ class Fact:
     author_id: int
     created_at: dt.datetime
     engagement: int
-    slugs: tuple[str, ...]
+    slugs: tuple[str, ...]  # the post's interests
+    followed_slugs: tuple[str, ...]  # those of them the caller follows
     reacted: bool
     judged: bool
     in_timeline: bool  # the caller follows its author or someone who reposted it
@@ -94,7 +101,7 @@ class Feedback:
 def quality(engagement: int, age_hours: float, recency_weight: float) -> float:
     w = min(max(recency_weight, 0.0), 1.0)
     fresh: float = FRESH_SCALE * 0.5 ** (max(age_hours, 0.0) / HALF_LIFE_H)
-    return (1 - w) * (1 + math.log1p(max(engagement, 0))) + w * fresh
+    return (1 - w) * (1 + W_ENGAGEMENT * math.log1p(max(engagement, 0))) + w * fresh
 
 
 def rank(
@@ -102,7 +109,6 @@ def rank(
     viewer_id: int,
     signals: dict[int, Signals],
     facts: Iterable[Fact],
-    followed_interests: set[str],
     feedback: Feedback,
     knobs: Knobs,
     now: dt.datetime,
@@ -110,7 +116,6 @@ def rank(
     limit: int = 300,
 ) -> list[Ranked]:
     """The ranked list: best first, ties by newer post; at most ``knobs.per_author_cap`` per author."""
-    top_trend = max((s.trend for s in signals.values()), default=0.0) or 1.0
     scored: list[Ranked] = []
     for fact in facts:
         if fact.author_id == viewer_id or fact.reacted or fact.judged or feedback.blocked(fact.author_id):
@@ -120,7 +125,7 @@ def rank(
         found = signals.get(fact.post_id)
         if found is None:
             continue
-        reasons = _reasons(fact, found, followed_interests, top_trend)
+        reasons = _reasons(fact, found, following=not skip_followed)
         relevance = sum(r["score"] for r in reasons)
         if relevance <= 0:
             continue
@@ -142,26 +147,22 @@ def rank(
     return out
 
 
-def _reasons(fact: Fact, found: Signals, followed_interests: set[str], top_trend: float) -> list[dict[str, Any]]:
+def _reasons(fact: Fact, found: Signals, *, following: bool) -> list[dict[str, Any]]:
     reasons: list[dict[str, Any]] = []
-    for slug in sorted(set(fact.slugs) & followed_interests):
+    for slug in fact.followed_slugs:
         reasons.append({"type": "interest", "interest": slug, "score": W_INTEREST})
     if found.engaged_by:
         n = len(found.engaged_by)
         reasons.append(
-            {
-                "type": "engaged_by_following",
-                "user_ids": found.engaged_by[:3],
-                "count": n,
-                "score": round(W_ENGAGED * (1 + math.log(n)), 4),
-            }
+            {"type": "engaged_by_following", "user_ids": found.engaged_by[:3], "count": n, "score": W_ENGAGED * n}
         )
     if found.similar:
-        reasons.append(
-            {"type": "similar_users", "count": found.similar, "score": round(W_SIMILAR * math.log1p(found.similar), 4)}
-        )
+        part = round(W_SIMILAR * found.similar_weight, 4)
+        reasons.append({"type": "similar_users", "count": found.similar, "score": part})
     if found.trend > 0:
-        reasons.append({"type": "trending", "score": round(W_TRENDING * found.trend / top_trend, 4)})
+        reasons.append({"type": "trending", "score": round(W_TRENDING * found.trend, 4)})
     if found.recent and not reasons:
         reasons.append({"type": "recent", "score": W_RECENT})
+    if following and fact.in_timeline and reasons:
+        reasons.append({"type": "following", "score": round(sum(r["score"] for r in reasons), 4)})
     return reasons

@@ -6,7 +6,7 @@ planted communities and interests; 10% of follows and reactions held out), refre
 worker does (timed), then:
 
 - **who-to-follow**: for ``--sample`` users with held-out follows, the app's ranking (storage/graph.py
-  ``suggestion_sources`` + actors/suggestions.py ``rank_people``, exactly what the route runs) against the most
+  ``suggestions`` with actors/suggestions.py ``WEIGHTS``, exactly what the route runs) against the most
   followed users they do not follow yet: precision@10 and recall@50 against their held-out follows;
 - **explore**: for ``--sample`` users with held-out reactions, the app's ranking (actors/explore.py
   ``Explorer.ranking``) against the posts with the most reactions that they did not write or react to: hit
@@ -41,8 +41,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from actors import explore
-from actors.suggestions import rank_people
+from actors import explore, suggestions
 from actors.tokens import TokenService
 from benchmarks import _harness as h
 from benchmarks.posts import UNIT_MS, WRK_LATENCY, WRK_NON2XX, WRK_RPS, WRK_TOTAL
@@ -68,7 +67,7 @@ async def who_to_follow(pool: asyncpg.Pool, net: Network, users: list[int]) -> d
         uid = net.user_ids[u]
         held = {net.user_ids[v] for v in net.held_follows[u]}
         started = time.perf_counter()
-        ranked = [p.user_id for p in rank_people(await graph_store.suggestion_sources(pool, uid), 50)]
+        ranked = [int(r["user_id"]) for r in await graph_store.suggestions(pool, uid, suggestions.WEIGHTS, 50)]
         timings.append(time.perf_counter() - started)
         followed = {int(r["followee_id"]) for r in await pool.fetch(
             "SELECT followee_id FROM follows WHERE follower_id = $1", uid)}  # fmt: skip

@@ -2,7 +2,7 @@
 
 100k users by default in ~800 communities (sizes 20-400, Zipf-like). Each community has two interests of the
 catalogue; its members follow each with probability 0.5, and one random interest with 0.2. Every user has a
-popularity (Pareto, alpha 1.5). Follows: out-degrees are log-normal (mean ``follows / users``); a follow goes to
+popularity (Pareto, alpha 1.5). Follows: out-degrees are log-normal (about ``follows`` in all); a follow goes to
 someone of the same community with probability 0.75 and to anyone with 0.25, chosen in proportion to popularity;
 a follow inside the community is returned with probability 0.25. Posts (1M) are spread over the last 10 days,
 written by users in proportion to popularity^0.5; a post carries one of its author's community interests as a
@@ -114,7 +114,7 @@ def generate(
             mine.append(rng.choice(slugs))
         interests_of.append(sorted(set(mine)))
 
-    mean_out = follows / users
+    mean_out = 1.2 * follows / users  # duplicates and self-follows are dropped, returned follows added: ~follows
     sigma = 1.0
     mu = math.log(mean_out) - sigma * sigma / 2
     edges: set[tuple[int, int]] = set()
@@ -126,8 +126,6 @@ def generate(
                 edges.add((u, v))
                 if local and rng.random() < 0.25:
                     edges.add((v, u))
-        if len(edges) >= follows:
-            break
 
     activity = Picker(list(range(users)), [p**0.5 + 0.1 for p in popularity])
     post_rows: list[tuple[int, int, float]] = []

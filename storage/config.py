@@ -141,7 +141,7 @@ class Settings:
     fanout_max_followers: int = 10_000  # authors with more followers are merged into feeds at read time
     feed_active_days: int = 14  # a timeline unread (and without a socket) this long expires: no fan-out to it
     fanout_batch: int = 1000  # followers per fan-out step (one query, one Redis script, one push per shard)
-    recs_refresh_s: int = 60  # trending posts and each interest's top posts and authors are recomputed this often
+    recs_refresh_s: int = 300  # trending posts and each interest's top posts and authors are recomputed this often
 
     def __post_init__(self) -> None:
         problems = production_problems(self)
@@ -212,7 +212,7 @@ def load_settings() -> Settings:
         fanout_max_followers=_env_int("FANOUT_MAX_FOLLOWERS", 10_000),
         feed_active_days=_env_int("FEED_ACTIVE_DAYS", 14),
         fanout_batch=max(1, _env_int("FANOUT_BATCH", 1000)),
-        recs_refresh_s=max(1, _env_int("RECS_REFRESH_S", 60)),
+        recs_refresh_s=max(1, _env_int("RECS_REFRESH_S", 300)),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeAlias
 
 import asyncpg
@@ -133,10 +134,11 @@ async def counts(conn: Conn, user_id: int) -> tuple[int, int]:
 
 # ------------------------------------------------------------ who to follow (issue 14)
 
-# Candidate people for a user, by source, in one round trip. Each branch starts from a small, bounded set (the
-# user's latest $2 follows, followers, interests, reactions) and walks an index with a LIMIT per step ($3); none
-# scans users or follows. Rows: (source, user_id, n, via bigint[], slugs text[]): ``n`` is the strength (mutual
-# follows, people in common, shared interests, engagements), ``via`` up to 3 people who make the link.
+# Candidate people for a user from every source, merged per person and scored, in one round trip. Each source
+# starts from a small, bounded set (the user's latest $2 follows, followers, interests, reactions) and walks an
+# index with a LIMIT per step ($3) and per source ($4); none scans users or follows. Per person: each source's
+# strength ``n`` (mutual follows, people in common, engagements, shared interests, followers), ``via`` (up to 3
+# people who make the link) and ``slugs``, each source's part of the score (weights $6-$12) and the score.
 _SUGGESTION_SOURCES = """
 WITH mine AS (SELECT followee_id AS id, created_at FROM follows WHERE follower_id = $1
               ORDER BY created_at DESC LIMIT $2),
@@ -183,16 +185,78 @@ cand AS (
     UNION ALL SELECT 'shared', user_id, n, NULL, slugs FROM shared
     UNION ALL SELECT 'engaged', user_id, n, NULL, NULL FROM engaged
     UNION ALL SELECT 'topical', user_id, n, NULL, slugs FROM topical
-    UNION ALL SELECT 'popular', user_id, n, NULL, NULL FROM popular)
-SELECT c.source, c.user_id, c.n, c.via, c.slugs FROM cand c
-WHERE c.user_id <> $1
-  AND NOT EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = c.user_id)
+    UNION ALL SELECT 'popular', user_id, n, NULL, NULL FROM popular),
+per_user AS (
+    SELECT c.user_id,
+           max(c.n) FILTER (WHERE c.source = 'fof') AS fof_n, max(c.via) FILTER (WHERE c.source = 'fof') AS fof_via,
+           bool_or(c.source = 'fans') AS fan,
+           max(c.n) FILTER (WHERE c.source = 'engaged') AS engaged_n,
+           max(c.n) FILTER (WHERE c.source = 'same') AS same_n,
+           max(c.via) FILTER (WHERE c.source = 'same') AS same_via,
+           max(c.n) FILTER (WHERE c.source = 'shared') AS shared_n,
+           max(c.slugs) FILTER (WHERE c.source = 'shared') AS shared_slugs,
+           max(c.slugs) FILTER (WHERE c.source = 'topical') AS topical_slugs,
+           max(c.n) FILTER (WHERE c.source = 'popular') AS followers
+    FROM cand c
+    WHERE c.user_id <> $1
+      AND NOT EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = c.user_id)
+    GROUP BY c.user_id),
+parts AS (
+    SELECT p.*,
+           coalesce($6::float8 * ln(1 + p.fof_n), 0) AS fof_part,
+           CASE WHEN p.fan THEN $7::float8 ELSE 0 END AS fan_part,
+           coalesce($8::float8 * ln(1 + p.engaged_n), 0) AS engaged_part,
+           coalesce($9::float8 * ln(1 + p.same_n), 0) AS same_part,
+           coalesce($10::float8 * p.shared_n, 0) AS shared_part,
+           CASE WHEN p.topical_slugs IS NULL THEN 0 ELSE $11::float8 END AS topical_part,
+           coalesce($12::float8 * ln(1 + p.followers) / nullif(ln(1 + max(p.followers) OVER ()), 0), 0) AS popular_part
+    FROM per_user p)
+SELECT parts.*, (fof_part + fan_part + engaged_part + same_part + shared_part + topical_part + popular_part)::float8
+       AS score
+FROM parts ORDER BY score DESC, user_id LIMIT $5
 """
 
 
-async def suggestion_sources(
-    conn: Conn, user_id: int, *, start: int = 200, per_step: int = 50, per_source: int = 200
+@dataclass(frozen=True)
+class SuggestionWeights:
+    """Each source's part of a suggestion's score (actors/suggestions.py says what each means)."""
+
+    fof: float
+    fan: float
+    engaged: float
+    same: float
+    shared: float
+    topical: float
+    popular: float
+
+
+async def suggestions(
+    conn: Conn,
+    user_id: int,
+    weights: SuggestionWeights,
+    limit: int,
+    *,
+    start: int = 200,
+    per_step: int = 50,
+    per_source: int = 200,
 ) -> list[asyncpg.Record]:
-    """Candidate people to follow for ``user_id`` from every source at once (see ``_SUGGESTION_SOURCES``): never
-    the user, never someone the user follows."""
-    return list(await conn.fetch(_SUGGESTION_SOURCES, user_id, start, per_step, per_source))
+    """The ``limit`` best people for ``user_id`` to follow, from every source at once (see ``_SUGGESTION_SOURCES``),
+    each with what every source found and its part of the score, best first; never the user, never someone the
+    user follows."""
+    return list(
+        await conn.fetch(
+            _SUGGESTION_SOURCES,
+            user_id,
+            start,
+            per_step,
+            per_source,
+            limit,
+            weights.fof,
+            weights.fan,
+            weights.engaged,
+            weights.same,
+            weights.shared,
+            weights.topical,
+            weights.popular,
+        )
+    )

@@ -1,17 +1,20 @@
-"""Explore's SQL (issue 14): the candidate sources, the facts the ranking needs, feedback, knobs, and the refresh
-of the small precomputed tables (trending, each interest's top posts and authors).
+"""Explore's SQL (issue 14): the candidates with their facts (one statement), feedback, knobs, and the refresh of
+the small precomputed tables (trending, each interest's top posts and authors).
 
-Every candidate query walks an index from a small, bounded start (the caller's followed interests, followees,
-recent reactions) with a LIMIT per branch; none scans posts or users. Functions take a connection and never
+Every candidate source walks an index from a small, bounded start (the caller's followed interests, followees,
+recent reactions) with a LIMIT per step; none scans posts or users. Functions take a connection and never
 commit, except ``refresh``, which owns its transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from storage.ids import EPOCH_MS
 
 # ENGAGEMENT of a post: reactions + 2 x comments + 3 x reposts (as search ranks), summed over the counter shards.
 ENGAGEMENT = """coalesce((SELECT sum(CASE c.counter WHEN 'reactions' THEN c.n WHEN 'comments' THEN 2 * c.n
@@ -20,114 +23,139 @@ ENGAGEMENT = """coalesce((SELECT sum(CASE c.counter WHEN 'reactions' THEN c.n WH
                             AND c.counter IN ('reactions', 'comments', 'reposts')), 0)"""
 
 
-async def interest_posts(conn: Any, slugs: Sequence[str], floor_id: int, per_slug: int) -> list[asyncpg.Record]:
-    """Posts of these interests: each one's newest ``per_slug`` (ids above ``floor_id``) and its precomputed
-    most engaging recent ones. Rows ``(post_id, slug)``."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT x.post_id, x.slug FROM unnest($1::text[]) AS s (slug) CROSS JOIN LATERAL (
-               (SELECT pi.post_id, pi.slug FROM post_interests pi
-                WHERE pi.slug = s.slug AND pi.post_id > $2 ORDER BY pi.post_id DESC LIMIT $3)
-               UNION
-               (SELECT t.post_id, t.slug FROM interest_top_posts t
-                WHERE t.slug = s.slug ORDER BY t.score DESC LIMIT $3)
-           ) x""",
-        list(slugs),
-        floor_id,
-        per_slug,
-    )
-    return rows
+@dataclass(frozen=True)
+class Limits:
+    """How much each source may bring (its LIMITs) and how far back it looks (id floors: ids are time-ordered)."""
+
+    per_slug: int  # each followed interest's newest posts, and as many of its precomputed top posts
+    interest_floor: int
+    followees: int  # the people the caller follows most recently whose reactions and comments count
+    per_followee: int  # the latest reactions (and comments) of each, within ``engaged_s``
+    engaged_s: float
+    engaged: int
+    mine: int  # the caller's latest reactions, whose other reactors are the caller's peers
+    per_post: int  # other reactors taken of each of those posts
+    peers: int  # the peers with most in common
+    per_peer: int  # the latest reactions of each peer, within ``similar_s``
+    similar_s: float
+    similar: int
+    trending: int
+    recent_floor: int
+    recent: int
+    shortlist: int  # candidates returned (the most relevant by their sources), with their facts
 
 
-async def engaged_by_following(
-    conn: Any, user_id: int, since_s: float, followees: int, per_followee: int, limit: int
-) -> list[asyncpg.Record]:
-    """Posts the caller's followees (the ``followees`` most recently followed) reacted to or commented on in the
-    last ``since_s`` seconds: rows ``(post_id, users, n)`` with every such followee's id, most of them first."""
+@dataclass(frozen=True)
+class Weights:
+    """The parts of relevance each source gives (actors/ranking.py), for the shortlist."""
+
+    interest: float
+    engaged: float
+    similar: float
+    trending: float
+    recent: float
+
+
+# Every source at once, merged per post, cut to the ``shortlist`` most relevant by what the sources say, with the
+# facts the ranking needs. Sources (each walks an index from a small start with a LIMIT per step):
+#   interest: each followed interest's newest posts and its precomputed top ones;
+#   engaged: posts the caller's followees reacted to or commented on lately (who);
+#   alike: what the caller's peers reacted to lately: peers are those who reacted to the caller's latest
+#            reactions, a post in common counting 1 / ln(2 + its reactions) (niche beats viral);
+#   trending: the precomputed trending posts; recent: the newest posts of all.
+# Facts: author, time, engagement (reactions + 2 x comments + 3 x reposts), the post's interests and those the
+# caller follows, and whether the caller reacted to it, gave feedback on it, or has it in their timeline (follows
+# its author or someone who reposted it).
+_CANDIDATES = f"""
+WITH slugs AS (SELECT slug FROM interest_follows WHERE user_id = $1),
+interest AS (
+    SELECT DISTINCT x.post_id FROM slugs CROSS JOIN LATERAL (
+        (SELECT pi.post_id FROM post_interests pi
+         WHERE pi.slug = slugs.slug AND pi.post_id > $3 ORDER BY pi.post_id DESC LIMIT $2)
+        UNION
+        (SELECT t.post_id FROM interest_top_posts t WHERE t.slug = slugs.slug ORDER BY t.score DESC LIMIT $2)) x),
+f AS (SELECT followee_id FROM follows WHERE follower_id = $1 ORDER BY created_at DESC LIMIT $4),
+engaged AS (
+    SELECT e.post_id, array_agg(DISTINCT e.user_id) AS users FROM f CROSS JOIN LATERAL (
+        (SELECT r.post_id, r.user_id FROM post_reactions r
+         WHERE r.user_id = f.followee_id AND r.created_at > now() - make_interval(secs => $6)
+         ORDER BY r.created_at DESC LIMIT $5)
+        UNION ALL
+        (SELECT c.post_id, c.author_id FROM comments c
+         WHERE c.author_id = f.followee_id AND c.created_at > now() - make_interval(secs => $6)
+         ORDER BY c.created_at DESC LIMIT $5)) e
+    GROUP BY e.post_id ORDER BY count(DISTINCT e.user_id) DESC, e.post_id DESC LIMIT $7),
+mine AS (
+    SELECT r.post_id, 1.0 / ln(2 + coalesce((SELECT sum(c.n) FROM post_counts c
+                                             WHERE c.post_id = r.post_id AND c.counter = 'reactions'), 0)) AS w
+    FROM post_reactions r WHERE r.user_id = $1 ORDER BY r.created_at DESC LIMIT $8),
+peers AS (
+    SELECT o.user_id, sum(mine.w) AS common FROM mine CROSS JOIN LATERAL (
+        SELECT r.user_id FROM post_reactions r WHERE r.post_id = mine.post_id AND r.user_id <> $1
+        ORDER BY r.created_at DESC LIMIT $9) o
+    GROUP BY o.user_id ORDER BY common DESC, o.user_id LIMIT $10),
+alike AS (
+    SELECT t.post_id, count(*) AS n, sum(peers.common)::float8 AS weight FROM peers CROSS JOIN LATERAL (
+        SELECT r.post_id FROM post_reactions r
+        WHERE r.user_id = peers.user_id AND r.created_at > now() - make_interval(secs => $12)
+        ORDER BY r.created_at DESC LIMIT $11) t
+    GROUP BY t.post_id ORDER BY weight DESC, t.post_id DESC LIMIT $13),
+trend AS (SELECT post_id, score::float8 AS score FROM trending_posts ORDER BY score DESC, post_id DESC LIMIT $14),
+recent AS (SELECT id AS post_id FROM posts WHERE id > $15 ORDER BY id DESC LIMIT $16),
+top_trend AS (SELECT coalesce(nullif(max(score), 0), 1) AS top FROM trend),
+cand AS (
+    SELECT post_id FROM interest UNION SELECT post_id FROM engaged UNION SELECT post_id FROM alike
+    UNION SELECT post_id FROM trend UNION SELECT post_id FROM recent),
+scored AS (
+    SELECT c.post_id, i.post_id IS NOT NULL AS by_interest, e.users, coalesce(s.n, 0) AS similar_n,
+           coalesce(s.weight, 0) AS similar_weight, coalesce(t.score, 0) / (SELECT top FROM top_trend) AS trend,
+           r.post_id IS NOT NULL AS recent
+    FROM cand c LEFT JOIN interest i ON i.post_id = c.post_id LEFT JOIN engaged e ON e.post_id = c.post_id
+    LEFT JOIN alike s ON s.post_id = c.post_id LEFT JOIN trend t ON t.post_id = c.post_id
+    LEFT JOIN recent r ON r.post_id = c.post_id
+    ORDER BY (CASE WHEN i.post_id IS NULL THEN 0 ELSE $18::float8 END + coalesce(cardinality(e.users), 0) * $19::float8
+              + coalesce(s.weight, 0) * $20::float8 + coalesce(t.score, 0) / (SELECT top FROM top_trend) * $21::float8
+              + CASE WHEN r.post_id IS NULL THEN 0 ELSE $22::float8 END) DESC, c.post_id DESC
+    LIMIT $17)
+SELECT sc.*, p.author_id, p.created_at, {ENGAGEMENT} AS engagement,
+       ARRAY(SELECT pi.slug FROM post_interests pi WHERE pi.post_id = p.id ORDER BY pi.slug) AS slugs,
+       ARRAY(SELECT pi.slug FROM post_interests pi JOIN slugs ON slugs.slug = pi.slug
+             WHERE pi.post_id = p.id ORDER BY pi.slug) AS followed_slugs,
+       EXISTS (SELECT 1 FROM post_reactions r WHERE r.post_id = p.id AND r.user_id = $1) AS reacted,
+       EXISTS (SELECT 1 FROM explore_feedback fb WHERE fb.user_id = $1 AND fb.post_id = p.id) AS judged,
+       (EXISTS (SELECT 1 FROM follows x WHERE x.follower_id = $1 AND x.followee_id = p.author_id)
+        OR EXISTS (SELECT 1 FROM reposts rp JOIN follows x ON x.followee_id = rp.user_id
+                   WHERE rp.post_id = p.id AND x.follower_id = $1)) AS in_timeline
+FROM scored sc JOIN posts p ON p.id = sc.post_id
+"""
+
+
+async def candidates(conn: Any, user_id: int, limits: Limits, weights: Weights) -> list[asyncpg.Record]:
+    """The caller's shortlisted candidates from every source, with their facts (one round trip; see above)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """WITH f AS (SELECT followee_id FROM follows WHERE follower_id = $1
-                      ORDER BY created_at DESC LIMIT $3)
-           SELECT e.post_id, array_agg(DISTINCT e.user_id) AS users, count(DISTINCT e.user_id) AS n
-           FROM f CROSS JOIN LATERAL (
-               (SELECT r.post_id, r.user_id FROM post_reactions r
-                WHERE r.user_id = f.followee_id AND r.created_at > now() - make_interval(secs => $2)
-                ORDER BY r.created_at DESC LIMIT $4)
-               UNION ALL
-               (SELECT c.post_id, c.author_id FROM comments c
-                WHERE c.author_id = f.followee_id AND c.created_at > now() - make_interval(secs => $2)
-                ORDER BY c.created_at DESC LIMIT $4)
-           ) e
-           GROUP BY e.post_id ORDER BY n DESC, e.post_id DESC LIMIT $5""",
+        _CANDIDATES,
         user_id,
-        since_s,
-        followees,
-        per_followee,
-        limit,
-    )
-    return rows
-
-
-async def similar_users_posts(
-    conn: Any, user_id: int, since_s: float, mine: int, per_post: int, peers: int, per_peer: int, limit: int
-) -> list[asyncpg.Record]:
-    """Posts popular among users who engage like the caller: the people who reacted to the same posts as the
-    caller's ``mine`` latest reactions (``per_post`` each), the ``peers`` with most in common, and what they
-    reacted to in the last ``since_s`` seconds. Rows ``(post_id, n)``: how many such peers reacted."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """WITH mine AS (SELECT post_id FROM post_reactions WHERE user_id = $1 ORDER BY created_at DESC LIMIT $3),
-           peers AS (
-               SELECT o.user_id, count(*) AS common FROM mine CROSS JOIN LATERAL (
-                   SELECT r.user_id FROM post_reactions r WHERE r.post_id = mine.post_id AND r.user_id <> $1
-                   ORDER BY r.created_at DESC LIMIT $4) o
-               GROUP BY o.user_id ORDER BY common DESC, o.user_id LIMIT $5)
-           SELECT t.post_id, count(*) AS n FROM peers CROSS JOIN LATERAL (
-               SELECT r.post_id FROM post_reactions r
-               WHERE r.user_id = peers.user_id AND r.created_at > now() - make_interval(secs => $2)
-               ORDER BY r.created_at DESC LIMIT $6) t
-           GROUP BY t.post_id ORDER BY n DESC, t.post_id DESC LIMIT $7""",
-        user_id,
-        since_s,
-        mine,
-        per_post,
-        peers,
-        per_peer,
-        limit,
-    )
-    return rows
-
-
-async def trending(conn: Any, limit: int) -> list[asyncpg.Record]:
-    """The precomputed trending posts, best first: rows ``(post_id, score)``."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT post_id, score FROM trending_posts ORDER BY score DESC, post_id DESC LIMIT $1", limit
-    )
-    return rows
-
-
-async def recent(conn: Any, floor_id: int, limit: int) -> list[asyncpg.Record]:
-    """The newest posts of all (the primary key's order): rows ``(post_id)``; the fallback that keeps a
-    recommendation list from ever being empty while anyone posts."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id AS post_id FROM posts WHERE id > $1 ORDER BY id DESC LIMIT $2", floor_id, limit
-    )
-    return rows
-
-
-async def facts(conn: Any, user_id: int, post_ids: Sequence[int]) -> list[asyncpg.Record]:
-    """What the ranking needs of each candidate: author, time, engagement, its interests, and whether the caller
-    already reacted to it, gave feedback on it, or has it in their timeline (they follow its author or someone
-    who reposted it). Gone posts have no row."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"""SELECT p.id, p.author_id, p.created_at, {ENGAGEMENT} AS engagement,
-                   ARRAY(SELECT pi.slug FROM post_interests pi WHERE pi.post_id = p.id) AS slugs,
-                   EXISTS (SELECT 1 FROM post_reactions r WHERE r.post_id = p.id AND r.user_id = $2) AS reacted,
-                   EXISTS (SELECT 1 FROM explore_feedback fb WHERE fb.user_id = $2 AND fb.post_id = p.id)
-                       AS judged,
-                   (EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = $2 AND f.followee_id = p.author_id)
-                    OR EXISTS (SELECT 1 FROM reposts rp JOIN follows f ON f.followee_id = rp.user_id
-                               WHERE rp.post_id = p.id AND f.follower_id = $2)) AS in_timeline
-            FROM posts p WHERE p.id = ANY($1::bigint[])""",
-        list(post_ids),
-        user_id,
+        limits.per_slug,
+        limits.interest_floor,
+        limits.followees,
+        limits.per_followee,
+        limits.engaged_s,
+        limits.engaged,
+        limits.mine,
+        limits.per_post,
+        limits.peers,
+        limits.per_peer,
+        limits.similar_s,
+        limits.similar,
+        limits.trending,
+        limits.recent_floor,
+        limits.recent,
+        limits.shortlist,
+        weights.interest,
+        weights.engaged,
+        weights.similar,
+        weights.trending,
+        weights.recent,
     )
     return rows
 
@@ -194,32 +222,33 @@ async def put_knobs(
 # ------------------------------------------------------------ the precomputed tables
 
 
-_TRENDING = """
-WITH ev AS (
-    SELECT r.post_id, 1.0 AS w, r.created_at FROM post_reactions r WHERE r.created_at > now() - interval '24 hours'
-    UNION ALL
-    SELECT c.post_id, 2.0, c.created_at FROM comments c WHERE c.id > $1
-    UNION ALL
-    SELECT rp.post_id, 3.0, rp.created_at FROM reposts rp WHERE rp.id > $1
-)
-INSERT INTO trending_posts (post_id, author_id, score)
-SELECT ev.post_id, p.author_id,
-       sum(ev.w * power(0.5, greatest(extract(epoch FROM now() - ev.created_at), 0) / $2)) AS score
-FROM ev JOIN posts p ON p.id = ev.post_id
-GROUP BY ev.post_id, p.author_id ORDER BY score DESC LIMIT $3
+# The engagement of the posts made after id $1 (ids are time-ordered: a range of post_counts' primary key, no
+# scan of posts), with their age in hours (from the id's time, storage/ids.py).
+_RECENT_ENGAGEMENT = f"""
+SELECT c.post_id,
+       sum(CASE c.counter WHEN 'reactions' THEN c.n WHEN 'comments' THEN 2 * c.n ELSE 3 * c.n END) AS e,
+       greatest(extract(epoch FROM now()) * 1000 - ((c.post_id >> 22) + {EPOCH_MS}), 0) / 3600000.0 AS age_h
+FROM post_counts c WHERE c.post_id > $1 AND c.counter IN ('reactions', 'comments', 'reposts')
+GROUP BY c.post_id
 """
 
+# Trending: posts of the last 24 h by time-decayed engagement, engagement / (age hours + 2)^1.5.
+_TRENDING = f"""
+INSERT INTO trending_posts (post_id, author_id, score)
+SELECT r.post_id, p.author_id, r.e / power(r.age_h + 2, 1.5) AS score
+FROM ({_RECENT_ENGAGEMENT}) r JOIN posts p ON p.id = r.post_id
+WHERE r.e > 0 ORDER BY score DESC, r.post_id DESC LIMIT $2
+"""
+
+# Each interest's most engaging posts of the last week: ln(1 + engagement) / (1 + age in days).
 _TOP_POSTS = f"""
 INSERT INTO interest_top_posts (slug, post_id, author_id, score)
 SELECT slug, post_id, author_id, score FROM (
-    SELECT x.slug, x.post_id, x.author_id, x.score,
-           row_number() OVER (PARTITION BY x.slug ORDER BY x.score DESC, x.post_id DESC) AS rank
-    FROM (
-        SELECT pi.slug, pi.post_id, pi.author_id,
-               ln(1 + {ENGAGEMENT}) / (1 + extract(epoch FROM now() - p.created_at) / 86400) AS score
-        FROM post_interests pi JOIN posts p ON p.id = pi.post_id
-        WHERE pi.post_id > $1
-    ) x WHERE x.score > 0
+    SELECT pi.slug, pi.post_id, pi.author_id, ln(1 + r.e) / (1 + r.age_h / 24) AS score,
+           row_number() OVER (PARTITION BY pi.slug ORDER BY ln(1 + r.e) / (1 + r.age_h / 24) DESC, pi.post_id DESC)
+               AS rank
+    FROM ({_RECENT_ENGAGEMENT}) r JOIN post_interests pi ON pi.post_id = r.post_id
+    WHERE r.e > 0
 ) ranked WHERE rank <= $2
 """
 
@@ -245,7 +274,6 @@ async def refresh(
     day_floor_id: int,
     week_floor_id: int,
     month_floor_id: int,
-    half_life_s: float,
     keep: int,
 ) -> bool:
     """Recompute the precomputed tables in one transaction, unless another process did so in the last
@@ -261,7 +289,7 @@ async def refresh(
         if fresh:
             return False
         await conn.execute("DELETE FROM trending_posts")
-        await conn.execute(_TRENDING, day_floor_id, half_life_s, keep)
+        await conn.execute(_TRENDING, day_floor_id, keep)
         await conn.execute("DELETE FROM interest_top_posts")
         await conn.execute(_TOP_POSTS, week_floor_id, keep)
         await conn.execute("DELETE FROM interest_top_authors")

@@ -138,15 +138,15 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
     follow, people who share your interests, people popular in your interests, and popular people. Never you,
     never someone you already follow. `score` is the sum of the reasons' parts."""
     pool = ctx.services.pool
-    ranked = suggestions.rank_people(await graph_store.suggestion_sources(pool, user.user_id), limit)
-    ids = [p.user_id for p in ranked]
+    rows = await graph_store.suggestions(pool, user.user_id, suggestions.WEIGHTS, limit)
+    ids = [int(r["user_id"]) for r in rows]
     people = {int(p["id"]): p for p in await user_store.get_users(pool, ids)} if ids else {}
     flags = await graph_store.viewer_flags(pool, user.user_id, ids) if ids else {}
-    kept = [p for p in ranked if p.user_id in people]
-    reasons = await render_reasons(ctx, [p.reasons for p in kept])
+    kept = [r for r in rows if int(r["user_id"]) in people]
+    reasons = await render_reasons(ctx, [suggestions.reasons_of(r) for r in kept])
     items = []
-    for person, why in zip(kept, reasons, strict=True):
-        followed, follows = flags.get(person.user_id, (False, False))
-        summary = presenters.user_summary(people[person.user_id], followed_by_me=followed, follows_me=follows)
-        items.append({"user": summary, "reasons": why, "score": person.score})
+    for row, why in zip(kept, reasons, strict=True):
+        followed, follows = flags.get(int(row["user_id"]), (False, False))
+        summary = presenters.user_summary(people[int(row["user_id"])], followed_by_me=followed, follows_me=follows)
+        items.append({"user": summary, "reasons": why, "score": round(float(row["score"]), 6)})
     return encoded(request, {"items": items})

@@ -61,8 +61,15 @@ class RecentReason(BaseModel):
     score: Part
 
 
+class FollowingReason(BaseModel):
+    """By someone you follow (explore only; the feed has their posts already): doubles the other reasons' parts."""
+
+    type: Literal["following"]
+    score: Part
+
+
 PostReason = Annotated[
-    InterestReason | EngagedByFollowingReason | SimilarUsersReason | TrendingReason | RecentReason,
+    InterestReason | EngagedByFollowingReason | SimilarUsersReason | TrendingReason | RecentReason | FollowingReason,
     Field(discriminator="type"),
 ]
 
@@ -84,7 +91,7 @@ class Feedback(Strict):
 
 
 class Knobs(BaseModel):
-    recency_weight: float = Field(ge=0, le=1, description="0: engagement only, 1: freshness only (default 0.5)")
+    recency_weight: float = Field(ge=0, le=1, description="0: engagement only, 1: freshness only (default 0.3)")
     hide_reposts: bool = Field(description="Leave reposts out of your home feed (default false)")
     per_author_cap: int = Field(ge=1, le=10, description="At most this many posts of one author per ranking (2)")
 

@@ -48,7 +48,7 @@ CREATE INDEX explore_feedback_user_idx ON explore_feedback (user_id, created_at 
 -- A user's recommendation knobs (GET/PUT /me/recommendations); no row = the defaults.
 CREATE TABLE recommendation_settings (
     user_id        bigint      PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
-    recency_weight real        NOT NULL DEFAULT 0.5 CHECK (recency_weight >= 0 AND recency_weight <= 1),
+    recency_weight real        NOT NULL DEFAULT 0.3 CHECK (recency_weight >= 0 AND recency_weight <= 1),
     hide_reposts   boolean     NOT NULL DEFAULT false,
     per_author_cap smallint    NOT NULL DEFAULT 2 CHECK (per_author_cap >= 1 AND per_author_cap <= 10),
     updated_at     timestamptz NOT NULL DEFAULT now()
@@ -80,9 +80,6 @@ CREATE TABLE recs_refreshed (
     name text        PRIMARY KEY,
     at   timestamptz NOT NULL
 );
-
--- Trending reads the last 24 h of reactions by time (comments and reposts by their time-ordered ids).
-CREATE INDEX post_reactions_created_idx ON post_reactions (created_at);
 
 INSERT INTO interests (position, slug, name, hashtags, keywords) VALUES
 (1, 'travel', 'Travel', '{travelgram,wanderlust,vacation,roadtrip,backpacking}',

@@ -196,7 +196,7 @@ async def test_less_on_an_author_removes_them_from_the_next_explore_page_and_mor
 
     # The knob: one post per author.
     reply = await alice.put("/api/v1/me/recommendations", {"per_author_cap": 1})
-    assert reply.status == 200 and reply.body == {"recency_weight": 0.5, "hide_reposts": False, "per_author_cap": 1}
+    assert reply.status == 200 and reply.body == {"recency_weight": 0.3, "hide_reposts": False, "per_author_cap": 1}
     authors = [i["post"]["author"]["username"] for i in await explore_items(alice)]
     assert len(authors) == len(set(authors))
     rows = await db.fetch(
@@ -275,7 +275,7 @@ async def test_a_caught_up_feed_continues_with_reasoned_items(make_api: Any, reg
     assert [i["post"]["id"] for i in timeline][:2] == [followed[1]["id"], followed[0]["id"]]
     assert all(i["reposted_by"] is None for i in timeline)
     knobs = await alice.get("/api/v1/me/recommendations")
-    assert knobs.body == {"recency_weight": 0.5, "hide_reposts": True, "per_author_cap": 2}
+    assert knobs.body == {"recency_weight": 0.3, "hide_reposts": True, "per_author_cap": 2}
 
 
 async def test_a_post_with_engagement_in_the_last_day_trends_for_everyone(make_api: Any, register: Any) -> None:
@@ -389,4 +389,4 @@ async def test_bad_recommendation_requests_get_their_documented_errors_and_write
     assert await db.fetchval("SELECT count(*) FROM interest_follows WHERE user_id = $1", uid) == 0
     assert await db.fetchval("SELECT count(*) FROM explore_feedback WHERE user_id = $1", uid) == 0
     assert await db.fetchval("SELECT count(*) FROM recommendation_settings WHERE user_id = $1", uid) == 0
-    assert (await alice.get(knobs)).body == {"recency_weight": 0.5, "hide_reposts": False, "per_author_cap": 2}
+    assert (await alice.get(knobs)).body == {"recency_weight": 0.3, "hide_reposts": False, "per_author_cap": 2}

@@ -8,7 +8,7 @@ import pytest
 
 from actors.explore import Position
 from actors.ranking import Fact, Feedback, Knobs, Signals, quality, rank
-from actors.suggestions import rank_people
+from actors.suggestions import reasons_of
 
 NOW = dt.datetime(2026, 12, 5, 12, tzinfo=dt.UTC)
 ME = 1
@@ -23,6 +23,7 @@ def fact(
         created_at=NOW - dt.timedelta(hours=hours),
         engagement=engagement,
         slugs=slugs,
+        followed_slugs=tuple(s for s in slugs if s == "travel"),
         reacted=kw.get("reacted", False),
         judged=kw.get("judged", False),
         in_timeline=kw.get("in_timeline", False),
@@ -34,7 +35,6 @@ def ranked_ids(facts: list[Fact], signals: dict[int, Signals], **kw: object) -> 
         "viewer_id": ME,
         "signals": signals,
         "facts": facts,
-        "followed_interests": {"travel"},
         "feedback": Feedback(),
         "knobs": Knobs(),
         "now": NOW,
@@ -44,12 +44,11 @@ def ranked_ids(facts: list[Fact], signals: dict[int, Signals], **kw: object) -> 
 
 
 def test_every_source_gives_its_reason_with_its_part_and_the_parts_make_the_relevance() -> None:
-    signals = {10: Signals(engaged_by=[7, 8, 9, 11], similar=3, trend=5.0)}
+    signals = {10: Signals(engaged_by=[7, 8, 9, 11], similar=3, similar_weight=0.5, trend=1.0)}
     (item,) = rank(
         viewer_id=ME,
         signals=signals,
         facts=[fact(10, 2, slugs=("travel", "food"))],
-        followed_interests={"travel"},
         feedback=Feedback(),
         knobs=Knobs(recency_weight=0.0),
         now=NOW,
@@ -68,7 +67,6 @@ def test_a_recent_post_has_a_reason_only_when_nothing_else_explains_it() -> None
         viewer_id=ME,
         signals=signals,
         facts=[fact(1, 5), fact(2, 6)],
-        followed_interests=set(),
         feedback=Feedback(),
         knobs=Knobs(),
         now=NOW,
@@ -88,7 +86,7 @@ def test_my_posts_posts_i_reacted_to_or_judged_and_blocked_authors_are_never_ran
     ]
     signals = {f.post_id: Signals(trend=1.0) for f in facts}
     feedback = Feedback(authors={6: -1, 7: 1})
-    assert ranked_ids(facts, signals, feedback=feedback) == [5, 6]
+    assert ranked_ids(facts, signals, feedback=feedback) == [6, 5]  # 6 is by someone I follow: "following"
     assert ranked_ids(facts, signals, feedback=feedback, skip_followed=True) == [5]
     assert ranked_ids(facts, signals, feedback=Feedback(authors={6: -1, 7: -1, 8: 2})) == [6]
 
@@ -108,7 +106,7 @@ def test_recency_weight_trades_freshness_for_engagement() -> None:
     facts = [old_popular, fresh_quiet]
     assert ranked_ids(facts, signals, knobs=Knobs(recency_weight=0.0)) == [1, 2]
     assert ranked_ids(facts, signals, knobs=Knobs(recency_weight=1.0)) == [2, 1]
-    assert quality(0, 0, 1.0) == pytest.approx(4.0) and quality(0, 24, 1.0) == pytest.approx(2.0)
+    assert quality(0, 0, 1.0) == pytest.approx(2.0) and quality(0, 24, 1.0) == pytest.approx(1.0)
 
 
 def test_feedback_on_interests_and_authors_moves_scores() -> None:
@@ -120,7 +118,6 @@ def test_feedback_on_interests_and_authors_moves_scores() -> None:
             viewer_id=ME,
             signals=signals,
             facts=facts,
-            followed_interests=set(),
             feedback=Feedback(),
             knobs=Knobs(),
             now=NOW,
@@ -132,7 +129,6 @@ def test_feedback_on_interests_and_authors_moves_scores() -> None:
             viewer_id=ME,
             signals=signals,
             facts=facts,
-            followed_interests=set(),
             feedback=Feedback(authors={6: 10}, interests={"travel": -1}),
             knobs=Knobs(),
             now=NOW,
@@ -149,30 +145,44 @@ def test_explore_cursors_round_trip_and_anything_else_is_no_cursor() -> None:
         assert Position.decode(bad) is None
 
 
-def row(source: str, user: int, n: int = 1, via: list[int] | None = None, slugs: list[str] | None = None) -> dict:
-    return {"source": source, "user_id": user, "n": n, "via": via, "slugs": slugs}
+def test_a_suggestions_reasons_come_from_its_parts_largest_first_with_the_people_who_link() -> None:
+    row = {
+        "fof_part": 1.66,
+        "fof_via": [2, 3, 4, 5],
+        "fof_n": 3,
+        "fan_part": 1.0,
+        "engaged_part": 0,
+        "engaged_n": None,
+        "same_part": None,
+        "same_via": None,
+        "same_n": None,
+        "shared_part": 0.6,
+        "shared_slugs": ["pets", "travel"],
+        "shared_n": 2,
+        "topical_part": 0.4,
+        "topical_slugs": ["space", "pets"],
+        "popular_part": 0.05,
+        "followers": 12,
+    }
+    reasons = reasons_of(row)
+    assert [r["type"] for r in reasons] == [
+        "followed_by_following",
+        "follows_you",
+        "shared_interests",
+        "popular_in_interest",
+        "popular",
+    ]
+    assert reasons[0] == {"type": "followed_by_following", "user_ids": [2, 3, 4], "count": 3, "score": 1.66}
+    assert reasons[2]["interests"] == ["pets", "travel"] and reasons[3]["interest"] == "space"
+    assert reasons[4] == {"type": "popular", "followers_count": 12, "score": 0.05}
 
 
-def test_people_are_merged_across_sources_and_ranked_by_the_sum_of_their_reasons() -> None:
-    rows = [
-        row("fof", 10, 3, via=[2, 3, 4]),
-        row("fans", 10),
-        row("fof", 11, 1, via=[2]),
-        row("shared", 12, 2, slugs=["pets", "travel"]),
-        row("popular", 13, 1000),
-        row("popular", 10, 10),
-        row("topical", 14, 1, slugs=["space"]),
-        row("engaged", 15, 4),
-        row("same", 16, 2, via=[5, 6]),
-    ]
-    people = rank_people(rows, 10)
-    assert people[0].user_id == 10
-    assert [r["type"] for r in people[0].reasons] == ["followed_by_following", "follows_you", "popular"]
-    assert people[0].reasons[0]["user_ids"] == [2, 3, 4] and people[0].reasons[0]["count"] == 3
-    scores = [p.score for p in people]
-    assert scores == sorted(scores, reverse=True)
-    assert {p.user_id for p in people} == {10, 11, 12, 13, 14, 15, 16}
-    assert next(p for p in people if p.user_id == 13).reasons == [
-        {"type": "popular", "followers_count": 1000, "score": 0.2}
-    ]
-    assert [p.user_id for p in rank_people(rows, 2)] == [p.user_id for p in people[:2]]
+def test_a_post_by_someone_i_follow_doubles_its_relevance_in_explore_and_is_left_out_of_the_feeds_tail() -> None:
+    facts = [fact(1, 5, in_timeline=True), fact(2, 6)]
+    signals = {1: Signals(engaged_by=[7]), 2: Signals(engaged_by=[7])}
+    args: dict[str, object] = {"viewer_id": ME, "signals": signals, "facts": facts, "feedback": Feedback(),
+                               "knobs": Knobs(), "now": NOW}  # fmt: skip
+    first, second = rank(**args)  # type: ignore[arg-type]
+    assert first.post_id == 1 and first.score == pytest.approx(2 * second.score, rel=1e-4)
+    assert first.reasons[-1] == {"type": "following", "score": 1.0}
+    assert [r.post_id for r in rank(**args, skip_followed=True)] == [2]  # type: ignore[arg-type]
