@@ -11,14 +11,14 @@ worker does (timed), then:
 - **explore**: for ``--sample`` users with held-out reactions, the app's ranking (actors/explore.py
   ``Explorer.ranking``) against the posts with the most reactions that they did not write or react to: hit
   rate@20 (a user is a hit when one of the top 20 is a post they reacted to in the held-out set);
-- **latency**: ``python -m api`` (2 workers) loaded by ``wrk`` (1 thread, ``--connections`` 16) with a token of a
+- **latency**: ``python -m api`` (2 workers) loaded by ``wrk`` (1 thread, ``--connections`` 16, then 4) with a token of a
   different sampled user on each request (a Lua script), for GET /explore, GET /suggestions/users and GET
   /healthz of the same server, ``--rounds`` rounds of ``--duration`` seconds: p50/p99 and req/s as a ratio to
   healthz.
 
     apt-get install -y wrk
     .venv/bin/python benchmarks/recs.py [--users 100000] [--follows 2000000] [--posts 1000000] [--sample 1000]
-        [--connections 16] [--duration 10] [--rounds 3]
+        [--connections 16,4] [--duration 10] [--rounds 3] [--skip-latency]
 """
 
 from __future__ import annotations
@@ -124,13 +124,59 @@ def wrk_tokens(url: str, token_file: Path, script: Path, connections: int, durat
     }
 
 
+def latency_table(
+    urls: dict[str, str],
+    token_file: Path,
+    script: Path,
+    workers: list[psutil.Process],
+    connections: int,
+    duration: int,
+    rounds: int,
+) -> None:
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+    for r in range(rounds):
+        health = 1.0
+        for name, url in urls.items():
+            postgres = h.processes_named("postgres")
+            before, pg_before = h.cpu_seconds(workers), h.cpu_seconds(postgres)
+            res = wrk_tokens(url, token_file, script, connections, duration)
+            res["cpu_us"] = 1e6 * (h.cpu_seconds(workers) - before) / max(1, res["requests"])
+            res["pg_us"] = 1e6 * (h.cpu_seconds(postgres) - pg_before) / max(1, res["requests"])
+            if name == "healthz":
+                health = res["rps"]
+            res["ratio"] = res["rps"] / health
+            results[name].append(res)
+            h.say(
+                f"# {connections} connections, round {r + 1} {name}: {res['rps']:.0f} req/s, p50 {res['p50']:.1f}"
+                f" p99 {res['p99']:.1f} ms"
+            )
+    rows = []
+    for name, runs in results.items():
+        rows.append(
+            [
+                name,
+                f"{statistics.median(x['rps'] for x in runs):.0f}",
+                f"{statistics.median(x['ratio'] for x in runs):.3f}",
+                f"{statistics.median(x['p50'] for x in runs):.1f}",
+                f"{statistics.median(x['p99'] for x in runs):.1f}",
+                sum(x["non2xx"] for x in runs),
+                f"{statistics.median(x['cpu_us'] for x in runs):.0f}",
+                f"{statistics.median(x['pg_us'] for x in runs):.0f}",
+            ]
+        )
+    h.say()
+    h.say(f"wrk, {connections} connections, a token of another sampled user on every request, medians of {rounds}:")
+    h.say(h.table(["endpoint", "req/s", "ratio to healthz", "p50 ms", "p99 ms", "non-2xx", "worker CPU us/req",
+                   "postgres CPU us/req"], rows))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--follows", type=int, default=2_000_000)
     parser.add_argument("--posts", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=1000)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", default="16,4", help="wrk connections, one latency table per value")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-latency", action="store_true")
@@ -208,38 +254,9 @@ def main() -> None:
             "GET /suggestions/users": server.base_url + "/api/v1/suggestions/users?limit=20",
         }
         for url in urls.values():
-            wrk_tokens(url, token_file, script, args.connections, 2)  # warm up
-        results: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
-        for r in range(args.rounds):
-            health = 1.0
-            for name, url in urls.items():
-                postgres = h.processes_named("postgres")
-                before, pg_before = h.cpu_seconds(workers), h.cpu_seconds(postgres)
-                res = wrk_tokens(url, token_file, script, args.connections, args.duration)
-                res["cpu_us"] = 1e6 * (h.cpu_seconds(workers) - before) / max(1, res["requests"])
-                res["pg_us"] = 1e6 * (h.cpu_seconds(postgres) - pg_before) / max(1, res["requests"])
-                if name == "healthz":
-                    health = res["rps"]
-                res["ratio"] = res["rps"] / health
-                results[name].append(res)
-                h.say(f"# round {r + 1} {name}: {res['rps']:.0f} req/s, p50 {res['p50']:.1f} p99 {res['p99']:.1f} ms")
-        rows = []
-        for name, runs in results.items():
-            rows.append(
-                [
-                    name,
-                    f"{statistics.median(x['rps'] for x in runs):.0f}",
-                    f"{statistics.median(x['ratio'] for x in runs):.3f}",
-                    f"{statistics.median(x['p50'] for x in runs):.1f}",
-                    f"{statistics.median(x['p99'] for x in runs):.1f}",
-                    sum(x["non2xx"] for x in runs),
-                    f"{statistics.median(x['cpu_us'] for x in runs):.0f}",
-                    f"{statistics.median(x['pg_us'] for x in runs):.0f}",
-                ]
-            )
-        h.say()
-        h.say(h.table(["endpoint", "req/s", "ratio to healthz", "p50 ms", "p99 ms", "non-2xx", "worker CPU us/req",
-                       "postgres CPU us/req"], rows))  # fmt: skip
+            wrk_tokens(url, token_file, script, 16, 2)  # warm up
+        for connections in [int(c) for c in args.connections.split(",")]:
+            latency_table(urls, token_file, script, workers, connections, args.duration, args.rounds)
         for line in h.log_summary(server.log_path):
             h.say(f"# log: {line}")
 

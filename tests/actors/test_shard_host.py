@@ -93,5 +93,8 @@ def test_the_user_kind_routes_exactly_its_public_operations() -> None:
         "unreact_comment",
         "follow",
         "unfollow",
+        "follow_interest",
+        "explore_feedback",
+        "set_recommendation_knobs",
         "touch",
     }
