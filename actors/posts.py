@@ -23,6 +23,7 @@ from actors import feed, post_text
 from actors.delivery import OutboxEvent
 from actors.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from actors.follows import NOTIFICATION_EVENT, summary
+from actors.live_cache import LiveCache
 from actors.media import check_attachable, media_view, url_signer
 from actors.post_cache import PostCache
 from actors.rules import RuleError, clean_text
@@ -175,11 +176,12 @@ def public_post(view: dict[str, Any]) -> dict[str, Any]:
 
 
 _CACHE: PostCache | None = None  # set in api processes (api/app.py); shards hydrate in full
+_LIVE: LiveCache | None = None  # the live parts in Redis (actors/live_cache.py), api processes too
 
 
-def use_cache(cache: PostCache | None) -> None:
-    global _CACHE
-    _CACHE = cache
+def use_cache(cache: PostCache | None, live: LiveCache | None = None) -> None:
+    global _CACHE, _LIVE
+    _CACHE, _LIVE = cache, live
 
 
 def forget_author(author_id: int) -> None:
@@ -200,29 +202,44 @@ async def views(
 ) -> dict[int, dict[str, Any]]:
     """Post objects (API.md 2) by id, for the viewer (``my`` flags; None: anonymous). Each carries a private
     ``_author`` (the author's row) for callers that need it; ``public_post`` drops it. With ``session_id`` the
-    viewer's session is checked in the same query (401 ``session_revoked`` when it has ended).
+    viewer's session is checked (401 ``session_revoked`` when it has ended): in the same query as the read, or,
+    when everything comes from the caches, by the session's deny mark in Redis.
 
     With the process's PostCache (actors/post_cache.py), posts whose fixed parts are held need only their live
-    parts (one light query); the others are hydrated in full (one query) and their fixed parts kept."""
+    parts: from the LiveCache (actors/live_cache.py) when its entry is current, else one light query (whose
+    answers are cached). The others are hydrated in full (one query) and their fixed parts kept."""
     if not post_ids:
         return {}
     cache = _CACHE
     if cache is None:
         return await _hydrated(conn, settings, post_ids, viewer_id, session_id)
     fixed = {pid: f for pid in post_ids if (f := cache.get(pid)) is not None}
-    missing = [pid for pid in post_ids if pid not in fixed]
     out: dict[int, dict[str, Any]] = {}
+    versions: dict[int, bytes] = {}
+    if _LIVE is not None:
+        found = await _LIVE.read(post_ids, viewer_id, session_id)
+        if found.denied:
+            raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
+        versions = found.versions
+        out = {pid: {**fixed[pid], **live} for pid, live in found.live.items() if pid in fixed}
+    missing = [pid for pid in post_ids if pid not in fixed]
+    read: dict[int, dict[str, Any]] = {}
     if missing:
-        out = await _hydrated(conn, settings, missing, viewer_id, session_id)
-        for pid, view in out.items():
+        hydrated = await _hydrated(conn, settings, missing, viewer_id, session_id)
+        for pid, view in hydrated.items():
             cache.put(pid, int(view["_author"]["author_id"]), {k: view[k] for k in FIXED_KEYS})
+            read[pid] = view
+        out.update(hydrated)
         session_id = None  # checked by that query
-    if fixed:
-        for row in await post_store.live_parts(conn, list(fixed), viewer_id, session_id):
+    stale = [pid for pid in fixed if pid not in out]
+    if stale:
+        for row in await post_store.live_parts(conn, stale, viewer_id, session_id):
             if not row["session_live"]:
                 raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
             pid = int(row["id"])
-            out[pid] = {**fixed[pid], **_live(row, viewer_id)}
+            out[pid] = read[pid] = {**fixed[pid], **_live(row, viewer_id)}
+    if _LIVE is not None and read:
+        await _LIVE.write(read, versions, viewer_id)
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from actors import engagement, explore, feed, follows, posts, rules, shard_counters
+from actors import engagement, explore, feed, follows, live_cache, posts, rules, shard_counters
 from actors.context import Services
 from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from actors.media import check_attachable
@@ -228,10 +228,15 @@ class UserOps:
         return dict(row)
 
     async def _summary_changed(self, state: UserState) -> None:
-        """Every api process drops its cached posts by this user (their author summary changed)."""
+        """Every api process drops its cached posts by this user (their author summary changed), and cached
+        responses that show people go stale (api/response_cache.py)."""
         try:
-            await self.services.redis.publish(self.services.keys(*CACHE_CHANNEL), str(state.user_id).encode())
-        except Exception as exc:  # the cache expires them within its TTL anyway
+            keys = self.services.keys
+            async with self.services.redis.pipeline(transaction=False) as pipe:
+                pipe.publish(keys(*CACHE_CHANNEL), str(state.user_id).encode())
+                await live_cache.bump_keys(self.services.redis, [live_cache.profiles_version_key(keys)], pipe)
+                await pipe.execute()
+        except Exception as exc:  # the caches expire them within their TTLs anyway
             log.warning("cache invalidation not published", extra={"fields": {"error": repr(exc)}})
 
     async def set_avatar(self, state: UserState, media_id: int | None) -> dict[str, Any]:

@@ -16,8 +16,12 @@ from actors import posts as post_actions
 from actors.client import ShardClient
 from actors.context import Services
 from actors.delivery import Delivery
-from actors.media import create_media_service
+from actors.explore import Explorer
+from actors.feed import FeedReader
+from actors.live_cache import LiveCache
+from actors.media import create_media_service, url_signer
 from actors.post_cache import PostCache
+from actors.search import Search
 from actors.shards import get_or_create_chat_shards, get_or_create_user_shards
 from actors.topology import check_shard_count
 from api import errors, metrics_dir, openapi, presenters
@@ -27,6 +31,7 @@ from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
+from api.response_cache import ResponseCache
 from api.routes import (
     auth,
     chats,
@@ -92,19 +97,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         handles = get_or_create_user_shards(settings)
         users = ShardClient(handles)
         chat_handles = get_or_create_chat_shards(settings)
+        delivery = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
+        # Search and recommendations run on a small pool whose statements are planned for their parameters.
+        planned_pool = await db.create_pool(settings.database_url, 1, 6, extra_settings=db.PLANNED_SETTINGS)
         ctx = AppContext(
             services=services,
             limiter=RateLimiter(services.redis, services.keys, settings.rate_limits),
             users=users,
             user_shard_handles=handles,
+            chats=ShardClient(chat_handles),
+            chat_shard_handles=chat_handles,
+            delivery=delivery,
+            media=create_media_service(services),
+            planned_pool=planned_pool,
+            search=Search(planned_pool),
+            feed_reader=FeedReader(services),
+            explorer=Explorer(planned_pool, services.redis, services.keys),
+            response_cache=ResponseCache(services.redis),
+            media_signer=url_signer(settings),
         )
-        ctx.extras["media"] = create_media_service(services)
-        ctx.extras["chats"] = ShardClient(chat_handles)
-        ctx.extras["chat_shard_handles"] = chat_handles
-        ctx.extras["delivery"] = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
-        # Search runs on its own small pool whose statements are planned for their parameters (storage/db.py).
-        ctx.extras["search_pool"] = await db.create_pool(settings.database_url, 1, 4, extra_settings=db.SEARCH_SETTINGS)
-        post_actions.use_cache(PostCache())  # the fixed parts of posts (actors/post_cache.py), this process only
+        post_actions.use_cache(PostCache(), LiveCache(services.redis, services.keys))
         gateway = Gateway(services, users, handles)
         await gateway.start()
         drain.install(gateway, settings.drain_s)  # SIGTERM/SIGINT: close sockets with 1012 first, then uvicorn's
@@ -118,8 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await gateway.stop()
-            ctx.extras["media"].close()
-            await ctx.extras["search_pool"].close()
+            ctx.media.close()
+            await planned_pool.close()
             await services.close()
             ray.shutdown()
             metrics_dir.forget_worker()  # this worker's open-socket gauge leaves the sum (api/metrics_dir.py)

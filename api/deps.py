@@ -4,27 +4,45 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from actors.client import ShardClient
 from actors.context import Services
+from actors.delivery import Delivery
 from actors.errors import RateLimited, Unauthenticated
+from actors.explore import Explorer
+from actors.feed import FeedReader
+from actors.media import MediaService
+from actors.search import Search
 from actors.tokens import Principal
 from api.ratelimit import RateLimiter
+from api.response_cache import ResponseCache
 
 
 @dataclass
 class AppContext:
+    """Everything a route may use, made once per api process in the lifespan (api/app.py): the composition root."""
+
     services: Services
     limiter: RateLimiter
-    users: ShardClient
+    users: ShardClient  # the UserShards (writes of users)
     user_shard_handles: list[Any]
-    extras: dict[str, Any] = field(default_factory=dict)
+    chats: ShardClient  # the ChatShards
+    chat_shard_handles: list[Any]
+    delivery: Delivery  # publishes committed events (actors/delivery.py)
+    media: MediaService
+    planned_pool: asyncpg.Pool  # statements planned for their parameters: search, recommendations (storage/db.py)
+    search: Search
+    feed_reader: FeedReader
+    explorer: Explorer
+    response_cache: ResponseCache
+    media_signer: Any  # signs media URLs of chats (actors/media.py url_signer)
 
 
 def ctx_of(request: Request) -> AppContext:

@@ -11,8 +11,8 @@ worker does (timed), then:
 - **explore**: for ``--sample`` users with held-out reactions, the app's ranking (actors/explore.py
   ``Explorer.ranking``) against the posts with the most reactions that they did not write or react to: hit
   rate@20 (a user is a hit when one of the top 20 is a post they reacted to in the held-out set);
-- **latency**: ``python -m api`` (2 workers) loaded by ``wrk`` (1 thread, ``--connections`` 16, then 4) with a token of a
-  different sampled user on each request (a Lua script), for GET /explore, GET /suggestions/users and GET
+- **latency**: ``python -m api`` (2 workers) loaded by ``wrk`` (1 thread, ``--connections`` 16, then 4) with a
+  token of a different sampled user on each request (a Lua script), for GET /explore, GET /suggestions/users and GET
   /healthz of the same server, ``--rounds`` rounds of ``--duration`` seconds: p50/p99 and req/s as a ratio to
   healthz.
 
@@ -46,6 +46,7 @@ from actors.tokens import TokenService
 from benchmarks import _harness as h
 from benchmarks.posts import UNIT_MS, WRK_LATENCY, WRK_NON2XX, WRK_RPS, WRK_TOTAL
 from benchmarks.recs_seed import Network, seed
+from storage import db
 from storage import graph as graph_store
 
 LUA = """
@@ -196,7 +197,7 @@ def main() -> None:
         react_users = rng.sample(sorted(net.held_reactions), min(args.sample, len(net.held_reactions)))
 
         async def quality() -> tuple[float, dict[str, float], dict[str, float]]:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, server_settings=db.PLANNED_SETTINGS)
             assert pool is not None
             try:
                 started = time.perf_counter()

@@ -265,6 +265,7 @@ def register(mailbox: Mailbox) -> Callable[..., Any]:
         assert done.status == 201, done.body
         api.token = done.body["tokens"]["access_token"]
         api.username = username
+        api.user_id = done.body["user"]["id"]
         return {**done.body, "email": email, "password": password, "username": username}
 
     return go

@@ -94,6 +94,7 @@ class Api:
         self.ip = ip or fresh_ip()
         self.token: str | None = None
         self.username = ""  # set by the register fixture
+        self.user_id = ""
         self.http = httpx.AsyncClient(base_url=base_url, timeout=30)
 
     async def close(self) -> None:

@@ -17,7 +17,6 @@ from fastapi.responses import Response
 
 from actors.chat import message_view
 from actors.errors import NotFound, ValidationFailed
-from actors.media import url_signer
 from actors.rules import RuleError, normalize_username
 from api import presenters
 from api.deps import Ctx, User, WriteLimit
@@ -44,10 +43,7 @@ def _with_200(description: str, model: Any, *statuses: int) -> dict[int | str, d
 
 
 def _signer(ctx: Ctx) -> Any:
-    signer = ctx.extras.get("media_signer")
-    if signer is None:
-        signer = ctx.extras["media_signer"] = url_signer(ctx.services.settings)
-    return signer
+    return ctx.media_signer
 
 
 async def _messages(ctx: Ctx, conn: Any, rows: list[Any]) -> list[dict[str, Any]]:
@@ -165,7 +161,7 @@ async def history(
 async def send_message(request: Request, chat_id: ChatId, body: SendMessage, user: User, ctx: Ctx) -> Encoded:
     """Send a message (201); the same `client_id` again (a retry, over HTTP or the socket) returns the same
     message (200), and with a different body 422 `idempotency_key_reused`."""
-    result = await ctx.extras["chats"].call("send", chat_id, user.user_id, body.model_dump(exclude_none=True))
+    result = await ctx.chats.call("send", chat_id, user.user_id, body.model_dump(exclude_none=True))
     return encoded(request, result["message"], status_code=201 if result["created"] else 200)
 
 
@@ -179,7 +175,7 @@ async def edit_message(
     request: Request, chat_id: ChatId, message_id: MessageId, body: EditMessage, user: User, ctx: Ctx
 ) -> Encoded:
     """Edit a text message (sender only); `edited_at` is set and both members get `chat.message_edited`."""
-    view = await ctx.extras["chats"].call("edit", chat_id, user.user_id, message_id, body.text)
+    view = await ctx.chats.call("edit", chat_id, user.user_id, message_id, body.text)
     return encoded(request, view)
 
 
@@ -198,7 +194,7 @@ async def delete_message(
 ) -> Response:
     """`?for=me` hides the message from me only (either member's message); `?for=everyone` (sender only) leaves
     `deleted: true` with no text, media or caption for both."""
-    await ctx.extras["chats"].call("delete", chat_id, user.user_id, message_id, scope)
+    await ctx.chats.call("delete", chat_id, user.user_id, message_id, scope)
     return no_content()
 
 
@@ -210,7 +206,7 @@ async def delete_message(
 )
 async def react(request: Request, chat_id: ChatId, message_id: MessageId, body: React, user: User, ctx: Ctx) -> Encoded:
     """React with one emoji (one per member per message; a new one replaces mine)."""
-    view = await ctx.extras["chats"].call("react", chat_id, user.user_id, message_id, body.emoji)
+    view = await ctx.chats.call("react", chat_id, user.user_id, message_id, body.emoji)
     return encoded(request, view)
 
 
@@ -222,7 +218,7 @@ async def react(request: Request, chat_id: ChatId, message_id: MessageId, body: 
 )
 async def unreact(chat_id: ChatId, message_id: MessageId, user: User, ctx: Ctx) -> Response:
     """Remove my reaction (nothing happens when there is none)."""
-    await ctx.extras["chats"].call("unreact", chat_id, user.user_id, message_id)
+    await ctx.chats.call("unreact", chat_id, user.user_id, message_id)
     return no_content()
 
 
@@ -235,5 +231,5 @@ async def unreact(chat_id: ChatId, message_id: MessageId, user: User, ctx: Ctx) 
 async def mark_read(chat_id: ChatId, body: ReadUpTo, user: User, ctx: Ctx) -> Response:
     """I have read up to `seq` (never past the last message: 422 `seq_out_of_range`); the peer gets
     `chat.receipt`."""
-    await ctx.extras["chats"].call("progress", chat_id, user.user_id, "read", body.seq)
+    await ctx.chats.call("progress", chat_id, user.user_id, "read", body.seq)
     return no_content()

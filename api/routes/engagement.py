@@ -15,11 +15,12 @@ import msgpack
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from actors import engagement
+from actors import engagement, live_cache
 from actors.chat import check_emoji
-from actors.errors import NotFound
+from actors.errors import NotFound, Unauthenticated
 from api import presenters
-from api.deps import Ctx, MaybeUser, User, WriteLimit
+from api.codec import JSON, MSGPACK, wants_msgpack
+from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of, optional_token_user
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded, no_content
 from api.routes.posts import IdempotencyKey, PostId, _page
@@ -51,7 +52,7 @@ async def _after_write(ctx: Ctx, outcome: engagement.Outcome) -> None:
     """Publish the committed events, then tell the gateways which posts' and comments' counts changed."""
     if outcome.events:
         try:
-            await ctx.extras["delivery"].publish(outcome.events)
+            await ctx.delivery.publish(outcome.events)
         except Exception as exc:  # stored with the write: the outbox relay delivers them later
             log.warning("engagement events left to the relay", extra={"fields": {"error": repr(exc)}})
     changed: dict[int, list[int]] = {pid: [] for pid in outcome.posts}
@@ -62,11 +63,16 @@ async def _after_write(ctx: Ctx, outcome: engagement.Outcome) -> None:
     keys = ctx.services.keys
     try:
         async with ctx.services.redis.pipeline(transaction=False) as pipe:
+            # Cached reads of these posts and of their comments are stale from now on.
+            await live_cache.bump(ctx.services.redis, keys, list(outcome.posts), pipe)
+            await live_cache.bump_keys(
+                ctx.services.redis, [live_cache.comments_version_key(keys, pid) for pid in changed], pipe
+            )
             for post_id, comment_ids in changed.items():
                 message = {"type": "counts.dirty", "data": {"post_id": post_id, "comment_ids": comment_ids}}
                 pipe.publish(keys.post_channel(post_id), msgpack.packb(message, use_bin_type=True))
             await pipe.execute()
-    except Exception as exc:  # live counts are best effort: the next change or a fetch shows them
+    except Exception as exc:  # the next change or a fetch shows them (cached reads expire: actors/live_cache.py)
         log.warning("live counts not published", extra={"fields": {"error": repr(exc)}})
 
 
@@ -232,11 +238,25 @@ async def _comment(
     responses=error_responses(401, 404, 422),
     openapi_extra=OPTIONAL_BEARER,
 )
-async def comments(
-    request: Request, post_id: PostId, viewer: MaybeUser, ctx: Ctx, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-) -> Encoded:
+async def comments(request: Request, post_id: PostId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Encoded:
     """The post's comments (not their replies), newest first."""
-    return await _comment_page(request, ctx, viewer, post_id, None, limit, cursor)
+    # A hot read: the caller is read here (not through dependency resolution) and the page is served from the
+    # response cache while the post's comments and every user summary are as they were (api/response_cache.py).
+    viewer = await optional_token_user(request)
+    ctx = ctx_of(request)
+    keys = ctx.services.keys
+    fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
+    key = keys("rc", "comments", post_id, cursor or "-", limit, 0 if viewer is None else viewer.user_id, fmt)
+    versions = [live_cache.comments_version_key(keys, post_id), live_cache.profiles_version_key(keys)]
+    denied = None if viewer is None else keys.revoked_session(viewer.session_id)
+    found = await ctx.response_cache.lookup(key, versions, denied)
+    if found.denied:
+        raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
+    if found.body is not None:
+        return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
+    page = await _comment_page(request, ctx, viewer, post_id, None, limit, cursor)
+    await ctx.response_cache.store(key, found.versions, bytes(page.body))
+    return page
 
 
 @router.get(

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from actors import explore, ranking, suggestions
 from actors import posts as post_actions
 from actors.errors import ValidationFailed
-from actors.explore import CURSOR_PATTERN, Explorer, Position
+from actors.explore import CURSOR_PATTERN, Position
 from actors.ranking import Ranked
 from api import presenters
 from api.deps import Ctx, User, WriteLimit
@@ -40,14 +40,6 @@ EXPLORE_DESCRIPTION = (
     "reacted to or commented on, posts popular with people who react like you, trending posts (last 24 h) and "
     "the newest posts.\n\n" + textwrap.indent(ranking.__doc__ or "", "    ")
 )
-
-
-def explorer_of(ctx: Ctx) -> Explorer:
-    found: Explorer | None = ctx.extras.get("explorer")
-    if found is None:
-        services = ctx.services
-        found = ctx.extras["explorer"] = Explorer(services.pool, services.redis, services.keys)
-    return found
 
 
 async def render_reasons(ctx: Ctx, reasons_lists: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
@@ -89,7 +81,7 @@ async def get_explore(
         position = Position.decode(cursor)
         if position is None:
             raise ValidationFailed({"cursor": "is not an explore cursor"})
-    ranked, following = await explorer_of(ctx).page(user.user_id, "explore", position, limit)
+    ranked, following = await ctx.explorer.page(user.user_id, "explore", position, limit)
     items = [
         {"post": post_actions.public_post(view), "reasons": why, "score": item.score}
         for view, item, why in await recommended_posts(ctx, user.user_id, ranked)
@@ -138,7 +130,7 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
     follow, people who share your interests, people popular in your interests, and popular people. Never you,
     never someone you already follow. `score` is the sum of the reasons' parts."""
     pool = ctx.services.pool
-    rows = await graph_store.suggestions(pool, user.user_id, suggestions.WEIGHTS, limit)
+    rows = await graph_store.suggestions(ctx.planned_pool, user.user_id, suggestions.WEIGHTS, limit)
     ids = [int(r["user_id"]) for r in rows]
     people = {int(p["id"]): p for p in await user_store.get_users(pool, ids)} if ids else {}
     flags = await graph_store.viewer_flags(pool, user.user_id, ids) if ids else {}

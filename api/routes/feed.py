@@ -18,12 +18,11 @@ from actors import posts as post_actions
 from actors.errors import Unauthenticated
 from actors.explore import CURSOR_PATTERN as RECS_CURSOR_PATTERN
 from actors.explore import Position
-from actors.feed import FeedReader
 from actors.follows import summary
 from api.deps import BEARER_SECURITY, ctx_of, token_user
 from api.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded
-from api.routes.explore import explorer_of, recommended_posts
+from api.routes.explore import recommended_posts
 from api.schemas.common import error_responses
 from api.schemas.feed import FeedPage
 from storage import users as user_store
@@ -61,7 +60,7 @@ async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedC
     ctx = ctx_of(request)
     if cursor is not None and cursor.startswith("r"):
         return await _recommended(request, ctx, user, Position.decode(cursor), limit, [])
-    reader: FeedReader = ctx.extras.get("feed_reader") or ctx.extras.setdefault("feed_reader", FeedReader(ctx.services))
+    reader = ctx.feed_reader
     position = decode_cursor(cursor)
     rows, more = await reader.page(user.user_id, None if position is None else position[1], limit)
     last = rows[-1] if rows else None
@@ -105,7 +104,7 @@ async def _recommended(
 ) -> Encoded:
     """``items`` (the timeline's last ones) followed by recommended posts up to ``limit``; the cursor pages
     through the same ranking (a new one without ``position``)."""
-    explorer = explorer_of(ctx)
+    explorer = ctx.explorer
     want = limit - len(items)
     if want <= 0:  # a full page already: the recommendations start on the next one
         snapshot, ranked = await explorer.start(user.user_id, "feed")

@@ -55,7 +55,7 @@ def _download_responses(ctype: str) -> dict[int | str, dict[str, Any]]:
 
 
 def _media(request: Request) -> MediaService:
-    service: MediaService = ctx_of(request).extras["media"]
+    service: MediaService = ctx_of(request).media
     return service
 
 

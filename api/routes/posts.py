@@ -14,6 +14,7 @@ import asyncpg
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response
 
+from actors import live_cache
 from actors import posts as post_actions
 from actors.errors import NotFound
 from actors.post_text import normalize_tag
@@ -60,7 +61,7 @@ async def _publish(ctx: Ctx, events: list[Any]) -> None:
     if not events:
         return
     try:
-        await ctx.extras["delivery"].publish(events)
+        await ctx.delivery.publish(events)
     except Exception as exc:  # stored with the post: the outbox relay delivers them later
         log.warning("post events left to the relay", extra={"fields": {"error": repr(exc)}})
 
@@ -109,6 +110,13 @@ async def get_post(request: Request, post_id: PostId) -> Encoded:
 async def delete_post(post_id: PostId, user: User, ctx: Ctx) -> Response:
     """Delete your post: it leaves every list, hashtag page and count (author only: 403 for others)."""
     await ctx.users.call("delete_post", user.user_id, post_id)
+    try:
+        keys = ctx.services.keys  # gone from cached reads at once, with its comments
+        await live_cache.bump_keys(
+            ctx.services.redis, [live_cache.version_key(keys, post_id), live_cache.comments_version_key(keys, post_id)]
+        )
+    except Exception as exc:  # cached reads of it expire within live_cache.TTL_S
+        log.warning("post version not bumped", extra={"fields": {"error": repr(exc), "post_id": post_id}})
     return no_content()
 
 

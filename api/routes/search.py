@@ -104,10 +104,7 @@ async def search(
 
 
 def _searcher(ctx: Ctx) -> Search:
-    found: Search | None = ctx.extras.get("search")
-    if found is None:
-        found = ctx.extras["search"] = Search(ctx.extras["search_pool"])
-    return found
+    return ctx.search
 
 
 async def _posts(
@@ -125,7 +122,7 @@ async def _posts(
 
 
 async def _users(ctx: Ctx, text: str, viewer_id: int | None, position: Cursor | None, limit: int) -> dict[str, Any]:
-    pool = ctx.extras["search_pool"]
+    pool = ctx.planned_pool
     name = text.lstrip("@")[:60] or text
     after = None if position is None else (position.score, position.last)
     rows = await store.users(pool, text=name, viewer_id=viewer_id, after=after, limit=limit + 1)
@@ -155,7 +152,7 @@ async def _hashtags(ctx: Ctx, text: str, position: Cursor | None, limit: int) ->
     tag = normalize_tag(text) or text.lstrip("#").lower()
     now = time.time() if position is None else position.now
     after = None if position is None else (position.score, position.last)
-    rows = await store.hashtags(ctx.extras["search_pool"], text=tag[:100], now=now, after=after, limit=limit + 1)
+    rows = await store.hashtags(ctx.planned_pool, text=tag[:100], now=now, after=after, limit=limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
     items = [{"tag": r["tag"], "posts_count": int(r["posts_count"]), "score": float(r["score"])} for r in rows]
     last = rows[-1] if rows else None

@@ -39,7 +39,7 @@ class EventsBody(Strict):
 async def emit(request: Request, body: EventsBody, ctx: Ctx) -> Encoded:
     recipients = [int(r) for r in body.recipients]
     batch = [OutboxEvent.make(recipients, TEST_EVENT, {"n": i, "note": body.note}) for i in range(body.count)]
-    delivery = ctx.extras["delivery"]
+    delivery = ctx.delivery
     async with db.transaction(ctx.services.pool) as conn:
         await delivery.stage(conn, batch)
     if not body.publish:
@@ -96,7 +96,7 @@ async def chat_shards(request: Request, ctx: Ctx) -> Encoded:
     """Every ChatShard's ping (its pid, for the tests that kill one); 503 while one cannot answer."""
     try:
         async with asyncio.timeout(10):
-            pings = await asyncio.gather(*(handle.ping.remote() for handle in ctx.extras["chat_shard_handles"]))
+            pings = await asyncio.gather(*(handle.ping.remote() for handle in ctx.chat_shard_handles))
     except Exception as exc:
         raise Unavailable("A shard is restarting; try again.", retry_after=1) from exc
     return encoded(request, list(pings))

@@ -131,7 +131,7 @@ async def _publish(ctx: Ctx, result: FollowResult) -> None:
     if result.event is None:
         return
     try:
-        await ctx.extras["delivery"].publish([result.event])
+        await ctx.delivery.publish([result.event])
     except Exception as exc:
         log.warning("follow event left to the relay", extra={"fields": {"error": repr(exc)}})
 

@@ -242,7 +242,7 @@ def _chat_id(value: str) -> int:
 
 async def _chat_action(ctx: AppContext, conn: Conn, action: str, data: Any) -> dict[str, Any]:
     """A chat action through the chat's ChatShard entity (the same ops as the HTTP routes)."""
-    chats = ctx.extras["chats"]
+    chats = ctx.chats
     chat_id = _chat_id(data.chat_id)
     if action == "chat.send":
         body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None and k != "chat_id"}

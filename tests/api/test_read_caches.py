@@ -1,0 +1,117 @@
+"""Hot reads served from Redis (actors/live_cache.py, api/response_cache.py) follow every write at once.
+
+Each read below is repeated first, so that it is cached, and then a write by someone else (or by the reader) must
+show on the very next read: reactions, comments, replies, reposts, saves, their undoing, deletions, a renamed
+author, and a logged-out session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from tests.api.test_search import post, word
+from tests.conftest import Server
+from tests.support import Api, assert_error
+
+
+async def cached(server: Server, *parts: object) -> bool:
+    """Whether Redis holds this cache entry (the reads above really come from the cache)."""
+    client = aioredis.from_url(server.env["REDIS_URL"])
+    try:
+        return bool(await client.exists(server.env["REDIS_PREFIX"] + ":".join(str(p) for p in parts)))
+    finally:
+        await client.aclose()
+
+
+async def read_twice(api: Api, path: str) -> dict[str, Any]:
+    first = await api.get(path)
+    second = await api.get(path)
+    assert first.status == second.status == 200, (first.body, second.body)
+    assert first.body == second.body
+    return dict(second.body)
+
+
+async def test_a_cached_post_shows_every_reaction_comment_repost_and_save_at_once_then_its_deletion(
+    server: Server, make_api: Any, register: Any
+) -> None:
+    alice, bob, carol, anon = make_api(), make_api("msgpack"), make_api(), make_api()
+    for api in (alice, bob, carol):
+        await register(api)
+    made = await post(alice, f"Cache me {word()}")
+    path = f"/api/v1/posts/{made['id']}"
+    assert (await read_twice(anon, path))["counts"]["reactions"] == 0
+    me = await read_twice(bob, path)
+    assert me["my"] == {"reaction": None, "reposted": False, "saved": False}
+    assert await cached(server, "live", "post", made["id"]) and await cached(
+        server, "live", "post", made["id"], bob.user_id
+    )
+
+    assert (await bob.put(f"{path}/reaction", {"emoji": "🔥"})).status == 200
+    assert (await anon.get(path)).body["reactions_summary"] == {"🔥": 1}
+    assert (await bob.get(path)).body["my"]["reaction"] == "🔥"
+    assert (await carol.get(path)).body["my"]["reaction"] is None
+    assert (await bob.put(f"{path}/reaction", {"emoji": "👍"})).status == 200  # replaced
+    assert (await anon.get(path)).body["reactions_summary"] == {"👍": 1}
+    assert (await carol.post(f"{path}/comments", {"text": "hi"})).status == 201
+    assert (await anon.get(path)).body["counts"]["comments"] == 1
+    assert (await bob.put(f"{path}/repost")).status == 200
+    assert (await bob.put(f"{path}/save")).status == 200
+    mine = (await bob.get(path)).body
+    assert mine["my"] == {"reaction": "👍", "reposted": True, "saved": True}
+    assert mine["counts"] == {"reactions": 1, "comments": 1, "reposts": 1, "saves": 1}
+    assert (await bob.delete(f"{path}/reaction")).status == 204
+    assert (await bob.delete(f"{path}/save")).status == 200
+    mine = (await bob.get(path)).body
+    assert mine["my"] == {"reaction": None, "reposted": True, "saved": False} and mine["counts"]["reactions"] == 0
+
+    assert (await alice.delete(path)).status == 204
+    for reader in (anon, bob, carol):
+        assert_error(await reader.get(path), 404, "not_found")
+
+
+async def test_a_cached_comments_page_shows_new_comments_reactions_replies_renames_and_deletions_at_once(
+    server: Server, make_api: Any, register: Any
+) -> None:
+    alice, bob, anon = make_api(), make_api(), make_api("msgpack")
+    await register(alice)
+    await register(bob)
+    made = await post(alice, f"Talk about it {word()}")
+    page = f"/api/v1/posts/{made['id']}/comments"
+    assert (await read_twice(anon, page))["items"] == []
+    assert (await read_twice(bob, page))["items"] == []
+    assert await cached(server, "rc", "comments", made["id"], "-", 20, 0, "m")
+
+    said = (await bob.post(page, {"text": "first"})).body
+    (item,) = (await anon.get(page)).body["items"]
+    assert item["id"] == said["id"] and item["author"]["username"] == bob.username
+    await read_twice(bob, page)
+    assert (await alice.put(f"/api/v1/comments/{said['id']}/reaction", {"emoji": "😂"})).status == 200
+    assert (await anon.get(page)).body["items"][0]["counts"]["reactions"] == 1
+    assert (await bob.put(f"/api/v1/comments/{said['id']}/reaction", {"emoji": "👍"})).status == 200
+    assert (await bob.get(page)).body["items"][0]["my"] == {"reaction": "👍"}
+    assert (await alice.post(f"/api/v1/comments/{said['id']}/replies", {"text": "reply"})).status == 201
+    assert (await anon.get(page)).body["items"][0]["counts"]["replies"] == 1
+
+    renamed = f"r{word(8)}"
+    assert (await bob.patch("/api/v1/me", {"username": renamed})).status == 200
+    assert (await anon.get(page)).body["items"][0]["author"]["username"] == renamed
+
+    assert (await bob.delete(f"/api/v1/comments/{said['id']}")).status == 204
+    assert (await anon.get(page)).body["items"] == []
+    assert (await alice.delete(f"/api/v1/posts/{made['id']}")).status == 204
+    assert_error(await anon.get(page), 404, "not_found")
+
+
+async def test_a_logged_out_session_is_refused_by_cached_reads(make_api: Any, register: Any) -> None:
+    alice = make_api()
+    await register(alice)
+    made = await post(alice, f"Mine {word()}")
+    for path in (f"/api/v1/posts/{made['id']}", f"/api/v1/posts/{made['id']}/comments"):
+        await read_twice(alice, path)
+    token = alice.token
+    assert (await alice.post("/api/v1/auth/logout")).status == 204
+    alice.token = token
+    for path in (f"/api/v1/posts/{made['id']}", f"/api/v1/posts/{made['id']}/comments"):
+        assert_error(await alice.get(path), 401, "unauthenticated")
