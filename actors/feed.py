@@ -45,7 +45,7 @@ from storage import feed as feed_store
 from storage import users as user_store
 from storage.jobs import Job, JobQueue
 from storage.streams import STREAM_MAXLEN, STREAM_TTL_S
-from storage.timelines import Entry, Timelines
+from storage.timelines import Entry, Timelines, Window
 
 log = logging.getLogger("i9lyfe.feed")
 
@@ -284,22 +284,42 @@ class FeedReader:
         await self.rebuild(user_id)
         return True
 
-    async def page(self, user_id: int, below: int | None, limit: int) -> tuple[list[FeedRow], bool]:
-        """Up to ``limit`` entries older than entry ``below``, newest first, and whether more follow."""
-        want = limit + 1
-        size = 2 * limit + 8  # room for entries the check drops
+    @staticmethod
+    def window_size(limit: int) -> int:
+        return 2 * limit + 8  # room for entries the check drops
+
+    async def first_window(self, user_id: int, below: int | None, limit: int) -> Window:
+        """The timeline's window a page of ``limit`` below entry ``below`` starts from (rebuilt when missing)."""
+        size = self.window_size(limit)
         window = await self.timelines.window(user_id, below, size)
         if not window.exists:
             await self.rebuild(user_id)
             window = await self.timelines.window(user_id, below, size)
-        candidates = list(window.entries)
+        return window
+
+    async def page(
+        self, user_id: int, below: int | None, limit: int, window: Window | None = None, *, hide_reposts: bool = False
+    ) -> tuple[list[FeedRow], bool]:
+        """Up to ``limit`` entries older than entry ``below``, newest first, and whether more follow (from
+        ``window``, the page's ``first_window``, when the caller has read it already). With ``hide_reposts`` the
+        timeline's reposts are passed over (kept in it: only the reader's knob hides them)."""
+        want = limit + 1
+        size = self.window_size(limit)
+        if window is None:
+            window = await self.first_window(user_id, below, limit)
+
+        def shown(entries: list[Entry]) -> list[Entry]:
+            return [e for e in entries if not e.via] if hide_reposts else list(entries)
+
+        candidates = shown(window.entries)
+        read = list(window.entries)  # every entry the windows held (the page is decided down to the lowest)
         rows: list[asyncpg.Record] = []
         for round_ in range(MAX_WINDOWS):
             exhausted = not window.full
-            floor = 0 if exhausted else (candidates[-1].entry_id if candidates else 0)
+            floor = 0 if exhausted else (read[-1].entry_id if read else 0)
             fallback = None
             if exhausted and not window.complete:
-                fallback = candidates[-1].entry_id if candidates else (below or feed_store.MAX_ENTRY)
+                fallback = read[-1].entry_id if read else (below or feed_store.MAX_ENTRY)
             rows = await feed_store.page_entries(
                 self.services.pool,
                 user_id,
@@ -310,10 +330,13 @@ class FeedReader:
                 fallback_below=fallback,
                 limit=want,
             )
+            if hide_reposts:  # the merged accounts' and PostgreSQL's reposts too
+                rows = [r for r in rows if not r["via"]]
             if len(rows) >= want or exhausted or round_ == MAX_WINDOWS - 1:
                 break
-            window = await self.timelines.window(user_id, candidates[-1].entry_id, size)
-            candidates += window.entries
+            window = await self.timelines.window(user_id, read[-1].entry_id if read else 0, size)
+            read += window.entries
+            candidates += shown(window.entries)
         out = [FeedRow(int(r["entry_id"]), int(r["post_id"]), int(r["via"]), r["at"]) for r in rows]
         await self._clean(user_id, candidates, out, want)
         return out[:limit], len(out) > limit

@@ -47,6 +47,17 @@ def comments_version_key(keys: Keys, post_id: int) -> str:
     return keys("ver", "comments", post_id)
 
 
+def follows_version_key(keys: Keys, user_id: int) -> str:
+    """The version of what a user's feed shows besides its timeline: whom they follow, and their feed knobs."""
+    return keys("ver", "follows", user_id)
+
+
+def merged_version_key(keys: Keys) -> str:
+    """The version of the posts merged into feeds at read time: a new post or repost of an account that is not
+    fanned out (more than FANOUT_MAX_FOLLOWERS followers)."""
+    return keys("ver", "merged")
+
+
 def profiles_version_key(keys: Keys) -> str:
     """The version of every user summary (name, username, avatar): responses that show people carry it."""
     return keys("ver", "profiles")

@@ -256,7 +256,29 @@ class UserOps:
 
     async def create_post(self, state: UserState, body: dict[str, Any], key: str | None) -> posts.Created:
         """A new post by this user (or, for a repeated Idempotency-Key, the stored answer); events to publish."""
-        return await posts.create(self.services.pool, self.services.settings, state.user_id, body, key)
+        created = await posts.create(self.services.pool, self.services.settings, state.user_id, body, key)
+        if created.events:  # made now (a stored answer has none)
+            await self._merged_post(state)
+        return created
+
+    async def _merged_post(self, state: UserState) -> None:
+        """After a committed post or repost: when this user is not fanned out (too many followers), their
+        followers' feeds merge it at read time, so cached feed pages are stale (api/routes/feed.py)."""
+        services = self.services
+        try:
+            followers = await services.pool.fetchval("SELECT followers_count FROM users WHERE id = $1", state.user_id)
+            if followers is not None and int(followers) > services.settings.fanout_max_followers:
+                await live_cache.bump_keys(services.redis, [live_cache.merged_version_key(services.keys)])
+        except Exception as exc:  # cached feed pages expire within their TTL
+            log.warning("merged feed version not bumped", extra={"fields": {"error": repr(exc)}})
+
+    async def _follows_changed(self, state: UserState) -> None:
+        """After a committed follow, unfollow or feed knob change: this user's cached feed pages are stale."""
+        services = self.services
+        try:
+            await live_cache.bump_keys(services.redis, [live_cache.follows_version_key(services.keys, state.user_id)])
+        except Exception as exc:  # cached feed pages expire within their TTL
+            log.warning("follows version not bumped", extra={"fields": {"error": repr(exc)}})
 
     async def delete_post(self, state: UserState, post_id: int) -> None:
         await posts.delete(self.services.pool, state.user_id, post_id)
@@ -272,7 +294,10 @@ class UserOps:
     async def mark_post(self, state: UserState, post_id: int, kind: str, on: bool) -> engagement.Outcome:
         if kind not in ("repost", "save"):
             raise ValidationFailed({"kind": "repost or save"})
-        return await engagement.mark(self.services.pool, self.services.settings, state.user_id, post_id, kind, on)
+        outcome = await engagement.mark(self.services.pool, self.services.settings, state.user_id, post_id, kind, on)
+        if kind == "repost" and on and outcome.posts:
+            await self._merged_post(state)
+        return outcome
 
     async def comment(
         self, state: UserState, post_id: int | None, parent_id: int | None, body: dict[str, Any], key: str | None
@@ -302,12 +327,14 @@ class UserOps:
         settings = self.services.settings
         result = await follows.follow(self.services.pool, state.user_id, username, settings.public_base_url)
         if result.changed:
+            await self._follows_changed(state)
             await self._feed_follow(state, result.followee_id, True)
         return result
 
     async def unfollow(self, state: UserState, username: str) -> follows.FollowResult:
         result = await follows.unfollow(self.services.pool, state.user_id, username)
         if result.changed:
+            await self._follows_changed(state)
             await self._feed_follow(state, result.followee_id, False)
         return result
 
@@ -321,7 +348,9 @@ class UserOps:
         await explore.give_feedback(self.services.pool, state.user_id, post_id, signal)
 
     async def set_recommendation_knobs(self, state: UserState, changes: dict[str, Any]) -> dict[str, Any]:
-        return (await explore.set_knobs(self.services.pool, state.user_id, changes)).to_wire()
+        knobs = await explore.set_knobs(self.services.pool, state.user_id, changes)
+        await self._follows_changed(state)  # hide_reposts changes the feed
+        return knobs.to_wire()
 
     async def _feed_follow(self, state: UserState, followee_id: int, on: bool) -> None:
         """After a committed follow or unfollow: the follower's timeline takes in or lets go of the followee,

@@ -9,16 +9,18 @@ while new posts arrive (they sort before the cursor).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from actors import explore
+from actors import explore, live_cache
 from actors import posts as post_actions
 from actors.errors import Unauthenticated
 from actors.explore import CURSOR_PATTERN as RECS_CURSOR_PATTERN
 from actors.explore import Position
 from actors.follows import summary
+from api.codec import JSON, MSGPACK, wants_msgpack
 from api.deps import BEARER_SECURITY, ctx_of, token_user
 from api.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded
@@ -62,11 +64,30 @@ async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedC
         return await _recommended(request, ctx, user, Position.decode(cursor), limit, [])
     reader = ctx.feed_reader
     position = decode_cursor(cursor)
-    rows, more = await reader.page(user.user_id, None if position is None else position[1], limit)
-    last = rows[-1] if rows else None
+    below = None if position is None else position[1]
+    # The page is served from the response cache while its timeline window, the posts in it, whom the caller
+    # follows (and their knobs), the merged big accounts' posts and every user summary are as they were.
+    window = await reader.first_window(user.user_id, below, limit)
+    keys = ctx.services.keys
+    fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
+    digest = hashlib.blake2b(repr((window.entries, window.complete, window.full)).encode(), digest_size=12).hexdigest()
+    key = keys("rc", "feed", user.user_id, cursor or "-", limit, fmt, digest)
+    in_window = {e.post_id for e in window.entries}
+    versions = [
+        live_cache.follows_version_key(keys, user.user_id),
+        live_cache.merged_version_key(keys),
+        live_cache.profiles_version_key(keys),
+        *(live_cache.version_key(keys, pid) for pid in sorted(in_window)),
+    ]
+    found = await ctx.response_cache.lookup(key, versions, keys.revoked_session(user.session_id))
+    if found.denied:
+        raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
+    if found.body is not None:
+        return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
     services = ctx.services
-    if (await explore.get_knobs(services.pool, user.user_id)).hide_reposts:
-        rows = [r for r in rows if not r.via]
+    hide_reposts = (await explore.get_knobs(services.pool, user.user_id)).hide_reposts
+    rows, more = await reader.page(user.user_id, below, limit, window, hide_reposts=hide_reposts)
+    last = rows[-1] if rows else None
     post_ids = list(dict.fromkeys(r.post_id for r in rows))
     reposters = list({r.via for r in rows if r.via})
     views = await post_actions.views(
@@ -96,7 +117,10 @@ async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedC
     if not more:  # the timeline is done: recommended posts fill the page and the next ones follow
         return await _recommended(request, ctx, user, None, limit, items)
     next_cursor = encode_cursor(last.at, last.entry_id) if last is not None else None
-    return encoded(request, {"items": items, "next_cursor": next_cursor})
+    page = encoded(request, {"items": items, "next_cursor": next_cursor})
+    if {r.post_id for r in rows} <= in_window:  # a page with merged or older posts is not cached
+        await ctx.response_cache.store(key, found.versions, bytes(page.body))
+    return page
 
 
 async def _recommended(

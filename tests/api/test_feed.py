@@ -412,3 +412,27 @@ async def test_a_big_account_is_merged_at_read_and_reaches_connected_followers_l
     finally:
         for api in apis:
             await api.close()
+
+
+async def test_a_big_accounts_new_post_shows_at_once_in_a_cached_feed_page(
+    celebrity_server: Server, register: Any
+) -> None:
+    apis = [Api(celebrity_server.base_url) for _ in range(5)]
+    star, fan, friend, other1, other2 = apis
+    try:
+        s = await register(star)
+        f = await register(friend)
+        for api in (fan, other1, other2):
+            await register(api)
+            await follow(api, s["username"])  # three followers: above the threshold of 2
+        await follow(fan, f["username"])
+        made = [await post_photo(friend, f"friend {i}") for i in range(3)]
+        page = "/api/v1/feed?limit=2"
+        first = (await fan.get(page)).body
+        assert (await fan.get(page)).body == first  # cached (a page with more to come)
+        assert [i["post"]["id"] for i in first["items"]] == [made[2]["id"], made[1]["id"]]
+        new = await post_photo(star, "big news")
+        assert [i["post"]["id"] for i in (await fan.get(page)).body["items"]] == [new["id"], made[2]["id"]]
+    finally:
+        for api in apis:
+            await api.close()

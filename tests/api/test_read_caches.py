@@ -115,3 +115,55 @@ async def test_a_logged_out_session_is_refused_by_cached_reads(make_api: Any, re
     alice.token = token
     for path in (f"/api/v1/posts/{made['id']}", f"/api/v1/posts/{made['id']}/comments"):
         assert_error(await alice.get(path), 401, "unauthenticated")
+
+
+async def test_a_cached_feed_page_shows_new_posts_counts_reposts_knobs_unfollows_and_deletions_at_once(
+    server: Server, make_api: Any, register: Any
+) -> None:
+    alice, bob, carol = make_api(), make_api(), make_api("msgpack")
+    for api in (alice, bob, carol):
+        await register(api)
+    for friend in (bob, carol):
+        assert (await alice.put(f"/api/v1/users/{friend.username}/follow")).status == 200
+    carols = [await post(carol, f"Carol {i} {word()}") for i in range(3)]
+    bobs = [await post(bob, f"Bob {i} {word()}") for i in range(3)]
+    feed = "/api/v1/feed?limit=2"
+
+    def ids(page: dict[str, Any]) -> list[str]:
+        return [i["post"]["id"] for i in page["items"]]
+
+    page = await read_twice(alice, feed)  # a page with more to come: cached
+    assert ids(page) == [bobs[2]["id"], bobs[1]["id"]] and page["next_cursor"]
+    client = aioredis.from_url(server.env["REDIS_URL"])
+    try:
+        pattern = server.env["REDIS_PREFIX"] + f"rc:feed:{alice.user_id}:*"
+        assert [k async for k in client.scan_iter(match=pattern)], "the page is cached"
+    finally:
+        await client.aclose()
+
+    newest = await post(bob, f"Bob new {word()}")
+    assert ids((await alice.get(feed)).body) == [newest["id"], bobs[2]["id"]]
+    await read_twice(alice, feed)
+    assert (await carol.put(f"/api/v1/posts/{newest['id']}/reaction", {"emoji": "🔥"})).status == 200
+    assert (await alice.get(feed)).body["items"][0]["post"]["counts"]["reactions"] == 1
+    assert (await alice.put(f"/api/v1/posts/{newest['id']}/save")).status == 200
+    assert (await alice.get(feed)).body["items"][0]["post"]["my"]["saved"] is True
+
+    assert (await carol.put(f"/api/v1/posts/{bobs[0]['id']}/repost")).status == 200
+    reposted = (await read_twice(alice, feed))["items"][0]
+    assert reposted["post"]["id"] == bobs[0]["id"] and reposted["reposted_by"]["username"] == carol.username
+    assert (await alice.put("/api/v1/me/recommendations", {"hide_reposts": True})).status == 200
+    assert ids((await alice.get(feed)).body) == [newest["id"], bobs[2]["id"]]
+    assert (await alice.put("/api/v1/me/recommendations", {"hide_reposts": False})).status == 200
+    assert (await carol.delete(f"/api/v1/posts/{bobs[0]['id']}/repost")).status == 200
+    assert ids(await read_twice(alice, feed)) == [newest["id"], bobs[2]["id"]]
+
+    assert (await bob.delete(f"/api/v1/posts/{newest['id']}")).status == 204
+    assert ids((await alice.get(feed)).body) == [bobs[2]["id"], bobs[1]["id"]]
+    await read_twice(alice, feed)
+    assert (await alice.delete(f"/api/v1/users/{bob.username}/follow")).status == 200
+    assert ids((await alice.get(feed)).body) == [carols[2]["id"], carols[1]["id"]]
+    await read_twice(alice, feed)
+    renamed = f"c{word(8)}"
+    assert (await carol.patch("/api/v1/me", {"username": renamed})).status == 200
+    assert (await alice.get(feed)).body["items"][0]["post"]["author"]["username"] == renamed
