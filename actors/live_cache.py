@@ -39,7 +39,7 @@ class Found:
 
 def version_key(keys: Keys, post_id: int) -> str:
     """A post's version: its live parts and any reader's flags on it."""
-    return keys("ver", "post", post_id)
+    return f"{keys.prefix}ver:post:{post_id}"
 
 
 def comments_version_key(keys: Keys, post_id: int) -> str:

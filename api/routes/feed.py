@@ -65,25 +65,27 @@ async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedC
     reader = ctx.feed_reader
     position = decode_cursor(cursor)
     below = None if position is None else position[1]
-    # The page is served from the response cache while its timeline window, the posts in it, whom the caller
-    # follows (and their knobs), the merged big accounts' posts and every user summary are as they were.
-    window = await reader.first_window(user.user_id, below, limit)
+    # The page is served from the response cache while the timeline's next entries (as many as the page plus
+    # one), the posts in them, whom the caller follows (and their knobs), the merged big accounts' posts and every
+    # user summary are as they were. Only a page made of exactly those entries is cached: one that passed over a
+    # dropped entry (a deleted post, an unfollowed author) depended on more of the timeline.
+    head = await reader.timelines.window(user.user_id, below, limit + 1)
     keys = ctx.services.keys
     fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
-    digest = hashlib.blake2b(repr((window.entries, window.complete, window.full)).encode(), digest_size=12).hexdigest()
+    digest = hashlib.blake2b(repr((head.entries, head.complete, head.full)).encode(), digest_size=12).hexdigest()
     key = keys("rc", "feed", user.user_id, cursor or "-", limit, fmt, digest)
-    in_window = {e.post_id for e in window.entries}
     versions = [
         live_cache.follows_version_key(keys, user.user_id),
         live_cache.merged_version_key(keys),
         live_cache.profiles_version_key(keys),
-        *(live_cache.version_key(keys, pid) for pid in sorted(in_window)),
+        *(live_cache.version_key(keys, e.post_id) for e in head.entries),
     ]
     found = await ctx.response_cache.lookup(key, versions, keys.revoked_session(user.session_id))
     if found.denied:
         raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
-    if found.body is not None:
+    if found.body is not None and head.exists:
         return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
+    window = await reader.first_window(user.user_id, below, limit)
     services = ctx.services
     hide_reposts = (await explore.get_knobs(services.pool, user.user_id)).hide_reposts
     rows, more = await reader.page(user.user_id, below, limit, window, hide_reposts=hide_reposts)
@@ -118,7 +120,7 @@ async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedC
         return await _recommended(request, ctx, user, None, limit, items)
     next_cursor = encode_cursor(last.at, last.entry_id) if last is not None else None
     page = encoded(request, {"items": items, "next_cursor": next_cursor})
-    if {r.post_id for r in rows} <= in_window:  # a page with merged or older posts is not cached
+    if head.exists and [r.entry_id for r in rows] == [e.entry_id for e in head.entries[:limit]]:
         await ctx.response_cache.store(key, found.versions, bytes(page.body))
     return page
 
