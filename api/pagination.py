@@ -8,9 +8,12 @@ start of the list), anything else is refused with 422 by the parameter's validat
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Query, Request
+
+from actors.errors import ValidationFailed
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -43,3 +46,48 @@ def decode_cursor(cursor: str | None) -> tuple[dt.datetime, int] | None:
     micros_text, _, id_text = cursor.partition("-")
     micros, item_id = min(int(micros_text), _MAX_MICROS), min(int(id_text), _MAX_ID)
     return _EPOCH + dt.timedelta(microseconds=micros), item_id
+
+
+# For hot reads that read ``limit`` and ``cursor`` themselves (``read_page``), skipping parameter validation by
+# dependency resolution: the same parameters, as the OpenAPI document lists them (``openapi_extra``).
+PAGE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "description": "Page size (1-100)",
+        "in": "query",
+        "name": "limit",
+        "required": False,
+        "schema": {"default": DEFAULT_LIMIT, "description": "Page size (1-100)", "maximum": MAX_LIMIT, "minimum": 1,
+                   "title": "Limit", "type": "integer"},
+    },
+    {
+        "description": "The `next_cursor` of the previous page (opaque)",
+        "in": "query",
+        "name": "cursor",
+        "required": False,
+        "schema": {
+            "anyOf": [{"maxLength": 38, "minLength": 3, "pattern": CURSOR_PATTERN, "type": "string"}, {"type": "null"}],
+            "description": "The `next_cursor` of the previous page (opaque)",
+            "title": "Cursor",
+        },
+    },
+]  # fmt: skip
+_CURSOR_RE = re.compile(CURSOR_PATTERN)
+
+
+def read_page(request: Request) -> tuple[int, str | None]:
+    """``limit`` and ``cursor`` from the query string, checked exactly as ``Limit`` and ``Cursor`` are (422
+    ``validation_failed`` naming the parameter)."""
+    query = request.query_params
+    raw = query.get("limit")
+    limit = DEFAULT_LIMIT
+    if raw is not None:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise ValidationFailed({"limit": "Input should be a valid integer"}) from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValidationFailed({"limit": f"Input should be between 1 and {MAX_LIMIT}"})
+    cursor = query.get("cursor")
+    if cursor is not None and not (3 <= len(cursor) <= 38 and _CURSOR_RE.match(cursor)):
+        raise ValidationFailed({"cursor": f"String should match pattern '{CURSOR_PATTERN}'"})
+    return limit, cursor

@@ -21,7 +21,7 @@ from actors.errors import NotFound, Unauthenticated
 from api import presenters
 from api.codec import JSON, MSGPACK, wants_msgpack
 from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of, optional_token_user
-from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from api.pagination import DEFAULT_LIMIT, PAGE_PARAMETERS, Cursor, Limit, decode_cursor, encode_cursor, read_page
 from api.responses import Encoded, encoded, no_content
 from api.routes.posts import IdempotencyKey, PostId, _page
 from api.routes.users import OPTIONAL_BEARER
@@ -236,12 +236,14 @@ async def _comment(
     "/posts/{post_id}/comments",
     response_model=CommentPage,
     responses=error_responses(401, 404, 422),
-    openapi_extra=OPTIONAL_BEARER,
+    openapi_extra={**OPTIONAL_BEARER, "parameters": PAGE_PARAMETERS},
 )
-async def comments(request: Request, post_id: PostId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Encoded:
+async def comments(request: Request, post_id: PostId) -> Encoded:
     """The post's comments (not their replies), newest first."""
-    # A hot read: the caller is read here (not through dependency resolution) and the page is served from the
-    # response cache while the post's comments and every user summary are as they were (api/response_cache.py).
+    # A hot read: the caller and the page parameters are read here (not through dependency resolution) and the
+    # page is served from the response cache while the post's comments and every user summary are as they were
+    # (api/response_cache.py).
+    limit, cursor = read_page(request)
     viewer = await optional_token_user(request)
     ctx = ctx_of(request)
     keys = ctx.services.keys

@@ -167,3 +167,21 @@ async def test_a_cached_feed_page_shows_new_posts_counts_reposts_knobs_unfollows
     renamed = f"c{word(8)}"
     assert (await carol.patch("/api/v1/me", {"username": renamed})).status == 200
     assert (await alice.get(feed)).body["items"][0]["post"]["author"]["username"] == renamed
+
+
+async def test_a_comments_page_refuses_bad_page_parameters_naming_them(make_api: Any, register: Any) -> None:
+    alice = make_api()
+    await register(alice)
+    made = await post(alice, f"Params {word()}")
+    page = f"/api/v1/posts/{made['id']}/comments"
+    for params, field in (
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"cursor": "nope"}, "cursor"),
+        ({"cursor": ""}, "cursor"),
+        ({"cursor": "1-" + "9" * 30}, "cursor"),
+    ):
+        err = assert_error(await alice.get(page, params=params), 422, "validation_failed")
+        assert list(err["details"]["fields"]) == [field], err
+    assert (await alice.get(page, params={"limit": 100, "cursor": "0-0"})).body == {"items": [], "next_cursor": None}
