@@ -310,8 +310,11 @@ WRK_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url: str, headers: dict[str, str], connections: int, duration: int) -> dict[str, Any]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+def wrk(
+    url: str, headers: dict[str, str], connections: int, duration: int, *, script: Path | None = None
+) -> dict[str, Any]:
+    """One wrk run (1 thread, keep-alive), with a Lua ``script`` when given (e.g. a token per request)."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *(["-s", str(script)] if script else [])]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True, timeout=duration + 60).stdout

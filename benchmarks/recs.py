@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import random
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ import psutil
 from actors import explore, suggestions
 from actors.tokens import TokenService
 from benchmarks import _harness as h
-from benchmarks.posts import UNIT_MS, WRK_LATENCY, WRK_NON2XX, WRK_RPS, WRK_TOTAL
+from benchmarks.posts import wrk
 from benchmarks.recs_seed import Network, seed
 from storage import db
 from storage import graph as graph_store
@@ -107,27 +106,8 @@ async def explore_quality(pool: asyncpg.Pool, net: Network, users: list[int]) ->
     }
 
 
-def wrk_tokens(url: str, token_file: Path, script: Path, connections: int, duration: int) -> dict[str, Any]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout
-    rps = WRK_RPS.search(out)
-    if rps is None:
-        raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
-    non2xx = WRK_NON2XX.search(out)
-    total = WRK_TOTAL.search(out)
-    latency = {q: float(v) * UNIT_MS[unit] for q, v, unit in WRK_LATENCY.findall(out)}
-    return {
-        "rps": float(rps.group(1)),
-        "requests": int(total.group(1)) if total else 0,
-        "non2xx": int(non2xx.group(1)) if non2xx else 0,
-        "p50": latency.get("50", float("nan")),
-        "p99": latency.get("99", float("nan")),
-    }
-
-
 def latency_table(
     urls: dict[str, str],
-    token_file: Path,
     script: Path,
     workers: list[psutil.Process],
     connections: int,
@@ -140,7 +120,7 @@ def latency_table(
         for name, url in urls.items():
             postgres = h.processes_named("postgres")
             before, pg_before = h.cpu_seconds(workers), h.cpu_seconds(postgres)
-            res = wrk_tokens(url, token_file, script, connections, duration)
+            res = wrk(url, {}, connections, duration, script=script)
             res["cpu_us"] = 1e6 * (h.cpu_seconds(workers) - before) / max(1, res["requests"])
             res["pg_us"] = 1e6 * (h.cpu_seconds(postgres) - pg_before) / max(1, res["requests"])
             if name == "healthz":
@@ -255,9 +235,9 @@ def main() -> None:
             "GET /suggestions/users": server.base_url + "/api/v1/suggestions/users?limit=20",
         }
         for url in urls.values():
-            wrk_tokens(url, token_file, script, 16, 2)  # warm up
+            wrk(url, {}, 16, 2, script=script)  # warm up
         for connections in [int(c) for c in args.connections.split(",")]:
-            latency_table(urls, token_file, script, workers, connections, args.duration, args.rounds)
+            latency_table(urls, script, workers, connections, args.duration, args.rounds)
         for line in h.log_summary(server.log_path):
             h.say(f"# log: {line}")
 
