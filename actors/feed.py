@@ -235,6 +235,15 @@ def _position(raw: bytes | None) -> tuple[dt.datetime, int] | None:
 # ------------------------------------------------------------ follows change a timeline
 
 
+async def into_own_timeline(services: Any, author_id: int, post_id: int) -> None:
+    """A committed post into its author's own timeline at once (if the author has one), so the author's next feed
+    read shows it; the fan-out job adds it there too (ZADD NX: once) and takes it to the followers."""
+    entry = Entry(post_id, post_id, author_id, 0)
+    await timelines_of(services).fan_out(
+        entry, [author_id], [False], FEED_POST_EVENT, b"", stream_maxlen=STREAM_MAXLEN, stream_ttl_s=STREAM_TTL_S
+    )
+
+
 async def on_follow(services: Any, follower_id: int, followee_id: int) -> None:
     """A new followee's newest entries go into the follower's timeline (when it exists), so the next read
     shows them; if they had more, older entries are read from PostgreSQL past the timeline's end."""

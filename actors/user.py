@@ -258,6 +258,10 @@ class UserOps:
         """A new post by this user (or, for a repeated Idempotency-Key, the stored answer); events to publish."""
         created = await posts.create(self.services.pool, self.services.settings, state.user_id, body, key)
         if created.events:  # made now (a stored answer has none)
+            try:
+                await feed.into_own_timeline(self.services, state.user_id, int(created.body["id"]))
+            except Exception as exc:  # the fan-out job puts it there too
+                log.warning("own timeline not updated", extra={"fields": {"error": repr(exc)}})
             await self._merged_post(state)
         return created
 

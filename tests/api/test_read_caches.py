@@ -195,3 +195,14 @@ async def test_a_comments_page_refuses_bad_page_parameters_naming_them(make_api:
         err = assert_error(await alice.get(page, params=params), 422, "validation_failed")
         assert list(err["details"]["fields"]) == [field], err
     assert (await alice.get(page, params={"limit": 100, "cursor": "0-0"})).body == {"items": [], "next_cursor": None}
+
+
+async def test_an_authors_new_post_is_in_their_own_cached_feed_at_once(make_api: Any, register: Any) -> None:
+    alice = make_api()
+    await register(alice)
+    older = [await post(alice, f"Older {i} {word()}") for i in range(3)]
+    feed = "/api/v1/feed?limit=2"
+    assert [i["post"]["id"] for i in (await read_twice(alice, feed))["items"]] == [older[2]["id"], older[1]["id"]]
+    for n in range(3):  # no waiting for the fan-out worker: the author's own timeline takes it with the 201
+        made = await post(alice, f"New {n} {word()}")
+        assert (await alice.get(feed)).body["items"][0]["post"]["id"] == made["id"]
