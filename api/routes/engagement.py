@@ -80,6 +80,39 @@ def _viewer_id(viewer: Any) -> int | None:
     return None if viewer is None else int(viewer.user_id)
 
 
+# ------------------------------------------------------------ the comments page (first: the router tries
+# routes in order, and this is the hot read of this module)
+
+
+@router.get(
+    "/posts/{post_id}/comments",
+    response_model=CommentPage,
+    responses=error_responses(401, 404, 422),
+    openapi_extra={**OPTIONAL_BEARER, "parameters": PAGE_PARAMETERS},
+)
+async def comments(request: Request, post_id: PostId) -> Encoded:
+    """The post's comments (not their replies), newest first."""
+    # A hot read: the caller and the page parameters are read here (not through dependency resolution) and the
+    # page is served from the response cache while the post's comments and every user summary are as they were
+    # (api/response_cache.py).
+    limit, cursor = read_page(request)
+    viewer = await optional_token_user(request)
+    ctx = ctx_of(request)
+    keys = ctx.services.keys
+    fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
+    key = keys("rc", "comments", post_id, cursor or "-", limit, 0 if viewer is None else viewer.user_id, fmt)
+    versions = [live_cache.comments_version_key(keys, post_id), live_cache.profiles_version_key(keys)]
+    denied = None if viewer is None else keys.revoked_session(viewer.session_id)
+    found = await ctx.response_cache.lookup(key, versions, denied)
+    if found.denied:
+        raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
+    if found.body is not None:
+        return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
+    page = await _comment_page(request, ctx, viewer, post_id, None, limit, cursor)
+    await ctx.response_cache.store(key, found.versions, bytes(page.body))
+    return page
+
+
 # ------------------------------------------------------------ post reactions, reposts, saves
 
 
@@ -230,35 +263,6 @@ async def _comment(
     )
     await _after_write(ctx, outcome)
     return encoded(request, outcome.result, status_code=outcome.status)
-
-
-@router.get(
-    "/posts/{post_id}/comments",
-    response_model=CommentPage,
-    responses=error_responses(401, 404, 422),
-    openapi_extra={**OPTIONAL_BEARER, "parameters": PAGE_PARAMETERS},
-)
-async def comments(request: Request, post_id: PostId) -> Encoded:
-    """The post's comments (not their replies), newest first."""
-    # A hot read: the caller and the page parameters are read here (not through dependency resolution) and the
-    # page is served from the response cache while the post's comments and every user summary are as they were
-    # (api/response_cache.py).
-    limit, cursor = read_page(request)
-    viewer = await optional_token_user(request)
-    ctx = ctx_of(request)
-    keys = ctx.services.keys
-    fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
-    key = keys("rc", "comments", post_id, cursor or "-", limit, 0 if viewer is None else viewer.user_id, fmt)
-    versions = [live_cache.comments_version_key(keys, post_id), live_cache.profiles_version_key(keys)]
-    denied = None if viewer is None else keys.revoked_session(viewer.session_id)
-    found = await ctx.response_cache.lookup(key, versions, denied)
-    if found.denied:
-        raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
-    if found.body is not None:
-        return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
-    page = await _comment_page(request, ctx, viewer, post_id, None, limit, cursor)
-    await ctx.response_cache.store(key, found.versions, bytes(page.body))
-    return page
 
 
 @router.get(
