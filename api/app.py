@@ -31,7 +31,7 @@ from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
-from api.response_cache import ResponseCache
+from api.response_cache import FeedPages, ResponseCache
 from api.routes import (
     auth,
     chats,
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             feed_reader=FeedReader(services),
             explorer=Explorer(planned_pool, services.redis, services.keys),
             response_cache=ResponseCache(services.redis),
+            feed_pages=FeedPages(services.redis),
             media_signer=url_signer(settings),
         )
         post_actions.use_cache(PostCache(), LiveCache(services.redis, services.keys))

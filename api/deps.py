@@ -22,7 +22,7 @@ from actors.media import MediaService
 from actors.search import Search
 from actors.tokens import Principal
 from api.ratelimit import RateLimiter
-from api.response_cache import ResponseCache
+from api.response_cache import FeedPages, ResponseCache
 
 
 @dataclass
@@ -42,6 +42,7 @@ class AppContext:
     feed_reader: FeedReader
     explorer: Explorer
     response_cache: ResponseCache
+    feed_pages: FeedPages
     media_signer: Any  # signs media URLs of chats (actors/media.py url_signer)
 
 

@@ -48,3 +48,67 @@ class ResponseCache:
 
     async def store(self, key: str, versions: list[bytes], body: bytes) -> None:
         await self.redis.set(key, msgpack.packb([versions, body], use_bin_type=True), ex=TTL_S)
+
+
+# KEYS: 1 the cached page, 2 the timeline's version, 3 the reader's follows version, 4 the merged accounts'
+# version, 5 the user summaries' version, 6 (with a token) the session's deny mark. The page holds the versions
+# it was read at (2-5) and the version keys and values of its posts. Returns {1} for a denied session, {2, body}
+# for a current page, else {0, v2, v3, v4, v5}: a miss, with the versions read now (to tag a new page with).
+_FEED_LOOKUP = """
+if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 1 then return {1} end
+local now = {}
+for i = 2, 5 do now[i - 1] = redis.call('GET', KEYS[i]) or '' end
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local page = cmsgpack.unpack(raw)
+  local current = true
+  for i = 1, 4 do
+    if page[1][i] ~= now[i] then current = false end
+  end
+  if current and #page[2] > 0 then
+    local values = redis.call('MGET', unpack(page[2]))
+    for i = 1, #values do
+      if (values[i] or '') ~= page[3][i] then current = false break end
+    end
+  end
+  if current then return {2, page[4]} end
+end
+return {0, now[1], now[2], now[3], now[4]}
+"""
+
+
+@dataclass(frozen=True)
+class FeedLookup:
+    body: bytes | None
+    versions: list[bytes]  # of the timeline, follows, merged accounts, summaries, read before the page
+    denied: bool
+
+
+class FeedPages:
+    """Home feed pages, cached whole and checked in one round trip (a script): the reader's timeline version
+    (every change to the timeline sets a new one, storage/timelines.py), whom they follow and their knobs, the big
+    accounts' new posts, the user summaries, and the version of every post on the page. On Redis Cluster the
+    script's keys span slots: docs/OPERATIONS.md."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._lookup = redis.register_script(_FEED_LOOKUP)
+        self.hits = 0
+        self.misses = 0
+
+    async def lookup(self, key: str, version_keys: list[str], denied_key: str | None) -> FeedLookup:
+        found = await self._lookup(keys=[key, *version_keys, *([denied_key] if denied_key else [])])
+        if int(found[0]) == 1:
+            return FeedLookup(None, [], True)
+        if int(found[0]) == 2:
+            self.hits += 1
+            return FeedLookup(bytes(found[1]), [], False)
+        self.misses += 1
+        return FeedLookup(None, [bytes(v) for v in found[1:]], False)
+
+    async def store(
+        self, key: str, versions: list[bytes], post_keys: list[str], post_versions: list[bytes], body: bytes
+    ) -> None:
+        # Bytes as msgpack's raw strings (no bin type): Redis's Lua cmsgpack reads only those.
+        page = msgpack.packb([versions, post_keys, post_versions, body], use_bin_type=False)
+        await self.redis.set(key, page, ex=TTL_S)

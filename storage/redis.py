@@ -64,6 +64,11 @@ class Keys:
     def timeline(self, user_id: int) -> str:
         return self("tl", f"{{{user_id}}}")
 
+    def timeline_version(self, user_id: int) -> str:
+        """A random token set by every change to the user's timeline (storage/timelines.py): cached feed pages
+        of the user are checked against it (api/response_cache.py)."""
+        return self("tlv", f"{{{user_id}}}")
+
     def author_channel(self, user_id: int) -> str:
         """Live-only new posts of an author who is not fanned out (too many followers)."""
         return self("topic", "author", user_id)

@@ -13,12 +13,18 @@ order is time order and a keyset cursor is an entry id. Two markers sit at the e
 A timeline expires after ``TIMELINE_TTL_S`` without a read or a socket connect; only timelines that exist
 (active users) are fanned out to, so an inactive user costs nothing per post and is rebuilt on the next read.
 
-Keys of one user share the hash tag ``{<user>}`` (``events:{<user>}`` too), so the per-user steps of the fan-out
-script touch one Redis Cluster slot each; docs/OPERATIONS.md says which keys must live together.
+Every change to a timeline (an entry added or removed, a rebuild, an author forgotten) also sets its version
+``tlv:{<user>}`` to a new random token, in the same script or pipeline: cached feed pages are checked against it
+(api/response_cache.py ``FeedPages``).
+
+Keys of one user share the hash tag ``{<user>}`` (``events:{<user>}`` and ``tlv:{<user>}`` too), so the per-user
+steps of the fan-out script touch one Redis Cluster slot each; docs/OPERATIONS.md says which keys must live
+together.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -50,23 +56,25 @@ class Entry(NamedTuple):  # a tuple: a window parses dozens per read
         return Entry(int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]))
 
 
-# KEYS: pairs (tl:{u}, events:{u}). ARGV: member, cap, stream maxlen, stream ttl, event type, event data, then
-# one flag per pair ("1": store and return an event for that user, "0": timeline only). A user whose timeline
-# does not exist is skipped (inactive). The entry is the de-duplication: ZADD NX adds it once, and only a user
-# to whom it was added gets the event, so a batch run twice changes nothing the second time. Returns, flat,
-# (pair index, event id, previous event id) for each event stored.
+# KEYS: triples (tl:{u}, events:{u}, tlv:{u}). ARGV: member, cap, stream maxlen, stream ttl, event type, event
+# data, version token, timeline ttl, then one flag per triple ("1": store and return an event for that user, "0":
+# timeline only). A user whose timeline does not exist is skipped (inactive). The entry is the de-duplication:
+# ZADD NX adds it once, and only a user to whom it was added gets the event (and a new timeline version), so a
+# batch run twice changes nothing the second time. Returns, flat, (triple index, event id, previous event id)
+# for each event stored.
 _FANOUT = """
 local member, cap = ARGV[1], tonumber(ARGV[2])
 local out = {}
-local pairs_ = #KEYS / 2
-for i = 1, pairs_ do
-  local tl, ev = KEYS[2 * i - 1], KEYS[2 * i]
+local triples = #KEYS / 3
+for i = 1, triples do
+  local tl, ev = KEYS[3 * i - 2], KEYS[3 * i - 1]
   if redis.call('EXISTS', tl) == 1 and redis.call('ZADD', tl, 'NX', 0, member) == 1 then
+    redis.call('SET', KEYS[3 * i], ARGV[7], 'EX', ARGV[8])
     local n = redis.call('ZCARD', tl)
     if n > cap + 2 then
       redis.call('ZREMRANGEBYRANK', tl, 0, n - cap - 3)
     end
-    if ARGV[6 + i] == '1' then
+    if ARGV[8 + i] == '1' then
       local last = redis.call('XREVRANGE', ev, '+', '-', 'COUNT', 1)
       local prev = '0-0'
       if #last > 0 then prev = last[1][1] end
@@ -81,12 +89,14 @@ end
 return out
 """
 
-# KEYS: tl. ARGV: cap, ttl, complete flag, members... Adds entries to an existing timeline (a rebuild's second
-# step, or a new followee's recent posts); with the flag "1" it also marks the timeline complete, with "-1" it
-# removes that mark (older entries may be missing now). Returns 0 when the timeline does not exist.
+# KEYS: tl, tlv. ARGV: cap, ttl, complete flag, version token, members... Adds entries to an existing timeline (a
+# rebuild's second step, or a new followee's recent posts); with the flag "1" it also marks the timeline
+# complete, with "-1" it removes that mark (older entries may be missing now). Returns 0 when the timeline does
+# not exist.
 _MERGE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 4, #ARGV, 500 do
+redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[2])
+for i = 5, #ARGV, 500 do
   local args = {}
   for j = i, math.min(i + 499, #ARGV) do
     args[#args + 1] = 0
@@ -108,7 +118,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS: tl. ARGV: user id. Removes the entries of one author (their posts, and their reposts).
+# KEYS: tl, tlv. ARGV: user id, version token, ttl. Removes the entries of one author (their posts, and their
+# reposts).
 _FORGET_AUTHOR = """
 local gone = 0
 local who = ':' .. ARGV[1]
@@ -119,6 +130,7 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     gone = gone + 1
   end
 end
+if gone > 0 then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
 return gone
 """
 
@@ -155,18 +167,22 @@ class Timelines:
         entries = [e for e in (Entry.parse(m) for m in members) if e is not None]
         return Window(bool(alive), entries, COMPLETE in members, len(members) >= count)
 
+    def version_key(self, user_id: int) -> str:
+        return self.keys.timeline_version(user_id)
+
     async def start(self, user_id: int) -> None:
         """Make the timeline exist (first step of a rebuild): fan-outs land here from now on."""
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.zadd(self.key(user_id), {LIVE: 0}, nx=True)
             pipe.expire(self.key(user_id), self.ttl_s)
+            pipe.set(self.version_key(user_id), _token(), ex=self.ttl_s)
             await pipe.execute()
 
     async def merge(self, user_id: int, entries: list[Entry], *, complete: bool | None = None) -> bool:
         """Add entries to an existing timeline; ``complete`` True marks it complete, False unmarks it."""
         flag = "1" if complete else "-1" if complete is False else "0"
-        args: list[Any] = [self.cap, self.ttl_s, flag, *(e.member for e in entries)]
-        return bool(await self._merge(keys=[self.key(user_id)], args=args))
+        args: list[Any] = [self.cap, self.ttl_s, flag, _token(), *(e.member for e in entries)]
+        return bool(await self._merge(keys=[self.key(user_id), self.version_key(user_id)], args=args))
 
     async def exists(self, user_id: int) -> bool:
         return bool(await self.client.exists(self.key(user_id)))
@@ -176,10 +192,15 @@ class Timelines:
         return bool(await self.client.expire(self.key(user_id), self.ttl_s))
 
     async def remove(self, user_id: int, entries: list[Entry]) -> int:
-        return int(await self.client.zrem(self.key(user_id), *(e.member for e in entries)))
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.key(user_id), *(e.member for e in entries))
+            pipe.set(self.version_key(user_id), _token(), ex=self.ttl_s)
+            removed, _ = await pipe.execute()
+        return int(removed)
 
     async def forget_author(self, user_id: int, author_id: int) -> int:
-        return int(await self._forget(keys=[self.key(user_id)], args=[author_id]))
+        keys = [self.key(user_id), self.version_key(user_id)]
+        return int(await self._forget(keys=keys, args=[author_id, _token(), self.ttl_s]))
 
     async def fan_out(
         self,
@@ -198,15 +219,20 @@ class Timelines:
             return []
         keys: list[str] = []
         for user_id in users:
-            keys += [self.key(user_id), self.keys.events(user_id)]
+            keys += [self.key(user_id), self.keys.events(user_id), self.version_key(user_id)]
         args: list[Any] = [entry.member, self.cap, stream_maxlen, stream_ttl_s, event_type, event_data]
-        args += ["1" if n else "0" for n in notify]
+        args += [_token(), self.ttl_s, *("1" if n else "0" for n in notify)]
         flat = await self._fanout(keys=keys, args=args)
         out = []
         for i in range(0, len(flat), 3):
             index = int(flat[i]) - 1
             out.append((users[index], _text(flat[i + 1]), _text(flat[i + 2])))
         return out
+
+
+def _token() -> bytes:
+    """A new timeline version: random, so it never equals one a cached page was read at."""
+    return secrets.token_bytes(8)
 
 
 def _text(value: Any) -> str:

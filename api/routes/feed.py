@@ -9,7 +9,6 @@ while new posts arrive (they sort before the cursor).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -65,27 +64,29 @@ async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedC
     reader = ctx.feed_reader
     position = decode_cursor(cursor)
     below = None if position is None else position[1]
-    # The page is served from the response cache while the timeline's next entries (as many as the page plus
-    # one), the posts in them, whom the caller follows (and their knobs), the merged big accounts' posts and every
-    # user summary are as they were. Only a page made of exactly those entries is cached: one that passed over a
-    # dropped entry (a deleted post, an unfollowed author) depended on more of the timeline.
-    head = await reader.timelines.window(user.user_id, below, limit + 1)
+    # The page is served from the feed cache while the caller's timeline, the posts on the page, whom the caller
+    # follows (and their knobs), the merged big accounts' posts and every user summary are as they were: one
+    # round trip (api/response_cache.py FeedPages).
     keys = ctx.services.keys
     fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
-    digest = hashlib.blake2b(repr((head.entries, head.complete, head.full)).encode(), digest_size=12).hexdigest()
-    key = keys("rc", "feed", user.user_id, cursor or "-", limit, fmt, digest)
+    key = keys("rc", "feed", f"{{{user.user_id}}}", cursor or "-", limit, fmt)
     versions = [
+        keys.timeline_version(user.user_id),
         live_cache.follows_version_key(keys, user.user_id),
         live_cache.merged_version_key(keys),
         live_cache.profiles_version_key(keys),
-        *(live_cache.version_key(keys, e.post_id) for e in head.entries),
     ]
-    found = await ctx.response_cache.lookup(key, versions, keys.revoked_session(user.session_id))
+    found = await ctx.feed_pages.lookup(key, versions, keys.revoked_session(user.session_id))
     if found.denied:
         raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
-    if found.body is not None and head.exists:
+    if found.body is not None:
         return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
     window = await reader.first_window(user.user_id, below, limit)
+    in_window = list(dict.fromkeys(e.post_id for e in window.entries))
+    post_keys = [live_cache.version_key(keys, pid) for pid in in_window]
+    # The posts' versions, read before the posts are: a write that lands meanwhile makes the page stale.
+    read = await ctx.services.redis.mget(post_keys) if post_keys else []
+    post_versions = {pid: v if isinstance(v, bytes) else b"" for pid, v in zip(in_window, read, strict=True)}
     services = ctx.services
     hide_reposts = (await explore.get_knobs(services.pool, user.user_id)).hide_reposts
     rows, more = await reader.page(user.user_id, below, limit, window, hide_reposts=hide_reposts)
@@ -120,8 +121,14 @@ async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedC
         return await _recommended(request, ctx, user, None, limit, items)
     next_cursor = encode_cursor(last.at, last.entry_id) if last is not None else None
     page = encoded(request, {"items": items, "next_cursor": next_cursor})
-    if head.exists and [r.entry_id for r in rows] == [e.entry_id for e in head.entries[:limit]]:
-        await ctx.response_cache.store(key, found.versions, bytes(page.body))
+    if post_ids and all(pid in post_versions for pid in post_ids):  # no merged or older posts on it
+        await ctx.feed_pages.store(
+            key,
+            found.versions,
+            [live_cache.version_key(keys, pid) for pid in post_ids],
+            [post_versions[pid] for pid in post_ids],
+            bytes(page.body),
+        )
     return page
 
 

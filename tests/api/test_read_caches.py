@@ -136,7 +136,7 @@ async def test_a_cached_feed_page_shows_new_posts_counts_reposts_knobs_unfollows
     assert ids(page) == [bobs[2]["id"], bobs[1]["id"]] and page["next_cursor"]
     client = aioredis.from_url(server.env["REDIS_URL"])
     try:
-        pattern = server.env["REDIS_PREFIX"] + f"rc:feed:{alice.user_id}:*"
+        pattern = server.env["REDIS_PREFIX"] + f"rc:feed:{{{alice.user_id}}}:*"
         assert [k async for k in client.scan_iter(match=pattern)], "the page is cached"
     finally:
         await client.aclose()
