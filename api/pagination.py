@@ -50,33 +50,45 @@ def decode_cursor(cursor: str | None) -> tuple[dt.datetime, int] | None:
 
 # For hot reads that read ``limit`` and ``cursor`` themselves (``read_page``), skipping parameter validation by
 # dependency resolution: the same parameters, as the OpenAPI document lists them (``openapi_extra``).
-PAGE_PARAMETERS: list[dict[str, Any]] = [
-    {
-        "description": "Page size (1-100)",
-        "in": "query",
-        "name": "limit",
-        "required": False,
-        "schema": {"default": DEFAULT_LIMIT, "description": "Page size (1-100)", "maximum": MAX_LIMIT, "minimum": 1,
-                   "title": "Limit", "type": "integer"},
-    },
-    {
-        "description": "The `next_cursor` of the previous page (opaque)",
-        "in": "query",
-        "name": "cursor",
-        "required": False,
-        "schema": {
-            "anyOf": [{"maxLength": 38, "minLength": 3, "pattern": CURSOR_PATTERN, "type": "string"}, {"type": "null"}],
-            "description": "The `next_cursor` of the previous page (opaque)",
-            "title": "Cursor",
+def page_parameters(cursor_pattern: str = CURSOR_PATTERN, *, min_length: int | None = 3) -> list[dict[str, Any]]:
+    cursor: dict[str, Any] = {
+        "maxLength": 38,
+        **({"minLength": min_length} if min_length else {}),
+        "pattern": cursor_pattern,
+        "type": "string",
+    }
+    return [
+        {
+            "description": "Page size (1-100)",
+            "in": "query",
+            "name": "limit",
+            "required": False,
+            "schema": {"default": DEFAULT_LIMIT, "description": "Page size (1-100)", "maximum": MAX_LIMIT,
+                       "minimum": 1, "title": "Limit", "type": "integer"},
         },
-    },
-]  # fmt: skip
+        {
+            "description": "The `next_cursor` of the previous page (opaque)",
+            "in": "query",
+            "name": "cursor",
+            "required": False,
+            "schema": {
+                "anyOf": [cursor, {"type": "null"}],
+                "description": "The `next_cursor` of the previous page (opaque)",
+                "title": "Cursor",
+            },
+        },
+    ]  # fmt: skip
+
+
+PAGE_PARAMETERS = page_parameters()
 _CURSOR_RE = re.compile(CURSOR_PATTERN)
 
 
-def read_page(request: Request) -> tuple[int, str | None]:
-    """``limit`` and ``cursor`` from the query string, checked exactly as ``Limit`` and ``Cursor`` are (422
-    ``validation_failed`` naming the parameter)."""
+def read_page(
+    request: Request, cursor_re: re.Pattern[str] = _CURSOR_RE, *, min_length: int = 3
+) -> tuple[int, str | None]:
+    """``limit`` and ``cursor`` from the query string, checked exactly as ``Limit`` and a cursor parameter of
+    ``cursor_re`` are (422 ``validation_failed`` naming the parameter)."""
     query = request.query_params
     raw = query.get("limit")
     limit = DEFAULT_LIMIT
@@ -88,6 +100,6 @@ def read_page(request: Request) -> tuple[int, str | None]:
         if not 1 <= limit <= MAX_LIMIT:
             raise ValidationFailed({"limit": f"Input should be between 1 and {MAX_LIMIT}"})
     cursor = query.get("cursor")
-    if cursor is not None and not (3 <= len(cursor) <= 38 and _CURSOR_RE.match(cursor)):
-        raise ValidationFailed({"cursor": f"String should match pattern '{CURSOR_PATTERN}'"})
+    if cursor is not None and not (min_length <= len(cursor) <= 38 and cursor_re.search(cursor)):
+        raise ValidationFailed({"cursor": f"String should match pattern '{cursor_re.pattern}'"})
     return limit, cursor

@@ -9,9 +9,10 @@ while new posts arrive (they sort before the cursor).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 
 from actors import explore, live_cache
 from actors import posts as post_actions
@@ -21,7 +22,7 @@ from actors.explore import Position
 from actors.follows import summary
 from api.codec import JSON, MSGPACK, wants_msgpack
 from api.deps import BEARER_SECURITY, ctx_of, token_user
-from api.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, Limit, decode_cursor, encode_cursor
+from api.pagination import CURSOR_PATTERN, decode_cursor, encode_cursor, page_parameters, read_page
 from api.responses import Encoded, encoded
 from api.routes.explore import recommended_posts
 from api.schemas.common import error_responses
@@ -31,22 +32,21 @@ from storage import users as user_store
 router = APIRouter(tags=["feed"])
 
 # A position in the timeline, or (past its end) in the ranking of recommended posts that continues it.
-FeedCursor = Annotated[
-    str | None,
-    Query(
-        max_length=38,
-        pattern=f"(?:{CURSOR_PATTERN})|(?:{RECS_CURSOR_PATTERN})",
-        description="The `next_cursor` of the previous page (opaque)",
-    ),
-]
+FEED_CURSOR_PATTERN = f"(?:{CURSOR_PATTERN})|(?:{RECS_CURSOR_PATTERN})"
+_FEED_CURSOR = re.compile(FEED_CURSOR_PATTERN)
 
 
 def _rfc3339(value: Any) -> str:
     return post_actions._rfc3339(value)
 
 
-@router.get("/feed", response_model=FeedPage, responses=error_responses(401, 422, 503), openapi_extra=BEARER_SECURITY)
-async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedCursor = None) -> Encoded:
+@router.get(
+    "/feed",
+    response_model=FeedPage,
+    responses=error_responses(401, 422, 503),
+    openapi_extra={**BEARER_SECURITY, "parameters": page_parameters(FEED_CURSOR_PATTERN, min_length=None)},
+)
+async def get_feed(request: Request) -> Encoded:
     """Your home feed, newest first: your own posts and the posts and reposts of the people you follow
     (`reposted_by` names the reposter). A post you see twice (posted, and reposted by someone you follow)
     appears once per page. Deleted posts, undone reposts and people you no longer follow never show; someone
@@ -57,6 +57,7 @@ async def get_feed(request: Request, limit: Limit = DEFAULT_LIMIT, cursor: FeedC
     through that ranking. With the `hide_reposts` knob (`PUT /me/recommendations`) reposts are left out."""
     # A hot read: the caller and the context are read here, not through dependency resolution, and the session
     # is checked in the posts' own query (or, for an empty page, against the denylist), as GET /posts/{id} does.
+    limit, cursor = read_page(request, _FEED_CURSOR, min_length=0)
     user = await token_user(request)
     ctx = ctx_of(request)
     if cursor is not None and cursor.startswith("r"):
