@@ -191,8 +191,8 @@ def filter_failure(context: HookContext, failure: Failure, case: Case, response:
 
 
 def _rule(failure: Failure, case: Case, response: Response) -> bool:
-    """A rule no JSON Schema states: an emoji field takes exactly one emoji (a grapheme cluster), and a video or
-    reel takes exactly one media id (a photo up to ten)."""
+    """A rule no JSON Schema states: an emoji field (a reaction's, or a reactor list's ``?emoji=`` filter) takes
+    exactly one emoji (a grapheme cluster), and a video or reel takes exactly one media id (a photo up to ten)."""
     if not isinstance(failure, RejectedPositiveData) or response.status_code != 422:
         return False
     try:
@@ -200,7 +200,7 @@ def _rule(failure: Failure, case: Case, response: Response) -> bool:
         fields = set(body["error"]["details"]["fields"])
     except Exception:
         return False
-    if case.operation.path.endswith("/reaction"):
+    if case.operation.path.endswith(("/reaction", "/reactions")):
         return fields == {"emoji"}
     return case.operation.path == "/api/v1/posts" and fields == {"media_ids"}
 
