@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import signal
@@ -84,6 +85,18 @@ def connect_ray(settings: Settings) -> None:
         signal.signal(signal.SIGTERM, saved)
 
 
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
+
+
+def tune_gc() -> None:
+    """What the process holds once started (modules, routes, schemas, clients: over 140k objects) is moved out of
+    the collector's sight, and young objects are collected less often: each full collection walked all of it and
+    paused the event loop for ~75 ms, the tail of the latencies measured here (docs/PERFORMANCE.md 18)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     setup_logging(settings.log_level)
@@ -123,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         drain.install(gateway, settings.drain_s)  # SIGTERM/SIGINT: close sockets with 1012 first, then uvicorn's
         app.state.ctx = ctx
         app.state.gateway = gateway
+        tune_gc()
         log.info(
             "api ready",
             extra={"fields": {"ray": settings.ray_address or "auto", "shards": len(handles), "gateway": gateway.id}},
