@@ -8,6 +8,7 @@ commit, except ``refresh``, which owns its transaction.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,12 @@ class Weights:
     trending: float
     recent: float
 
+
+# What a ranking was made from besides the rows that ``changed_since`` looks for by time: counts that fall when
+# a row is deleted (an unfollow, an interest unfollowed) and when the precomputed tables last changed contents.
+STAMP = """(SELECT following_count FROM users WHERE id = $1) AS stamp_following,
+       (SELECT count(*) FROM interest_follows WHERE user_id = $1) AS stamp_interests,
+       (SELECT extract(epoch FROM changed_at)::float8 FROM recs_refreshed WHERE name = 'recs') AS stamp_refreshed"""
 
 # Every source at once, merged per post, cut to the ``shortlist`` most relevant by what the sources say, with the
 # facts the ranking needs. Sources (each walks an index from a small start with a LIMIT per step):
@@ -117,7 +124,7 @@ scored AS (
               + coalesce(s.weight, 0) * $20::float8 + coalesce(t.score, 0) / (SELECT top FROM top_trend) * $21::float8
               + CASE WHEN r.post_id IS NULL THEN 0 ELSE $22::float8 END) DESC, c.post_id DESC
     LIMIT $17)
-SELECT sc.*, p.author_id, p.created_at, {ENGAGEMENT} AS engagement,
+SELECT sc.*, p.author_id, p.created_at, {ENGAGEMENT} AS engagement, {STAMP},
        ARRAY(SELECT pi.slug FROM post_interests pi WHERE pi.post_id = p.id ORDER BY pi.slug) AS slugs,
        ARRAY(SELECT pi.slug FROM post_interests pi JOIN slugs ON slugs.slug = pi.slug
              WHERE pi.post_id = p.id ORDER BY pi.slug) AS followed_slugs,
@@ -127,6 +134,28 @@ SELECT sc.*, p.author_id, p.created_at, {ENGAGEMENT} AS engagement,
         OR EXISTS (SELECT 1 FROM reposts rp JOIN follows x ON x.followee_id = rp.user_id
                    WHERE rp.post_id = p.id AND x.follower_id = $1)) AS in_timeline
 FROM scored sc JOIN posts p ON p.id = sc.post_id
+"""
+
+# Whether anything a ranking of the caller was made from changed after $2 (a time) / post id $3: the caller's own
+# follows, followed interests, feedback, knobs and reactions; a new post in an interest the caller follows; a
+# reaction, comment or repost by one of the $4 people the caller follows most recently (the engaged source's
+# reach; a repost also puts its post in the caller's timeline). With the stamp (above), which the caller compares.
+# Each is an index probe from the caller or a followee; none scans.
+_CHANGED = f"""
+SELECT {STAMP},
+       EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND created_at > $2)
+       OR EXISTS (SELECT 1 FROM interest_follows WHERE user_id = $1 AND created_at > $2)
+       OR EXISTS (SELECT 1 FROM explore_feedback WHERE user_id = $1 AND created_at > $2)
+       OR EXISTS (SELECT 1 FROM recommendation_settings WHERE user_id = $1 AND updated_at > $2)
+       OR EXISTS (SELECT 1 FROM post_reactions WHERE user_id = $1 AND created_at > $2)
+       OR EXISTS (SELECT 1 FROM interest_follows s JOIN post_interests pi ON pi.slug = s.slug AND pi.post_id > $3
+                  WHERE s.user_id = $1)
+       OR EXISTS (SELECT 1 FROM (SELECT followee_id FROM follows WHERE follower_id = $1
+                                 ORDER BY created_at DESC LIMIT $4) f
+                  WHERE EXISTS (SELECT 1 FROM post_reactions r WHERE r.user_id = f.followee_id AND r.created_at > $2)
+                     OR EXISTS (SELECT 1 FROM comments c WHERE c.author_id = f.followee_id AND c.created_at > $2)
+                     OR EXISTS (SELECT 1 FROM reposts rp WHERE rp.user_id = f.followee_id AND rp.created_at > $2))
+       AS changed
 """
 
 
@@ -158,6 +187,23 @@ async def candidates(conn: Any, user_id: int, limits: Limits, weights: Weights) 
         weights.recent,
     )
     return rows
+
+
+Stamp = tuple[int, int, float | None]  # following count, followed interests, last refresh (epoch s)
+
+
+def stamp_of(row: Any) -> Stamp:
+    """The stamp columns of a ``candidates`` or ``changed_since`` row."""
+    refreshed = row["stamp_refreshed"]
+    return int(row["stamp_following"]), int(row["stamp_interests"]), None if refreshed is None else float(refreshed)
+
+
+async def changed_since(
+    conn: Any, user_id: int, since: dt.datetime, floor_id: int, followees: int
+) -> tuple[Stamp, bool]:
+    """The caller's stamp now, and whether something a ranking made at ``since`` came from changed after it."""
+    row = await conn.fetchrow(_CHANGED, user_id, since, floor_id, followees)
+    return stamp_of(row), bool(row["changed"])
 
 
 # ------------------------------------------------------------ feedback and knobs
@@ -267,6 +313,16 @@ SELECT slug, author_id, score FROM (
 """
 
 
+# What the precomputed tables hold (which posts and authors, not their scores), to tell whether a refresh changed it.
+_CONTENTS = """
+SELECT md5(coalesce((SELECT string_agg(post_id::text, ',' ORDER BY post_id) FROM trending_posts), '') || '|'
+           || coalesce((SELECT string_agg(slug || ':' || post_id, ',' ORDER BY slug, post_id)
+                        FROM interest_top_posts), '') || '|'
+           || coalesce((SELECT string_agg(slug || ':' || user_id, ',' ORDER BY slug, user_id)
+                        FROM interest_top_authors), ''))
+"""
+
+
 async def refresh(
     pool: asyncpg.Pool,
     *,
@@ -288,14 +344,18 @@ async def refresh(
         )
         if fresh:
             return False
+        before = await conn.fetchval(_CONTENTS)
         await conn.execute("DELETE FROM trending_posts")
         await conn.execute(_TRENDING, day_floor_id, keep)
         await conn.execute("DELETE FROM interest_top_posts")
         await conn.execute(_TOP_POSTS, week_floor_id, keep)
         await conn.execute("DELETE FROM interest_top_authors")
         await conn.execute(_TOP_AUTHORS, month_floor_id, keep)
+        changed = await conn.fetchval(_CONTENTS) != before
         await conn.execute(
-            """INSERT INTO recs_refreshed (name, at) VALUES ('recs', now())
-               ON CONFLICT (name) DO UPDATE SET at = now()"""
+            """INSERT INTO recs_refreshed (name, at, changed_at) VALUES ('recs', now(), now())
+               ON CONFLICT (name) DO UPDATE
+               SET at = now(), changed_at = CASE WHEN $1 THEN now() ELSE recs_refreshed.changed_at END""",
+            changed,
         )
     return True

@@ -87,6 +87,10 @@ class Keys:
         cursors to page through (actors/explore.py); expires."""
         return self("recs", f"{{{user_id}}}", snapshot)
 
+    def latest_recommendations(self, user_id: int, mode: str) -> str:
+        """A user's latest ranking of ``mode`` with what it was made from, for their next first page (short)."""
+        return self("recs", f"{{{user_id}}}", "latest", mode)
+
 
 class NoFreeNode(RuntimeError):
     """Every id node number is leased by a live process: refuse to start rather than mint someone else's ids."""

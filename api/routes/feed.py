@@ -141,7 +141,7 @@ async def _recommended(
     explorer = ctx.explorer
     want = limit - len(items)
     if want <= 0:  # a full page already: the recommendations start on the next one
-        snapshot, ranked = await explorer.start(user.user_id, "feed")
+        snapshot, ranked = await explorer.first(user.user_id, "feed")
         next_cursor = Position(snapshot, 0).encode() if ranked else None
         return encoded(request, {"items": items, "next_cursor": next_cursor})
     ranked, following = await explorer.page(user.user_id, "feed", position, want)
