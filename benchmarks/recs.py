@@ -12,13 +12,15 @@ worker does (timed), then:
   ``Explorer.ranking``) against the posts with the most reactions that they did not write or react to: hit
   rate@20 (a user is a hit when one of the top 20 is a post they reacted to in the held-out set);
 - **latency**: ``python -m api`` (2 workers) loaded by ``wrk`` (1 thread, ``--connections`` 16, then 4) with a
-  token of a different sampled user on each request (a Lua script), for GET /explore, GET /suggestions/users and GET
+  token of a different user on each request (a Lua script), for GET /explore, GET /suggestions/users and GET
   /healthz of the same server, ``--rounds`` rounds of ``--duration`` seconds: p50/p99 and req/s as a ratio to
-  healthz.
+  healthz. Each endpoint twice: **new users** (every request from a user no earlier request came from: nothing
+  of theirs is kept or cached) and **returning users** (the sampled users in turn, each with a first page in the
+  last minute: a ``--warm`` second pass over them just before; explore's kept ranking, actors/explore.py).
 
     apt-get install -y wrk
     .venv/bin/python benchmarks/recs.py [--users 100000] [--follows 2000000] [--posts 1000000] [--sample 1000]
-        [--connections 16,4] [--duration 10] [--rounds 3] [--skip-latency]
+        [--connections 16,4] [--duration 10] [--rounds 3] [--warm 25] [--skip-latency]
 """
 
 from __future__ import annotations
@@ -106,47 +108,83 @@ async def explore_quality(pool: asyncpg.Pool, net: Network, users: list[int]) ->
     }
 
 
+class Tokens:
+    """Lua scripts for wrk, each with a token per line of its users (requests take them in turn)."""
+
+    def __init__(self, bench: h.Bench, net: Network, returning: list[int]) -> None:
+        self.bench = bench
+        self.net = net
+        self.issuer = TokenService(h.JWT_SECRET, "i9lyfe", 3600)
+        self.returning = self.script(returning)
+        returning_set = set(returning)
+        self.unseen = [u for u in range(net.users) if u not in returning_set]
+        random.Random(11).shuffle(self.unseen)
+
+    def script(self, users: list[int]) -> Path:
+        n = len(list(self.bench.workdir.glob("tokens-*.txt")))
+        token_file = self.bench.workdir / f"tokens-{n}.txt"
+        token_file.write_text("\n".join(self.issuer.issue_access(self.net.user_ids[u], 1) for u in users) + "\n")
+        script = self.bench.workdir / f"tokens-{n}.lua"
+        script.write_text(LUA % token_file)
+        return script
+
+    def new_users(self, n: int) -> Path:
+        """Users no request has come from yet (each request another one, while ``n`` last)."""
+        taken, self.unseen = self.unseen[:n], self.unseen[n:]
+        return self.script(taken)
+
+
 def latency_table(
     urls: dict[str, str],
-    script: Path,
+    tokens: Tokens,
     workers: list[psutil.Process],
     connections: int,
     duration: int,
     rounds: int,
+    warm_s: int,
 ) -> None:
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+    """Per endpoint and round: new users (every request a user seen by no earlier request: nothing of theirs is
+    kept) and returning users (the sampled users in turn, each of whom had a first page within the last minute:
+    a pass over all of them just before)."""
+    runs = [("healthz", "returning")] + [
+        (name, who) for name in urls if name != "healthz" for who in ("new", "returning")
+    ]
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {run: [] for run in runs}
     for r in range(rounds):
         health = 1.0
-        for name, url in urls.items():
+        for name, who in runs:
+            if who == "returning" and name != "healthz":
+                wrk(urls[name], {}, connections, warm_s, script=tokens.returning)  # each returning user once
+            script = tokens.returning if who == "returning" else tokens.new_users(600 * duration)
             postgres = h.processes_named("postgres")
             before, pg_before = h.cpu_seconds(workers), h.cpu_seconds(postgres)
-            res = wrk(url, {}, connections, duration, script=script)
+            res = wrk(urls[name], {}, connections, duration, script=script)
             res["cpu_us"] = 1e6 * (h.cpu_seconds(workers) - before) / max(1, res["requests"])
             res["pg_us"] = 1e6 * (h.cpu_seconds(postgres) - pg_before) / max(1, res["requests"])
             if name == "healthz":
                 health = res["rps"]
             res["ratio"] = res["rps"] / health
-            results[name].append(res)
+            results[(name, who)].append(res)
             h.say(
-                f"# {connections} connections, round {r + 1} {name}: {res['rps']:.0f} req/s, p50 {res['p50']:.1f}"
-                f" p99 {res['p99']:.1f} ms"
+                f"# {connections} connections, round {r + 1} {name} ({who} users): {res['rps']:.0f} req/s,"
+                f" p50 {res['p50']:.1f} p99 {res['p99']:.1f} ms"
             )
     rows = []
-    for name, runs in results.items():
+    for (name, who), done in results.items():
         rows.append(
             [
-                name,
-                f"{statistics.median(x['rps'] for x in runs):.0f}",
-                f"{statistics.median(x['ratio'] for x in runs):.3f}",
-                f"{statistics.median(x['p50'] for x in runs):.1f}",
-                f"{statistics.median(x['p99'] for x in runs):.1f}",
-                sum(x["non2xx"] for x in runs),
-                f"{statistics.median(x['cpu_us'] for x in runs):.0f}",
-                f"{statistics.median(x['pg_us'] for x in runs):.0f}",
+                name if name == "healthz" else f"{name}, {who} users",
+                f"{statistics.median(x['rps'] for x in done):.0f}",
+                f"{statistics.median(x['ratio'] for x in done):.3f}",
+                f"{statistics.median(x['p50'] for x in done):.1f}",
+                f"{statistics.median(x['p99'] for x in done):.1f}",
+                sum(x["non2xx"] for x in done),
+                f"{statistics.median(x['cpu_us'] for x in done):.0f}",
+                f"{statistics.median(x['pg_us'] for x in done):.0f}",
             ]
         )
     h.say()
-    h.say(f"wrk, {connections} connections, a token of another sampled user on every request, medians of {rounds}:")
+    h.say(f"wrk, {connections} connections, a token of another user on every request, medians of {rounds}:")
     h.say(h.table(["endpoint", "req/s", "ratio to healthz", "p50 ms", "p99 ms", "non-2xx", "worker CPU us/req",
                    "postgres CPU us/req"], rows))  # fmt: skip
 
@@ -160,6 +198,7 @@ def main() -> None:
     parser.add_argument("--connections", default="16,4", help="wrk connections, one latency table per value")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warm", type=int, default=25, help="seconds of the pass over returning users")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
     with h.Bench("recs") as bench:
@@ -222,12 +261,7 @@ def main() -> None:
             return
         head = bench.ray_head()
         server = bench.server(dsn, prefix, head, {"ACCESS_TOKEN_TTL": "3600", "RECS_REFRESH_S": "3600"})
-        tokens = TokenService(h.JWT_SECRET, "i9lyfe", 3600)
-        token_file = bench.workdir / "tokens.txt"
-        sampled = sorted(set(follow_users) | set(react_users))
-        token_file.write_text("\n".join(tokens.issue_access(net.user_ids[u], 1) for u in sampled) + "\n")
-        script = bench.workdir / "tokens.lua"
-        script.write_text(LUA % token_file)
+        tokens = Tokens(bench, net, sorted(set(follow_users) | set(react_users)))
         workers = [psutil.Process(pid) for pid in server.worker_pids]
         urls = {
             "healthz": server.base_url + "/healthz",
@@ -235,9 +269,9 @@ def main() -> None:
             "GET /suggestions/users": server.base_url + "/api/v1/suggestions/users?limit=20",
         }
         for url in urls.values():
-            wrk(url, {}, 16, 2, script=script)  # warm up
+            wrk(url, {}, 16, 2, script=tokens.new_users(2000))  # warm up
         for connections in [int(c) for c in args.connections.split(",")]:
-            latency_table(urls, script, workers, connections, args.duration, args.rounds)
+            latency_table(urls, tokens, workers, connections, args.duration, args.rounds, args.warm)
         for line in h.log_summary(server.log_path):
             h.say(f"# log: {line}")
 
