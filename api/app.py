@@ -24,6 +24,7 @@ from actors.media import create_media_service, url_signer
 from actors.post_cache import PostCache
 from actors.search import Search
 from actors.shards import get_or_create_chat_shards, get_or_create_user_shards
+from actors.suggestions import Suggester
 from actors.topology import check_shard_count
 from api import errors, metrics_dir, openapi, presenters
 from api.codec import CodecMiddleware
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             search=Search(planned_pool),
             feed_reader=FeedReader(services),
             explorer=Explorer(planned_pool, services.redis, services.keys),
+            suggester=Suggester(planned_pool, services.redis, services.keys),
             response_cache=ResponseCache(services.redis),
             feed_pages=FeedPages(services.redis),
             media_signer=url_signer(settings),

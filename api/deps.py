@@ -20,6 +20,7 @@ from actors.explore import Explorer
 from actors.feed import FeedReader
 from actors.media import MediaService
 from actors.search import Search
+from actors.suggestions import Suggester
 from actors.tokens import Principal
 from api.ratelimit import RateLimiter
 from api.response_cache import FeedPages, ResponseCache
@@ -41,6 +42,7 @@ class AppContext:
     search: Search
     feed_reader: FeedReader
     explorer: Explorer
+    suggester: Suggester
     response_cache: ResponseCache
     feed_pages: FeedPages
     media_signer: Any  # signs media URLs of chats (actors/media.py url_signer)

@@ -134,12 +134,20 @@ async def counts(conn: Conn, user_id: int) -> tuple[int, int]:
 
 # ------------------------------------------------------------ who to follow (issue 14)
 
+# What a user's suggestions were made from besides the rows that ``suggestions_changed_since`` looks for by time:
+# counts that fall when a row is deleted (an unfollow by or of the user, an interest unfollowed) and when the
+# precomputed tables (each interest's top authors) last changed contents.
+SUGGESTION_STAMP = """(SELECT following_count FROM users WHERE id = $1) AS stamp_following,
+       (SELECT followers_count FROM users WHERE id = $1) AS stamp_followers,
+       (SELECT count(*) FROM interest_follows WHERE user_id = $1) AS stamp_interests,
+       (SELECT extract(epoch FROM changed_at)::float8 FROM recs_refreshed WHERE name = 'recs') AS stamp_refreshed"""
+
 # Candidate people for a user from every source, merged per person and scored, in one round trip. Each source
 # starts from a small, bounded set (the user's latest $2 follows, followers, interests, reactions) and walks an
 # index with a LIMIT per step ($3) and per source ($4); none scans users or follows. Per person: each source's
 # strength ``n`` (mutual follows, people in common, engagements, shared interests, followers), ``via`` (up to 3
 # people who make the link) and ``slugs``, each source's part of the score (weights $6-$12) and the score.
-_SUGGESTION_SOURCES = """
+_SUGGESTION_SOURCES = f"""
 WITH mine AS (SELECT followee_id AS id, created_at FROM follows WHERE follower_id = $1
               ORDER BY created_at DESC LIMIT $2),
 fof AS (
@@ -212,9 +220,52 @@ parts AS (
            coalesce($12::float8 * ln(1 + p.followers) / nullif(ln(1 + max(p.followers) OVER ()), 0), 0) AS popular_part
     FROM per_user p)
 SELECT parts.*, (fof_part + fan_part + engaged_part + same_part + shared_part + topical_part + popular_part)::float8
-       AS score
+       AS score, {SUGGESTION_STAMP}
 FROM parts ORDER BY score DESC, user_id LIMIT $5
 """
+
+
+# Whether anything a user's suggestions were made from changed after $2 (a time): the user's follows, followers,
+# interests, reactions and comments; someone else following one of the user's interests; and a follow by or of one
+# of the $3 people the user follows most recently (the friends-of-friends and similar-follows sources' reach). With
+# the stamp (above). Each is an index probe from the user, a followee or an interest; none scans.
+_SUGGESTIONS_CHANGED = f"""
+SELECT {SUGGESTION_STAMP},
+       EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND created_at > $2)
+       OR EXISTS (SELECT 1 FROM follows WHERE followee_id = $1 AND created_at > $2)
+       OR EXISTS (SELECT 1 FROM interest_follows WHERE user_id = $1 AND created_at > $2)
+       OR EXISTS (SELECT 1 FROM post_reactions WHERE user_id = $1 AND created_at > $2)
+       OR EXISTS (SELECT 1 FROM comments WHERE author_id = $1 AND created_at > $2)
+       OR EXISTS (SELECT 1 FROM interest_follows s JOIN interest_follows o ON o.slug = s.slug AND o.created_at > $2
+                  WHERE s.user_id = $1 AND o.user_id <> $1)
+       OR EXISTS (SELECT 1 FROM (SELECT followee_id FROM follows WHERE follower_id = $1
+                                 ORDER BY created_at DESC LIMIT $3) m
+                  WHERE EXISTS (SELECT 1 FROM follows x WHERE x.follower_id = m.followee_id AND x.created_at > $2)
+                     OR EXISTS (SELECT 1 FROM follows x WHERE x.followee_id = m.followee_id AND x.created_at > $2))
+       AS changed
+"""
+
+SuggestionStamp: TypeAlias = tuple[int, int, int, float | None]
+
+
+def suggestion_stamp(row: asyncpg.Record) -> SuggestionStamp:
+    """The stamp columns of a ``suggestions`` or ``suggestions_changed_since`` row."""
+    refreshed = row["stamp_refreshed"]
+    return (
+        int(row["stamp_following"]),
+        int(row["stamp_followers"]),
+        int(row["stamp_interests"]),
+        None if refreshed is None else float(refreshed),
+    )
+
+
+async def suggestions_changed_since(
+    conn: Conn, user_id: int, since: dt.datetime, start: int = 200
+) -> tuple[SuggestionStamp, bool]:
+    """The user's stamp now, and whether something their suggestions made at ``since`` came from changed since."""
+    row = await conn.fetchrow(_SUGGESTIONS_CHANGED, user_id, since, start)
+    assert row is not None
+    return suggestion_stamp(row), bool(row["changed"])
 
 
 @dataclass(frozen=True)

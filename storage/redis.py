@@ -91,6 +91,10 @@ class Keys:
         """A user's latest ranking of ``mode`` with what it was made from, for their next first page (short)."""
         return self("recs", f"{{{user_id}}}", "latest", mode)
 
+    def latest_suggestions(self, user_id: int, limit: int) -> str:
+        """A user's latest suggestions (of ``limit`` people) with what they were made from (short)."""
+        return self("sugg", f"{{{user_id}}}", limit)
+
 
 class NoFreeNode(RuntimeError):
     """Every id node number is leased by a live process: refuse to start rather than mint someone else's ids."""

@@ -128,9 +128,11 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
     """People you may want to follow, best first, each with why (see the reason types): people followed by
     people you follow (with how many), people who follow you, authors you engage with, people who follow whom you
     follow, people who share your interests, people popular in your interests, and popular people. Never you,
-    never someone you already follow. `score` is the sum of the reasons' parts."""
+    never someone you already follow. `score` is the sum of the reasons' parts. Your latest suggestions serve
+    your next request for up to a minute while nothing they came from changed (your follows and followers, your
+    interests and engagement, the follows of and to people you follow)."""
     pool = ctx.services.pool
-    rows = await graph_store.suggestions(ctx.planned_pool, user.user_id, suggestions.WEIGHTS, limit)
+    rows = await ctx.suggester.rows(user.user_id, limit)
     ids = [int(r["user_id"]) for r in rows]
     people = {int(p["id"]): p for p in await user_store.get_users(pool, ids)} if ids else {}
     flags = await graph_store.viewer_flags(pool, user.user_id, ids) if ids else {}

@@ -11,8 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import msgpack
+import redis.asyncio as aioredis
 
+from storage.redis import Keys
 from tests.api.test_search import post, word
+from tests.conftest import REDIS_URL
 from tests.support import Api, assert_error, wait_until
 
 EXPLORE = "/api/v1/explore"
@@ -396,6 +400,78 @@ async def test_friends_of_friends_are_suggested_with_the_mutual_follower_named_n
     assert (await alice.put(f"/api/v1/users/{carol.username}/follow")).status == 200
     after = [i["user"]["username"] for i in (await alice.get(SUGGEST, params={"limit": 100})).body["items"]]
     assert carol.username not in after
+
+
+async def suggested(api: Api) -> dict[str, dict[str, Any]]:
+    reply = await api.get(SUGGEST, params={"limit": 100})
+    assert reply.status == 200, reply.body
+    return {i["user"]["username"]: i for i in reply.body["items"]}
+
+
+async def test_suggestions_are_kept_until_something_they_came_from_changes(
+    make_api: Any, register: Any, redis_prefix: str
+) -> None:
+    alice, bob, carol, dave, erin = (make_api() for _ in range(5))
+    for api in (alice, bob, carol, dave, erin):
+        await register(api)
+    me = await alice.get("/api/v1/me")
+    key = Keys(redis_prefix).latest_suggestions(int(me.body["id"]), 100)
+    client = aioredis.Redis.from_url(REDIS_URL)
+
+    async def made() -> float | None:
+        raw = await client.get(key)
+        return None if raw is None else float(msgpack.unpackb(raw)["made"])
+
+    async def kept() -> float:
+        """Two requests in a row answered from one kept list (a write less than 2 s before it counts as after)."""
+
+        async def twice() -> float | None:
+            await suggested(alice)
+            first = await made()
+            await suggested(alice)
+            return first if first is not None and await made() == first else None
+
+        return await wait_until(twice, timeout=15, interval=0.5)
+
+    try:
+        assert (await alice.put(f"/api/v1/users/{bob.username}/follow")).status == 200
+        # Someone I follow follows someone: suggested at once, with who links us.
+        before = await kept()
+        assert (await bob.put(f"/api/v1/users/{carol.username}/follow")).status == 200
+        fof = reason((await suggested(alice))[carol.username], "followed_by_following")
+        assert fof is not None and [u["username"] for u in fof["users"]] == [bob.username]
+        assert await made() != before
+        # Someone follows me.
+        before = await kept()
+        assert (await dave.put(f"/api/v1/users/{alice.username}/follow")).status == 200
+        assert reason((await suggested(alice))[dave.username], "follows_you") is not None
+        assert await made() != before
+        # Someone follows a person I follow (similar follows), or an interest of mine.
+        before = await kept()
+        assert (await erin.put(f"/api/v1/users/{bob.username}/follow")).status == 200
+        assert reason((await suggested(alice))[erin.username], "similar_follows") is not None
+        assert await made() != before
+        assert (await alice.put("/api/v1/interests/history/follow")).status == 200
+        before = await kept()
+        assert (await carol.put("/api/v1/interests/history/follow")).status == 200
+        assert reason((await suggested(alice))[carol.username], "shared_interests") is not None
+        assert await made() != before
+        # I react to a post; I follow someone suggested (gone at once); I unfollow someone.
+        target = await post(dave, f"Dave's post {word()}")
+        before = await kept()
+        assert (await alice.put(f"/api/v1/posts/{target['id']}/reaction", {"emoji": "👍"})).status == 200
+        assert reason((await suggested(alice))[dave.username], "engaged_with") is not None
+        assert await made() != before
+        before = await kept()
+        assert (await alice.put(f"/api/v1/users/{carol.username}/follow")).status == 200
+        assert carol.username not in await suggested(alice)
+        assert await made() != before
+        before = await kept()
+        assert (await alice.delete(f"/api/v1/users/{bob.username}/follow")).status in (200, 204)
+        assert bob.username in await suggested(alice)
+        assert await made() != before
+    finally:
+        await client.aclose()
 
 
 async def test_shared_interests_and_engagement_make_suggestions_too(make_api: Any, register: Any) -> None:
