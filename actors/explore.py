@@ -125,6 +125,21 @@ def candidate(row: Any) -> tuple[Signals, Fact]:
     return signals, fact
 
 
+def read_kept(raw: bytes | None, mode: str) -> tuple[float, list[Any], str, list[Ranked]] | None:
+    """A kept latest ranking of ``mode`` (made, stamp, snapshot, items), or None: none kept, or not in the shape
+    this code writes (another version wrote it during a deploy): then a new ranking is made."""
+    if raw is None:
+        return None
+    try:
+        kept = msgpack.unpackb(raw, raw=False)
+        if kept["mode"] != mode:
+            return None
+        items = [Ranked(int(p), int(a), float(s), list(r)) for p, a, s, r in kept["items"]]
+        return float(kept["made"]), list(kept["stamp"]), str(kept["snapshot"]), items
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class Explorer:
     """Rankings and their pages for one process (api worker)."""
 
@@ -176,14 +191,14 @@ class Explorer:
 
     async def first(self, user_id: int, mode: str) -> tuple[str, list[Ranked]]:
         """The ranking for a first page: the caller's latest while nothing it came from has changed, else new."""
-        raw = await self.redis.get(self.keys.latest_recommendations(user_id, mode))
-        if raw is not None:
-            kept = msgpack.unpackb(raw, raw=False)
-            since = dt.datetime.fromtimestamp(kept["made"], dt.UTC)
-            floor = ids.min_id_at(int(kept["made"] * 1000))
+        kept = read_kept(await self.redis.get(self.keys.latest_recommendations(user_id, mode)), mode)
+        if kept is not None:
+            made, stamp_then, snapshot, ranked = kept
+            since = dt.datetime.fromtimestamp(made, dt.UTC)
+            floor = ids.min_id_at(int(made * 1000))
             stamp, changed = await store.changed_since(self.pool, user_id, since, floor, limits().followees)
-            if not changed and list(stamp) == kept["stamp"] and kept["mode"] == mode:
-                return kept["snapshot"], [Ranked(int(p), int(a), float(s), list(r)) for p, a, s, r in kept["items"]]
+            if not changed and list(stamp) == stamp_then:
+                return snapshot, ranked
         return await self.start(user_id, mode)
 
     async def load(self, user_id: int, mode: str, snapshot: str) -> list[Ranked] | None:

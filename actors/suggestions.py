@@ -81,6 +81,21 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, list | tuple) else value
 
 
+def read_kept(raw: bytes | None) -> tuple[float, list[Any], list[dict[str, Any]]] | None:
+    """Kept suggestions (made, stamp, rows), or None: none kept, or not in the shape this code writes (another
+    version wrote them during a deploy): then they are made anew."""
+    if raw is None:
+        return None
+    try:
+        kept = msgpack.unpackb(raw, raw=False)
+        rows = [dict(row) for row in kept["rows"]]
+        if not all(set(FIELDS) <= set(row) for row in rows):
+            return None
+        return float(kept["made"]), list(kept["stamp"]), rows
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class Suggester:
     """Suggestions for one process (api worker): kept, or made anew (see the module's docstring)."""
 
@@ -92,17 +107,17 @@ class Suggester:
     async def rows(self, user_id: int, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` best people for ``user_id``, each as the ``FIELDS`` of its row, best first."""
         key = self.keys.latest_suggestions(user_id, limit)
-        raw = await self.redis.get(key)
-        if raw is not None:
-            kept = msgpack.unpackb(raw, raw=False)
-            since = dt.datetime.fromtimestamp(kept["made"], dt.UTC)
+        kept = read_kept(await self.redis.get(key))
+        if kept is not None:
+            made, stamp_then, rows = kept
+            since = dt.datetime.fromtimestamp(made, dt.UTC)
             stamp, changed = await graph.suggestions_changed_since(self.pool, user_id, since)
-            if not changed and list(stamp) == kept["stamp"]:
-                return list(kept["rows"])
+            if not changed and list(stamp) == stamp_then:
+                return rows
         made = time.time() - CLOCK_MARGIN_S
         found = await graph.suggestions(self.pool, user_id, WEIGHTS, limit)
         rows = [{name: _plain(row[name]) for name in FIELDS} for row in found]
         if found:
-            kept = {"made": made, "stamp": list(graph.suggestion_stamp(found[0])), "rows": rows}
-            await self.redis.set(key, msgpack.packb(kept), ex=KEEP_S)
+            value = {"made": made, "stamp": list(graph.suggestion_stamp(found[0])), "rows": rows}
+            await self.redis.set(key, msgpack.packb(value), ex=KEEP_S)
         return rows

@@ -474,6 +474,26 @@ async def test_suggestions_are_kept_until_something_they_came_from_changes(
         await client.aclose()
 
 
+async def test_a_kept_list_this_code_cannot_read_is_made_anew(make_api: Any, register: Any, redis_prefix: str) -> None:
+    """Another version's (or a damaged) kept ranking or suggestions, e.g. during a deploy: a new one, never a 500."""
+    alice, bob = make_api(), make_api()
+    await register(alice)
+    await register(bob)
+    assert (await bob.put(f"/api/v1/users/{alice.username}/follow")).status == 200  # someone to suggest
+    user_id = int((await alice.get("/api/v1/me")).body["id"])
+    keys = Keys(redis_prefix)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        for junk in (b"\xc1", msgpack.packb({"mode": "explore"}), msgpack.packb([1, 2]), msgpack.packb({"rows": [1]})):
+            await client.set(keys.latest_recommendations(user_id, "explore"), junk)
+            await client.set(keys.latest_suggestions(user_id, 20), junk)
+            assert (await alice.get(EXPLORE)).status == 200
+            assert (await alice.get(SUGGEST)).status == 200
+            assert await client.get(keys.latest_suggestions(user_id, 20)) != junk
+    finally:
+        await client.aclose()
+
+
 async def test_shared_interests_and_engagement_make_suggestions_too(make_api: Any, register: Any) -> None:
     alice, twin, author = make_api(), make_api(), make_api()
     for api in (alice, twin, author):
