@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 import msgpack
 
+from actors.explore import CLOCK_MARGIN_S  # the same margin for writes in flight
 from storage import graph
 from storage.graph import SuggestionWeights
 
@@ -68,7 +69,6 @@ def _ids(values: Any) -> list[int]:
 
 
 KEEP_S = 60  # a user's latest suggestions may serve their next request this long (while nothing changed)
-CLOCK_MARGIN_S = 2.0  # kept suggestions count as made this much before they were: writes in flight meanwhile count
 # The columns of a suggestion row that its reasons and score come from (what is kept).
 FIELDS = (
     "user_id", "score", "fof_part", "fof_via", "fof_n", "fan_part", "engaged_part", "engaged_n", "same_part",
