@@ -48,26 +48,25 @@ WEIGHTS = store.Weights(
 )
 
 
-def limits() -> store.Limits:
-    """The sources' sizes and windows (benchmarks/recs.py measured hit rate against latency for these)."""
-    return store.Limits(
-        per_slug=40,
-        interest_floor=floor_id(14 * DAY_S),
-        followees=300,
-        per_followee=30,
-        engaged_s=14 * DAY_S,
-        engaged=400,
-        mine=50,
-        per_post=50,
-        peers=100,
-        per_peer=30,
-        similar_s=30 * DAY_S,
-        similar=300,
-        trending=150,
-        recent_floor=floor_id(3 * DAY_S),
-        recent=60,
-        shortlist=RANKED_MAX,
-    )
+# The sources' sizes and windows (benchmarks/recs.py measured hit rate against latency for these).
+LIMITS = store.Limits(
+    per_slug=40,
+    interest_s=14 * DAY_S,
+    followees=300,
+    per_followee=30,
+    engaged_s=14 * DAY_S,
+    engaged=400,
+    mine=50,
+    per_post=50,
+    peers=100,
+    per_peer=30,
+    similar_s=30 * DAY_S,
+    similar=300,
+    trending=150,
+    recent_s=3 * DAY_S,
+    recent=60,
+    shortlist=RANKED_MAX,
+)
 
 
 CURSOR_PATTERN = r"^r[0-9a-f]{16}\.[0-9]{1,3}$"
@@ -143,8 +142,9 @@ def read_kept(raw: bytes | None, mode: str) -> tuple[float, list[Any], str, list
 class Explorer:
     """Rankings and their pages for one process (api worker)."""
 
-    def __init__(self, pool: asyncpg.Pool, redis: Any, keys: Any) -> None:
-        self.pool = pool  # planned for each statement's parameters (a generic plan of either statement is slow)
+    def __init__(self, pool: asyncpg.Pool, redis: Any, keys: Any, *, ranking_pool: asyncpg.Pool | None = None) -> None:
+        self.pool = pool  # planned for each statement's parameters (the check's generic plan is slow)
+        self.ranking_pool = ranking_pool or pool  # generic plans (storage/db.py GENERIC_SETTINGS): new rankings
         self.redis = redis
         self.keys = keys
 
@@ -154,10 +154,10 @@ class Explorer:
 
     async def _rank(self, user_id: int, *, skip_followed: bool) -> tuple[list[Ranked], Knobs, Stamp | None]:
         """A new ranking, its knobs, and the stamp of what it was made from (None without candidates)."""
-        async with self.pool.acquire() as conn:
-            knobs = knobs_of(await store.get_knobs(conn, user_id))
-            rows = await store.candidates(conn, user_id, limits(), WEIGHTS)
-            authors, interests = await store.feedback_totals(conn, user_id, FEEDBACK_WINDOW)
+        async with self.ranking_pool.acquire() as conn:
+            knobs_row, authors, interests = await store.knobs_and_feedback(conn, user_id, FEEDBACK_WINDOW)
+            rows = await store.candidates(conn, user_id, LIMITS, WEIGHTS)
+        knobs = knobs_of(knobs_row)
         found = [candidate(row) for row in rows]
         ranked = ranking.rank(
             viewer_id=user_id,
@@ -177,15 +177,13 @@ class Explorer:
         ranked, _, stamp = await self._rank(user_id, skip_followed=mode == "feed")
         snapshot = secrets.token_hex(8)
         items = [[r.post_id, r.author_id, r.score, r.reasons] for r in ranked]
+        # One value for both keys: the snapshot's cursors read its mode and items, ``first`` all of it.
+        value = {"mode": mode, "snapshot": snapshot, "made": made, "stamp": stamp and list(stamp), "items": items}
+        packed = msgpack.packb(value, use_bin_type=True)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(
-                self.keys.recommendations(user_id, snapshot),
-                msgpack.packb({"mode": mode, "items": items}, use_bin_type=True),
-                ex=SNAPSHOT_TTL_S,
-            )
+            pipe.set(self.keys.recommendations(user_id, snapshot), packed, ex=SNAPSHOT_TTL_S)
             if stamp is not None:
-                latest = {"mode": mode, "snapshot": snapshot, "made": made, "stamp": list(stamp), "items": items}
-                pipe.set(self.keys.latest_recommendations(user_id, mode), msgpack.packb(latest), ex=KEEP_S)
+                pipe.set(self.keys.latest_recommendations(user_id, mode), packed, ex=KEEP_S)
             await pipe.execute()
         return snapshot, ranked
 
@@ -196,7 +194,7 @@ class Explorer:
             made, stamp_then, snapshot, ranked = kept
             since = dt.datetime.fromtimestamp(made, dt.UTC)
             floor = ids.min_id_at(int(made * 1000))
-            stamp, changed = await store.changed_since(self.pool, user_id, since, floor, limits().followees)
+            stamp, changed = await store.changed_since(self.pool, user_id, since, floor, LIMITS.followees)
             if not changed and list(stamp) == stamp_then:
                 return snapshot, ranked
         return await self.start(user_id, mode)

@@ -99,8 +99,9 @@ def read_kept(raw: bytes | None) -> tuple[float, list[Any], list[dict[str, Any]]
 class Suggester:
     """Suggestions for one process (api worker): kept, or made anew (see the module's docstring)."""
 
-    def __init__(self, pool: asyncpg.Pool, redis: Any, keys: Any) -> None:
-        self.pool = pool  # planned for each statement's parameters (a generic plan of either statement is slow)
+    def __init__(self, pool: asyncpg.Pool, redis: Any, keys: Any, *, ranking_pool: asyncpg.Pool | None = None) -> None:
+        self.pool = pool  # planned for each statement's parameters (the check's generic plan is slow)
+        self.ranking_pool = ranking_pool or pool  # generic plans (storage/db.py GENERIC_SETTINGS): the sources
         self.redis = redis
         self.keys = keys
 
@@ -115,7 +116,7 @@ class Suggester:
             if not changed and list(stamp) == stamp_then:
                 return rows
         made = time.time() - CLOCK_MARGIN_S
-        found = await graph.suggestions(self.pool, user_id, WEIGHTS, limit)
+        found = await graph.suggestions(self.ranking_pool, user_id, WEIGHTS, limit)
         rows = [{name: _plain(row[name]) for name in FIELDS} for row in found]
         if found:
             value = {"made": made, "stamp": list(graph.suggestion_stamp(found[0])), "rows": rows}

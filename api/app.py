@@ -114,6 +114,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         delivery = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
         # Search and recommendations run on a small pool whose statements are planned for their parameters.
         planned_pool = await db.create_pool(settings.database_url, 1, 6, extra_settings=db.PLANNED_SETTINGS)
+        # New rankings and suggestions on one whose plans are made once per connection (their statements hold their
+        # limits and weights: storage/db.py GENERIC_SETTINGS).
+        ranking_pool = await db.create_pool(settings.database_url, 1, 4, extra_settings=db.GENERIC_SETTINGS)
         ctx = AppContext(
             services=services,
             limiter=RateLimiter(services.redis, services.keys, settings.rate_limits),
@@ -126,8 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             planned_pool=planned_pool,
             search=Search(planned_pool),
             feed_reader=FeedReader(services),
-            explorer=Explorer(planned_pool, services.redis, services.keys),
-            suggester=Suggester(planned_pool, services.redis, services.keys),
+            explorer=Explorer(planned_pool, services.redis, services.keys, ranking_pool=ranking_pool),
+            suggester=Suggester(planned_pool, services.redis, services.keys, ranking_pool=ranking_pool),
             response_cache=ResponseCache(services.redis),
             feed_pages=FeedPages(services.redis),
             media_signer=url_signer(settings),
@@ -148,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await gateway.stop()
             ctx.media.close()
+            await ranking_pool.close()
             await planned_pool.close()
             await services.close()
             ray.shutdown()

@@ -54,10 +54,13 @@ async def _reset(conn: asyncpg.Connection) -> None:
 
 
 # Statements planned for their parameters every time: search (storage/search.py: whether a word is in most posts or
-# in a few decides the plan) and recommendations (storage/recs.py, storage/graph.py: LIMITs and time floors decide
-# it; measured on 1M posts, explore's statement takes 8.5 ms planned each time, 18 ms when the plan cache chooses,
-# over a second with the generic plan). A prepared statement's generic plan cannot know them.
+# in a few decides the plan) and the recommendations' checks (storage/recs.py ``changed_since``, storage/graph.py
+# ``suggestions_changed_since``: their time floors decide it; the check's generic plan took 5.7 ms against 0.6 ms).
+# A prepared statement's generic plan cannot know them.
 PLANNED_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+# Statements whose every LIMIT, window and weight is written into their text (storage/recs.py ``candidates``): the
+# plan made for the first call fits every later one, and planning each call (~1 ms for explore's) is saved.
+GENERIC_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
 
 
 async def create_pool(
