@@ -19,7 +19,7 @@ and bump) leaves an entry stale for at most ``TTL_S``.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -35,6 +35,7 @@ class Found:
     live: dict[int, dict[str, Any]]  # post id -> its live parts for this reader (counts, summary, my)
     versions: dict[int, bytes]  # post id -> the version read (for caching what was missed)
     denied: bool  # the reader's session has ended
+    current: set[int] = field(default_factory=set)  # posts whose shared entry (counts, summary) is current
 
 
 def version_key(keys: Keys, post_id: int) -> str:
@@ -118,6 +119,7 @@ class LiveCache:
             live = _unpack(counts, version)
             if live is None:
                 continue
+            found.current.add(post_id)
             if viewer_id is None:
                 live["my"] = {"reaction": None, "reposted": False, "saved": False}
             else:
@@ -130,16 +132,24 @@ class LiveCache:
         self.misses += len(post_ids) - len(found.live)
         return found
 
-    async def write(self, live: dict[int, dict[str, Any]], versions: dict[int, bytes], viewer_id: int | None) -> None:
-        """Cache live parts read from PostgreSQL, each tagged with the version seen before that read."""
+    async def write(
+        self,
+        live: dict[int, dict[str, Any]],
+        versions: dict[int, bytes],
+        viewer_id: int | None,
+        current: set[int] | frozenset[int] = frozenset(),
+    ) -> None:
+        """Cache live parts read from PostgreSQL, each tagged with the version seen before that read. A shared entry
+        found ``current`` by that read (only the reader's own flags were missing) is left as it is."""
         if not live:
             return
         keys = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             for post_id, parts in live.items():
                 version = versions.get(post_id, b"")
-                shared = {"counts": parts["counts"], "reactions_summary": parts["reactions_summary"]}
-                pipe.set(_counts_key(keys, post_id), _pack(version, shared), ex=TTL_S)
+                if post_id not in current:
+                    shared = {"counts": parts["counts"], "reactions_summary": parts["reactions_summary"]}
+                    pipe.set(_counts_key(keys, post_id), _pack(version, shared), ex=TTL_S)
                 if viewer_id is not None:
                     pipe.set(_mine_key(keys, post_id, viewer_id), _pack(version, {"my": parts["my"]}), ex=TTL_S)
             await pipe.execute()

@@ -216,11 +216,12 @@ async def views(
     fixed = {pid: f for pid in post_ids if (f := cache.get(pid)) is not None}
     out: dict[int, dict[str, Any]] = {}
     versions: dict[int, bytes] = {}
+    current: set[int] = set()
     if _LIVE is not None:
         found = await _LIVE.read(post_ids, viewer_id, session_id)
         if found.denied:
             raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
-        versions = found.versions
+        versions, current = found.versions, found.current
         out = {pid: {**fixed[pid], **live} for pid, live in found.live.items() if pid in fixed}
     missing = [pid for pid in post_ids if pid not in fixed]
     read: dict[int, dict[str, Any]] = {}
@@ -239,7 +240,7 @@ async def views(
             pid = int(row["id"])
             out[pid] = read[pid] = {**fixed[pid], **_live(row, viewer_id)}
     if _LIVE is not None and read:
-        await _LIVE.write(read, versions, viewer_id)
+        await _LIVE.write(read, versions, viewer_id, current)
     return out
 
 
