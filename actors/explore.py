@@ -90,6 +90,17 @@ class Position:
         return Position(snapshot, int(offset))
 
 
+@dataclass(frozen=True)
+class Window:
+    """A page of a ranking: its items, the position of the next page (None: the last), and where it is (the
+    ranking's snapshot id and the offset of its first item: a page is the same for the same place)."""
+
+    items: list[Ranked]
+    following: Position | None
+    snapshot: str
+    offset: int
+
+
 def floor_id(seconds_ago: float) -> int:
     return ids.min_id_at(int((time.time() - seconds_ago) * 1000))
 
@@ -209,15 +220,16 @@ class Explorer:
             return None
         return [Ranked(int(p), int(a), float(s), list(r)) for p, a, s, r in data["items"]]
 
-    async def page(
-        self, user_id: int, mode: str, position: Position | None, limit: int
-    ) -> tuple[list[Ranked], Position | None]:
+    async def page(self, user_id: int, mode: str, position: Position | None, limit: int) -> Window:
         """One page of a ranking: a new one without a position, or when the position's ranking expired (its
         client comes back after ``SNAPSHOT_TTL_S``: it gets today's picks from the top). Authors blocked since
         the ranking was made are left out."""
         kept = None if position is None else await self.load(user_id, mode, position.snapshot)
-        if position is None or kept is None:
-            snapshot, ranked = await self.first(user_id, mode) if position is None else await self.start(user_id, mode)
+        if position is None:
+            snapshot, ranked = await self.first(user_id, mode)
+            offset = 0
+        elif kept is None:
+            snapshot, ranked = await self.start(user_id, mode)
             offset = 0
         else:
             snapshot, offset = position.snapshot, position.offset
@@ -225,7 +237,7 @@ class Explorer:
             ranked = [r for r in kept if authors.get(r.author_id, 0) >= 0]
         window = ranked[offset : offset + limit]
         end = offset + len(window)
-        return window, (Position(snapshot, end) if end < len(ranked) else None)
+        return Window(window, Position(snapshot, end) if end < len(ranked) else None, snapshot, offset)
 
 
 # ------------------------------------------------------------ writes (in the caller's logical actor)

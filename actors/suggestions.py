@@ -105,8 +105,9 @@ class Suggester:
         self.redis = redis
         self.keys = keys
 
-    async def rows(self, user_id: int, limit: int) -> list[dict[str, Any]]:
-        """The ``limit`` best people for ``user_id``, each as the ``FIELDS`` of its row, best first."""
+    async def rows(self, user_id: int, limit: int) -> tuple[list[dict[str, Any]], float]:
+        """The ``limit`` best people for ``user_id``, each as the ``FIELDS`` of its row, best first; and when this
+        list was made (the same for every request it serves while kept)."""
         key = self.keys.latest_suggestions(user_id, limit)
         kept = read_kept(await self.redis.get(key))
         if kept is not None:
@@ -114,11 +115,11 @@ class Suggester:
             since = dt.datetime.fromtimestamp(made, dt.UTC)
             stamp, changed = await graph.suggestions_changed_since(self.pool, user_id, since)
             if not changed and list(stamp) == stamp_then:
-                return rows
+                return rows, made
         made = time.time() - CLOCK_MARGIN_S
         found = await graph.suggestions(self.ranking_pool, user_id, WEIGHTS, limit)
         rows = [{name: _plain(row[name]) for name in FIELDS} for row in found]
         if found:
             value = {"made": made, "stamp": list(graph.suggestion_stamp(found[0])), "rows": rows}
             await self.redis.set(key, msgpack.packb(value), ex=KEEP_S)
-        return rows
+        return rows, made

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from actors import explore, ranking, suggestions
+from actors import explore, live_cache, ranking, suggestions
 from actors import posts as post_actions
 from actors.errors import ValidationFailed
 from actors.explore import CURSOR_PATTERN, Position
 from actors.ranking import Ranked
 from api import presenters
+from api.codec import JSON, MSGPACK, wants_msgpack
 from api.deps import Ctx, User, WriteLimit
 from api.pagination import DEFAULT_LIMIT, Limit
 from api.responses import Encoded, encoded, no_content
@@ -81,11 +82,29 @@ async def get_explore(
         position = Position.decode(cursor)
         if position is None:
             raise ValidationFailed({"cursor": "is not an explore cursor"})
-    ranked, following = await ctx.explorer.page(user.user_id, "explore", position, limit)
+    window = await ctx.explorer.page(user.user_id, "explore", position, limit)
+    if position is not None or not window.items:
+        return await _explore_page(request, ctx, user.user_id, window)
+    # A first page is the same while its ranking is (a kept one, actors/explore.py) and its posts and the people
+    # it shows are as they were: cached whole, checked against their versions (api/response_cache.py).
+    keys = ctx.services.keys
+    fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
+    key = keys("rc", "explore", user.user_id, window.snapshot, limit, fmt)
+    versions = [live_cache.version_key(keys, r.post_id) for r in window.items]
+    found = await ctx.response_cache.lookup(key, [*versions, live_cache.profiles_version_key(keys)], None)
+    if found.body is not None:
+        return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
+    page = await _explore_page(request, ctx, user.user_id, window)
+    await ctx.response_cache.store(key, found.versions, bytes(page.body))
+    return page
+
+
+async def _explore_page(request: Request, ctx: Ctx, user_id: int, window: explore.Window) -> Encoded:
     items = [
         {"post": post_actions.public_post(view), "reasons": why, "score": item.score}
-        for view, item, why in await recommended_posts(ctx, user.user_id, ranked)
+        for view, item, why in await recommended_posts(ctx, user_id, window.items)
     ]
+    following = window.following
     return encoded(request, {"items": items, "next_cursor": None if following is None else following.encode()})
 
 
@@ -131,11 +150,28 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
     never someone you already follow. `score` is the sum of the reasons' parts. Your latest suggestions serve
     your next request for up to a minute while nothing they came from changed (your follows and followers, your
     interests and engagement, the follows of and to people you follow)."""
+    rows, made = await ctx.suggester.rows(user.user_id, limit)
+    if not rows:
+        return encoded(request, {"items": []})
+    # The same list (kept, actors/suggestions.py: made at the same time) shows the same while the people in it are
+    # as they were: cached whole, checked against the user summaries' version (api/response_cache.py). Whether
+    # they follow me or I them is part of what keeps the list (my follows and followers).
+    keys = ctx.services.keys
+    fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
+    key = keys("rc", "suggestions", user.user_id, limit, repr(made), fmt)
+    found = await ctx.response_cache.lookup(key, [live_cache.profiles_version_key(keys)], None)
+    if found.body is not None:
+        return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
+    page = await _suggestions_page(request, ctx, user.user_id, rows)
+    await ctx.response_cache.store(key, found.versions, bytes(page.body))
+    return page
+
+
+async def _suggestions_page(request: Request, ctx: Ctx, user_id: int, rows: list[dict[str, Any]]) -> Encoded:
     pool = ctx.services.pool
-    rows = await ctx.suggester.rows(user.user_id, limit)
     ids = [int(r["user_id"]) for r in rows]
     people = {int(p["id"]): p for p in await user_store.get_users(pool, ids)} if ids else {}
-    flags = await graph_store.viewer_flags(pool, user.user_id, ids) if ids else {}
+    flags = await graph_store.viewer_flags(pool, user_id, ids) if ids else {}
     kept = [r for r in rows if int(r["user_id"]) in people]
     reasons = await render_reasons(ctx, [suggestions.reasons_of(r) for r in kept])
     items = []

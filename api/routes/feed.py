@@ -144,9 +144,9 @@ async def _recommended(
         snapshot, ranked = await explorer.first(user.user_id, "feed")
         next_cursor = Position(snapshot, 0).encode() if ranked else None
         return encoded(request, {"items": items, "next_cursor": next_cursor})
-    ranked, following = await explorer.page(user.user_id, "feed", position, want)
+    window = await explorer.page(user.user_id, "feed", position, want)
     shown = {item["post"]["id"] for item in items}
-    for view, item, why in await recommended_posts(ctx, user.user_id, ranked):
+    for view, item, why in await recommended_posts(ctx, user.user_id, window.items):
         if view["id"] in shown:
             continue
         items.append(
@@ -158,4 +158,5 @@ async def _recommended(
                 "reasons": why,
             }
         )
+    following = window.following
     return encoded(request, {"items": items, "next_cursor": None if following is None else following.encode()})

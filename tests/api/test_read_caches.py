@@ -206,3 +206,100 @@ async def test_an_authors_new_post_is_in_their_own_cached_feed_at_once(make_api:
     for n in range(3):  # no waiting for the fan-out worker: the author's own timeline takes it with the 201
         made = await post(alice, f"New {n} {word()}")
         assert (await alice.get(feed)).body["items"][0]["post"]["id"] == made["id"]
+
+
+async def test_a_kept_explore_first_page_is_served_whole_and_shows_new_counts_and_renames_at_once(
+    server: Server, make_api: Any, register: Any
+) -> None:
+    alice, bob, carol, dave = make_api(), make_api(), make_api(), make_api()
+    for api in (alice, bob, carol, dave):
+        await register(api)
+    assert (await alice.put(f"/api/v1/users/{bob.username}/follow")).status == 200
+    for i in range(2):
+        await post(carol, f"Another one {i} {word()}")
+    target = await post(carol, f"Worth a look {word()}")
+    assert (await bob.put(f"/api/v1/posts/{target['id']}/reaction", {"emoji": "🔥"})).status == 200
+    user_id = int((await alice.get("/api/v1/me")).body["id"])
+    path = "/api/v1/explore?limit=100"
+
+    async def snapshot() -> str:
+        reply = await alice.get("/api/v1/explore", params={"limit": 1})
+        assert reply.status == 200 and reply.body["next_cursor"], reply.body
+        return str(reply.body["next_cursor"])[1:].split(".")[0]  # r<snapshot>.<offset>
+
+    async def kept_page() -> dict[str, Any] | None:
+        """A first page read twice from one kept ranking, and cached (a refresh may re-rank meanwhile: again)."""
+        before = await snapshot()
+        page = await read_twice(alice, path)
+        same = await snapshot() == before
+        return page if same and await cached(server, "rc", "explore", user_id, before, 100, "j") else None
+
+    page = await wait_until(kept_page, timeout=15, interval=0.5)
+    item = {i["post"]["id"]: i for i in page["items"]}[target["id"]]
+    assert item["post"]["counts"]["reactions"] == 1
+    assert next(r for r in item["reasons"] if r["type"] == "engaged_by_following")["users"][0]["id"] == bob.user_id
+    as_msgpack = await alice.get(path, headers={"Accept": "application/msgpack"})
+    assert as_msgpack.headers["content-type"].startswith("application/msgpack") and as_msgpack.body == page
+
+    # Someone I do not follow reacts (the ranking stays): the very next first page shows the count.
+    assert (await dave.put(f"/api/v1/posts/{target['id']}/reaction", {"emoji": "👀"})).status == 200
+    item = {i["post"]["id"]: i for i in (await alice.get(path)).body["items"]}[target["id"]]
+    assert item["post"]["counts"]["reactions"] == 2 and item["post"]["reactions_summary"] == {"🔥": 1, "👀": 1}
+    # The person a reason names renames themselves: the very next first page names them so.
+    renamed = f"r{word(8)}"
+    assert (await bob.patch("/api/v1/me", {"username": renamed})).status == 200
+    item = {i["post"]["id"]: i for i in (await alice.get(path)).body["items"]}[target["id"]]
+    assert next(r for r in item["reasons"] if r["type"] == "engaged_by_following")["users"][0]["username"] == renamed
+    # My own reaction takes the post out of my next first page (a new ranking).
+    assert (await alice.put(f"/api/v1/posts/{target['id']}/reaction", {"emoji": "👍"})).status == 200
+    assert target["id"] not in {i["post"]["id"] for i in (await alice.get(path)).body["items"]}
+
+
+async def test_kept_suggestions_are_served_whole_and_show_renames_at_once(
+    server: Server, make_api: Any, register: Any
+) -> None:
+    alice, bob, carol = make_api(), make_api(), make_api()
+    for api in (alice, bob, carol):
+        await register(api)
+    assert (await alice.put(f"/api/v1/users/{bob.username}/follow")).status == 200
+    assert (await bob.put(f"/api/v1/users/{carol.username}/follow")).status == 200
+    user_id = int((await alice.get("/api/v1/me")).body["id"])
+    path = "/api/v1/suggestions/users?limit=20"
+    client = aioredis.from_url(server.env["REDIS_URL"])
+
+    def carol_in(page: dict[str, Any]) -> dict[str, Any]:
+        return next(i for i in page["items"] if i["user"]["id"] == carol.user_id)
+
+    async def entries() -> set[bytes]:
+        pattern = f"{server.env['REDIS_PREFIX']}rc:suggestions:{user_id}:20:*:j"
+        return {key async for key in client.scan_iter(match=pattern)}
+
+    async def cached_page() -> dict[str, Any] | None:
+        """Read twice from one kept list, cached before (a write less than 2 s before a list counts as after it:
+        until then each read makes a new list, cached under its own key)."""
+        before = await entries()
+        page = await read_twice(alice, path)
+        return page if before and await entries() == before else None
+
+    try:
+        page = await wait_until(cached_page, timeout=15, interval=0.5)
+        fof = next(r for r in carol_in(page)["reasons"] if r["type"] == "followed_by_following")
+        assert [u["id"] for u in fof["users"]] == [bob.user_id]
+        assert carol_in(page)["user"]["followed_by_me"] is False
+        as_msgpack = await alice.get(path, headers={"Accept": "application/msgpack"})
+        assert as_msgpack.headers["content-type"].startswith("application/msgpack") and as_msgpack.body == page
+
+        # The suggested person, and the person a reason names, rename themselves: shown at once.
+        renamed = f"r{word(8)}"
+        assert (await carol.patch("/api/v1/me", {"username": renamed})).status == 200
+        assert carol_in((await alice.get(path)).body)["user"]["username"] == renamed
+        renamed = f"r{word(8)}"
+        assert (await bob.patch("/api/v1/me", {"name": renamed})).status == 200
+        fof = next(r for r in carol_in((await alice.get(path)).body)["reasons"] if r["type"] == "followed_by_following")
+        assert fof["users"][0]["name"] == renamed
+        # Carol follows me: the list is made anew and says so.
+        assert (await carol.put(f"/api/v1/users/{alice.username}/follow")).status == 200
+        item = carol_in((await alice.get(path)).body)
+        assert item["user"]["follows_me"] is True and any(r["type"] == "follows_you" for r in item["reasons"])
+    finally:
+        await client.aclose()
