@@ -36,8 +36,11 @@ ExploreCursor = Annotated[
 
 EXPLORE_DESCRIPTION = (
     "Posts picked for you, best first, each with `reasons` (why) and `score`. The first page (no cursor) ranks "
-    "anew; its `next_cursor` pages through that same ranking for 30 minutes (no re-ranking, no repeats), leaving "
-    "out authors you said `less` to since. Candidates: posts of interests you follow, posts people you follow "
+    "anew, or is your latest ranking when it is less than a minute old and nothing it came from has changed since "
+    "(your follows, interests, feedback, knobs and reactions, the engagement of people you follow, new posts in "
+    "your interests); its `next_cursor` pages through that same ranking for 30 minutes (no re-ranking, no "
+    "repeats), leaving out authors you said `less` to since. Candidates: posts of interests you follow, posts "
+    "people you follow "
     "reacted to or commented on, posts popular with people who react like you, trending posts (last 24 h) and "
     "the newest posts.\n\n" + textwrap.indent(ranking.__doc__ or "", "    ")
 )
