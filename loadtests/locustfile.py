@@ -358,7 +358,8 @@ class AccountUser(HttpUser):
     @task(2)
     def discover(self) -> None:
         """Follow an interest now and then, read explore and its next page (every item with reasons and a score,
-        no post twice), tell it "less" or "more" of one item, and read who-to-follow (never yourself)."""
+        no post twice), tell it "less" or "more" of one item, come back to explore's first page (no author said
+        "less" to), and read who-to-follow (never yourself)."""
         if random.random() < 0.2:
             slug = random.choice(INTERESTS)
             with self.client.put(
@@ -385,14 +386,26 @@ class AccountUser(HttpUser):
                 cursor = body.get("next_cursor")
             if not cursor:
                 break
+        less = None
         if items and random.random() < 0.3:
-            body = {"post_id": random.choice(items)["post"]["id"], "signal": random.choice(["less", "more"])}
+            judged = random.choice(items)["post"]
+            body = {"post_id": judged["id"], "signal": random.choice(["less", "more"])}
             with self.client.post(
                 "/api/v1/explore/feedback", json=body, name="POST /explore/feedback", catch_response=True
             ) as reply:
                 if reply.status_code not in (204, 404):  # 404: the post was deleted meanwhile
                     reply.failure(f"feedback {reply.status_code}: {reply.text[:200]}")
                     return
+            less = judged["author"]["id"] if body["signal"] == "less" and reply.status_code == 204 else None
+        # Back to explore: the latest ranking (kept, and its first page cached whole) unless something changed,
+        # e.g. the "less" just said, whose author must be gone at once.
+        with self.client.get(
+            "/api/v1/explore", params={"limit": "10"}, name="GET /explore (again)", catch_response=True
+        ) as reply:
+            got = reply.json().get("items") if reply.status_code == 200 else None
+            if got is None or any(not i.get("reasons") or i["post"]["author"]["id"] == less for i in got):
+                reply.failure(f"explore again {reply.status_code}: {reply.text[:200]}")
+                return
         with self.client.get(
             "/api/v1/suggestions/users", params={"limit": "10"}, name="GET /suggestions/users", catch_response=True
         ) as reply:
