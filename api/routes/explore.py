@@ -46,10 +46,20 @@ EXPLORE_DESCRIPTION = (
 )
 
 
-async def render_reasons(ctx: Ctx, reasons_lists: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    """Reasons as sent: the people a reason names (``user_ids``) become UserSummaries, one query for all."""
-    wanted = {int(u) for reasons in reasons_lists for r in reasons for u in r.get("user_ids", ())}
-    people = {int(p["id"]): p for p in await user_store.get_users(ctx.services.pool, list(wanted))} if wanted else {}
+def named_in(reasons_lists: list[list[dict[str, Any]]]) -> set[int]:
+    """The people these reasons name (``user_ids``)."""
+    return {int(u) for reasons in reasons_lists for r in reasons for u in r.get("user_ids", ())}
+
+
+async def render_reasons(
+    ctx: Ctx, reasons_lists: list[list[dict[str, Any]]], people: dict[int, Any] | None = None
+) -> list[list[dict[str, Any]]]:
+    """Reasons as sent: the people a reason names (``user_ids``) become UserSummaries, one query for all (none
+    when ``people`` already holds their rows)."""
+    if people is None:
+        wanted = named_in(reasons_lists)
+        found = await user_store.get_users(ctx.services.pool, list(wanted)) if wanted else []
+        people = {int(p["id"]): p for p in found}
     out = []
     for reasons in reasons_lists:
         shown = []
@@ -173,13 +183,14 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
 async def _suggestions_page(request: Request, ctx: Ctx, user_id: int, rows: list[dict[str, Any]]) -> Encoded:
     pool = ctx.services.pool
     ids = [int(r["user_id"]) for r in rows]
-    people = {int(p["id"]): p for p in await user_store.get_users(pool, ids)} if ids else {}
-    flags = await graph_store.viewer_flags(pool, user_id, ids) if ids else {}
-    kept = [r for r in rows if int(r["user_id"]) in people]
-    reasons = await render_reasons(ctx, [suggestions.reasons_of(r) for r in kept])
+    why = [suggestions.reasons_of(r) for r in rows]
+    people = {int(p["id"]): p for p in await user_store.get_users(pool, list(set(ids) | named_in(why)))}
+    flags = await graph_store.viewer_flags(pool, user_id, ids)
+    kept = [(r, w) for r, w in zip(rows, why, strict=True) if int(r["user_id"]) in people]
+    reasons = await render_reasons(ctx, [w for _, w in kept], people)
     items = []
-    for row, why in zip(kept, reasons, strict=True):
+    for (row, _), shown in zip(kept, reasons, strict=True):
         followed, follows = flags.get(int(row["user_id"]), (False, False))
         summary = presenters.user_summary(people[int(row["user_id"])], followed_by_me=followed, follows_me=follows)
-        items.append({"user": summary, "reasons": why, "score": round(float(row["score"]), 6)})
+        items.append({"user": summary, "reasons": shown, "score": round(float(row["score"]), 6)})
     return encoded(request, {"items": items})

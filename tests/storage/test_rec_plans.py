@@ -23,7 +23,7 @@ def test_the_statements_take_only_the_user_the_floors_and_the_page_size() -> Non
     candidates = recs.candidates_statement(explore.LIMITS, explore.WEIGHTS)
     assert _parameters(candidates) == {"$1", "$2", "$3"}
     assert f"LIMIT {explore.LIMITS.shortlist})" in candidates and "{" not in candidates
-    people = graph.suggestions_statement(suggestions.WEIGHTS, 200, 50, 200)
+    people = graph.suggestions_statement(suggestions.WEIGHTS, 200, 50, 200, 100, 50)
     assert _parameters(people) == {"$1", "$2"}
     assert "LIMIT 50)" in people and "LIMIT 200)" in people and "{" not in people
 
