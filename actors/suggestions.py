@@ -105,9 +105,9 @@ class Suggester:
         self.redis = redis
         self.keys = keys
 
-    async def rows(self, user_id: int, limit: int) -> tuple[list[dict[str, Any]], float]:
-        """The ``limit`` best people for ``user_id``, each as the ``FIELDS`` of its row, best first; and when this
-        list was made (the same for every request it serves while kept)."""
+    async def rows(self, user_id: int, limit: int) -> tuple[list[dict[str, Any]], float, bool]:
+        """The ``limit`` best people for ``user_id``, each as the ``FIELDS`` of its row, best first; when this
+        list was made (the same for every request it serves while kept); and whether it is the kept one."""
         key = self.keys.latest_suggestions(user_id, limit)
         kept = read_kept(await self.redis.get(key))
         if kept is not None:
@@ -115,11 +115,11 @@ class Suggester:
             since = dt.datetime.fromtimestamp(made, dt.UTC)
             stamp, changed = await graph.suggestions_changed_since(self.pool, user_id, since)
             if not changed and list(stamp) == stamp_then:
-                return rows, made
+                return rows, made, True
         made = time.time() - CLOCK_MARGIN_S
         found = await graph.suggestions(self.ranking_pool, user_id, WEIGHTS, limit)
         rows = [{name: _plain(row[name]) for name in FIELDS} for row in found]
         if found:
             value = {"made": made, "stamp": list(graph.suggestion_stamp(found[0])), "rows": rows}
             await self.redis.set(key, msgpack.packb(value), ex=KEEP_S)
-        return rows, made
+        return rows, made, False

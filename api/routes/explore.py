@@ -163,12 +163,15 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
     never someone you already follow. `score` is the sum of the reasons' parts. Your latest suggestions serve
     your next request for up to a minute while nothing they came from changed (your follows and followers, your
     interests and engagement, the follows of and to people you follow)."""
-    rows, made = await ctx.suggester.rows(user.user_id, limit)
+    rows, made, kept = await ctx.suggester.rows(user.user_id, limit)
     if not rows:
         return encoded(request, {"items": []})
-    # The same list (kept, actors/suggestions.py: made at the same time) shows the same while the people in it are
-    # as they were: cached whole, checked against the user summaries' version (api/response_cache.py). Whether
-    # they follow me or I them is part of what keeps the list (my follows and followers).
+    if not kept:
+        return await _suggestions_page(request, ctx, user.user_id, rows)
+    # The kept list (actors/suggestions.py: the same one while it was made at the same time) shows the same while
+    # the people in it are as they were: cached whole, checked against the user summaries' version
+    # (api/response_cache.py). Whether they follow me or I them is part of what keeps the list (my follows and
+    # followers). A list just made is not looked up (its key is new: a certain miss); its next request caches it.
     keys = ctx.services.keys
     fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
     key = keys("rc", "suggestions", user.user_id, limit, repr(made), fmt)
@@ -181,16 +184,15 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
 
 
 async def _suggestions_page(request: Request, ctx: Ctx, user_id: int, rows: list[dict[str, Any]]) -> Encoded:
-    pool = ctx.services.pool
-    ids = [int(r["user_id"]) for r in rows]
     why = [suggestions.reasons_of(r) for r in rows]
-    people = {int(p["id"]): p for p in await user_store.get_users(pool, list(set(ids) | named_in(why)))}
-    flags = await graph_store.viewer_flags(pool, user_id, ids)
+    wanted = {int(r["user_id"]) for r in rows} | named_in(why)
+    people = {int(p["id"]): p for p in await graph_store.users_with_flags(ctx.services.pool, user_id, list(wanted))}
     kept = [(r, w) for r, w in zip(rows, why, strict=True) if int(r["user_id"]) in people]
     reasons = await render_reasons(ctx, [w for _, w in kept], people)
     items = []
     for (row, _), shown in zip(kept, reasons, strict=True):
-        followed, follows = flags.get(int(row["user_id"]), (False, False))
-        summary = presenters.user_summary(people[int(row["user_id"])], followed_by_me=followed, follows_me=follows)
+        person = people[int(row["user_id"])]
+        followed, follows = bool(person["followed_by_me"]), bool(person["follows_me"])
+        summary = presenters.user_summary(person, followed_by_me=followed, follows_me=follows)
         items.append({"user": summary, "reasons": shown, "score": round(float(row["score"]), 6)})
     return encoded(request, {"items": items})

@@ -54,6 +54,13 @@ async def test_follow_rows_counters_flags_mutuals_and_pages(db: asyncpg.Pool) ->
     assert await graph.mutual_follows(db, a) == [b]
     assert await graph.viewer_flags(db, a, [b, c, d]) == {b: (True, True), c: (False, True), d: (False, False)}
     assert await graph.viewer_flags(db, a, []) == {}
+    rows = {int(r["id"]): r for r in await graph.users_with_flags(db, a, [b, c, d, -1])}
+    assert {u: (r["followed_by_me"], r["follows_me"]) for u, r in rows.items()} == {
+        b: (True, True),
+        c: (False, True),
+        d: (False, False),
+    }
+    assert rows[b]["username"] and await graph.users_with_flags(db, a, []) == []
 
     first = await graph.followers_page(db, a, 1)
     rest = await graph.followers_page(db, a, 10, (first[0]["followed_at"], int(first[0]["id"])))
