@@ -56,6 +56,10 @@ class Conn:
         self.closed = False
         self.close_code: int | None = None
         self.on_gap: Callable[[Conn], None] | None = None  # the gateway's catch-up, when a live event overtook one
+        # The socket's start (api/ws/replay.py ``Replayer.start``) set its position and went live: until then a
+        # catch-up asked for (a re-registration with a restarted shard) waits for it, never runs beside it.
+        self.started = False
+        self.catch_up_wanted = False
         self.handler: asyncio.Task[Any] | None = None  # the endpoint task serving this socket
         self.aborted = False  # the handler was cancelled by ``abort``, not by a shutdown
         self.closed_at: float | None = None  # Unix time the socket was found closed

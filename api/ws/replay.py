@@ -51,12 +51,21 @@ class Replayer:
         else:
             await self._replay(conn)
         conn.go_live()
+        conn.started = True
+        if conn.catch_up_wanted:  # asked for while starting (e.g. its shard restarted): read what it may miss
+            self.schedule(conn)
         return not lost
 
     def schedule(self, conn: Conn) -> None:
-        """Catch ``conn`` up in a task of its own (at most one per socket at a time)."""
+        """Catch ``conn`` up in a task of its own (at most one per socket at a time). A socket still starting
+        gets it once started: a catch-up beside the start would read from before the socket's position, which
+        the start then sets back, and send events twice."""
         if conn.closed or conn.id in self._running:
             return
+        if not conn.started:
+            conn.catch_up_wanted = True
+            return
+        conn.catch_up_wanted = False
         task = asyncio.get_running_loop().create_task(self._catch_up(conn))
         self._running[conn.id] = task
 
