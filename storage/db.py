@@ -7,6 +7,7 @@ Every use of the pool has a deadline: waiting for a connection (``pool.acquire()
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -61,6 +62,19 @@ PLANNED_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 # Statements whose every LIMIT, window and weight is written into their text (storage/recs.py ``candidates``): the
 # plan made for the first call fits every later one, and planning each call (~1 ms for explore's) is saved.
 GENERIC_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
+
+
+def literals(prefix: str, values: Any) -> dict[str, str]:
+    """The fields of a dataclass of sizes, windows or weights as SQL number literals, named ``prefix + field``,
+    for a statement that holds them in its text (see GENERIC_SETTINGS). Anything but an int or a float is
+    refused: no other text ever reaches a statement this way."""
+    out = {}
+    for field in dataclasses.fields(values):
+        value = getattr(values, field.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{field.name} is not a number: {value!r}")
+        out[prefix + field.name] = repr(float(value)) if isinstance(value, float) else str(int(value))
+    return out
 
 
 async def create_pool(

@@ -16,6 +16,7 @@ from typing import TypeAlias
 
 import asyncpg
 
+from storage import db
 from storage.users import USER_COLUMNS
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -303,26 +304,21 @@ class SuggestionWeights:
     popular: float
 
 
+@dataclass(frozen=True)
+class SuggestionSizes:
+    """How far each source of ``_SUGGESTION_SOURCES`` reaches (see there)."""
+
+    start: int
+    per_step: int
+    per_source: int
+    per_topical: int
+    per_popular: int
+
+
 @functools.lru_cache(maxsize=8)
-def suggestions_statement(
-    weights: SuggestionWeights, start: int, per_step: int, per_source: int, per_topical: int, per_popular: int
-) -> str:
+def suggestions_statement(weights: SuggestionWeights, sizes: SuggestionSizes) -> str:
     """The sources' statement with these sizes and weights in its text (see ``_SUGGESTION_SOURCES``)."""
-    return _SUGGESTION_SOURCES.format(
-        start=int(start),
-        per_step=int(per_step),
-        per_source=int(per_source),
-        per_topical=int(per_topical),
-        per_popular=int(per_popular),
-        w_fof=float(weights.fof),
-        w_fan=float(weights.fan),
-        w_engaged=float(weights.engaged),
-        w_same=float(weights.same),
-        w_shared=float(weights.shared),
-        w_topical=float(weights.topical),
-        w_popular=float(weights.popular),
-        stamp=SUGGESTION_STAMP,
-    )
+    return _SUGGESTION_SOURCES.format(**db.literals("", sizes), **db.literals("w_", weights), stamp=SUGGESTION_STAMP)
 
 
 async def suggestions(
@@ -340,5 +336,5 @@ async def suggestions(
     """The ``limit`` best people for ``user_id`` to follow, from every source at once (see ``_SUGGESTION_SOURCES``),
     each with what every source found and its part of the score, best first; never the user, never someone the
     user follows."""
-    statement = suggestions_statement(weights, start, per_step, per_source, per_topical, per_popular)
+    statement = suggestions_statement(weights, SuggestionSizes(start, per_step, per_source, per_topical, per_popular))
     return list(await conn.fetch(statement, user_id, limit))

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from storage import ids
+from storage import db, ids
 from storage.ids import EPOCH_MS
 
 # ENGAGEMENT of a post: reactions + 2 x comments + 3 x reposts (as search ranks), summed over the counter shards.
@@ -174,27 +174,7 @@ SELECT {STAMP},
 def candidates_statement(limits: Limits, weights: Weights) -> str:
     """The candidates statement with these limits and weights in its text (see above)."""
     return _CANDIDATES.format(
-        per_slug=int(limits.per_slug),
-        followees=int(limits.followees),
-        per_followee=int(limits.per_followee),
-        engaged_s=float(limits.engaged_s),
-        engaged=int(limits.engaged),
-        mine=int(limits.mine),
-        per_post=int(limits.per_post),
-        peers=int(limits.peers),
-        per_peer=int(limits.per_peer),
-        similar_s=float(limits.similar_s),
-        similar=int(limits.similar),
-        trending=int(limits.trending),
-        recent=int(limits.recent),
-        shortlist=int(limits.shortlist),
-        w_interest=float(weights.interest),
-        w_engaged=float(weights.engaged),
-        w_similar=float(weights.similar),
-        w_trending=float(weights.trending),
-        w_recent=float(weights.recent),
-        engagement=ENGAGEMENT,
-        stamp=STAMP,
+        **db.literals("", limits), **db.literals("w_", weights), engagement=ENGAGEMENT, stamp=STAMP
     )
 
 

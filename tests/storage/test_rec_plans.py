@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 
 import asyncpg
+import pytest
 
 from actors import explore, suggestions
 from storage import graph, recs
-from storage.db import GENERIC_SETTINGS, PLANNED_SETTINGS
+from storage.db import GENERIC_SETTINGS, PLANNED_SETTINGS, literals
 from tests.storage.test_graph import _users
 
 
@@ -23,7 +24,7 @@ def test_the_statements_take_only_the_user_the_floors_and_the_page_size() -> Non
     candidates = recs.candidates_statement(explore.LIMITS, explore.WEIGHTS)
     assert _parameters(candidates) == {"$1", "$2", "$3"}
     assert f"LIMIT {explore.LIMITS.shortlist})" in candidates and "{" not in candidates
-    people = graph.suggestions_statement(suggestions.WEIGHTS, 200, 50, 200, 100, 50)
+    people = graph.suggestions_statement(suggestions.WEIGHTS, graph.SuggestionSizes(200, 50, 200, 100, 50))
     assert _parameters(people) == {"$1", "$2"}
     assert "LIMIT 50)" in people and "LIMIT 200)" in people and "{" not in people
 
@@ -54,3 +55,11 @@ async def test_a_generic_plan_answers_as_a_plan_for_each_call(db: asyncpg.Pool, 
     finally:
         await generic.close()
         await planned.close()
+
+
+def test_only_numbers_reach_a_statements_text() -> None:
+    assert literals("w_", explore.WEIGHTS)["w_interest"] == repr(float(explore.WEIGHTS.interest))
+    assert literals("", explore.LIMITS)["shortlist"] == str(explore.LIMITS.shortlist)
+    for bad in ("1) OR (1", True, None):
+        with pytest.raises(TypeError):
+            literals("", graph.SuggestionSizes(200, 50, bad, 100, 50))  # type: ignore[arg-type]
