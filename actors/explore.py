@@ -150,14 +150,21 @@ def read_kept(raw: bytes | None, mode: str) -> tuple[float, list[Any], str, list
         return None
 
 
-class Explorer:
-    """Rankings and their pages for one process (api worker)."""
+class KeptLists:
+    """What explore and who-to-follow (actors/suggestions.py) read with, in one process (api worker): ``pool``
+    plans each statement for its parameters (the checks of kept lists: their generic plans are slow),
+    ``ranking_pool`` makes one plan per connection (new lists: storage/db.py GENERIC_SETTINGS), and Redis keeps
+    the lists."""
 
     def __init__(self, pool: asyncpg.Pool, redis: Any, keys: Any, *, ranking_pool: asyncpg.Pool | None = None) -> None:
-        self.pool = pool  # planned for each statement's parameters (the check's generic plan is slow)
-        self.ranking_pool = ranking_pool or pool  # generic plans (storage/db.py GENERIC_SETTINGS): new rankings
+        self.pool = pool
+        self.ranking_pool = ranking_pool or pool
         self.redis = redis
         self.keys = keys
+
+
+class Explorer(KeptLists):
+    """Rankings and their pages for one process (api worker)."""
 
     async def ranking(self, user_id: int, *, skip_followed: bool) -> tuple[list[Ranked], Knobs]:
         ranked, knobs, _ = await self._rank(user_id, skip_followed=skip_followed)

@@ -28,10 +28,9 @@ import datetime as dt
 import time
 from typing import Any
 
-import asyncpg
 import msgpack
 
-from actors.explore import CLOCK_MARGIN_S  # the same margin for writes in flight
+from actors.explore import CLOCK_MARGIN_S, KeptLists  # the same margin for writes in flight
 from storage import graph
 from storage.graph import SuggestionWeights
 
@@ -96,14 +95,8 @@ def read_kept(raw: bytes | None) -> tuple[float, list[Any], list[dict[str, Any]]
         return None
 
 
-class Suggester:
+class Suggester(KeptLists):
     """Suggestions for one process (api worker): kept, or made anew (see the module's docstring)."""
-
-    def __init__(self, pool: asyncpg.Pool, redis: Any, keys: Any, *, ranking_pool: asyncpg.Pool | None = None) -> None:
-        self.pool = pool  # planned for each statement's parameters (the check's generic plan is slow)
-        self.ranking_pool = ranking_pool or pool  # generic plans (storage/db.py GENERIC_SETTINGS): the sources
-        self.redis = redis
-        self.keys = keys
 
     async def rows(self, user_id: int, limit: int) -> tuple[list[dict[str, Any]], float, bool]:
         """The ``limit`` best people for ``user_id``, each as the ``FIELDS`` of its row, best first; when this

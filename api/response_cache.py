@@ -9,10 +9,16 @@ Entries expire after ``TTL_S``: a lost bump leaves one stale for at most that lo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+from starlette.requests import Request
+
+from actors.errors import Unauthenticated
+from api.codec import JSON, MSGPACK, wants_msgpack
+from api.responses import Encoded
 
 TTL_S = 60
 
@@ -48,6 +54,27 @@ class ResponseCache:
 
     async def store(self, key: str, versions: list[bytes], body: bytes) -> None:
         await self.redis.set(key, msgpack.packb([versions, body], use_bin_type=True), ex=TTL_S)
+
+    async def serve(
+        self,
+        request: Request,
+        key: str,
+        version_keys: list[str],
+        denied_key: str | None,
+        render: Callable[[], Awaitable[Encoded]],
+    ) -> Encoded:
+        """The response under ``key`` (plus the negotiated format) while its versions are current, else
+        ``render()``'s, cached for the next reader. A 401 when ``denied_key`` (the reader's session) is marked."""
+        fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
+        key = f"{key}:{fmt}"
+        found = await self.lookup(key, version_keys, denied_key)
+        if found.denied:
+            raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
+        if found.body is not None:
+            return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
+        page = await render()
+        await self.store(key, found.versions, bytes(page.body))
+        return page
 
 
 # KEYS: 1 the cached page, 2 the timeline's version, 3 the reader's follows version, 4 the merged accounts'

@@ -17,9 +17,8 @@ from fastapi.responses import Response
 
 from actors import engagement, live_cache
 from actors.chat import check_emoji
-from actors.errors import NotFound, Unauthenticated
+from actors.errors import NotFound
 from api import presenters
-from api.codec import JSON, MSGPACK, wants_msgpack
 from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of, optional_token_user
 from api.pagination import DEFAULT_LIMIT, PAGE_PARAMETERS, Cursor, Limit, decode_cursor, encode_cursor, read_page
 from api.responses import Encoded, encoded, no_content
@@ -99,18 +98,12 @@ async def comments(request: Request, post_id: PostId) -> Encoded:
     viewer = await optional_token_user(request)
     ctx = ctx_of(request)
     keys = ctx.services.keys
-    fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
-    key = keys("rc", "comments", post_id, cursor or "-", limit, 0 if viewer is None else viewer.user_id, fmt)
+    key = keys("rc", "comments", post_id, cursor or "-", limit, 0 if viewer is None else viewer.user_id)
     versions = [live_cache.comments_version_key(keys, post_id), live_cache.profiles_version_key(keys)]
     denied = None if viewer is None else keys.revoked_session(viewer.session_id)
-    found = await ctx.response_cache.lookup(key, versions, denied)
-    if found.denied:
-        raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
-    if found.body is not None:
-        return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
-    page = await _comment_page(request, ctx, viewer, post_id, None, limit, cursor)
-    await ctx.response_cache.store(key, found.versions, bytes(page.body))
-    return page
+    return await ctx.response_cache.serve(
+        request, key, versions, denied, lambda: _comment_page(request, ctx, viewer, post_id, None, limit, cursor)
+    )
 
 
 # ------------------------------------------------------------ post reactions, reposts, saves

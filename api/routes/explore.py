@@ -19,7 +19,6 @@ from actors.errors import ValidationFailed
 from actors.explore import CURSOR_PATTERN, Position
 from actors.ranking import Ranked
 from api import presenters
-from api.codec import JSON, MSGPACK, wants_msgpack
 from api.deps import Ctx, User, WriteLimit
 from api.pagination import DEFAULT_LIMIT, Limit
 from api.responses import Encoded, encoded, no_content
@@ -101,15 +100,12 @@ async def get_explore(
     # A first page is the same while its ranking is (a kept one, actors/explore.py) and its posts and the people
     # it shows are as they were: cached whole, checked against their versions (api/response_cache.py).
     keys = ctx.services.keys
-    fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
-    key = keys("rc", "explore", user.user_id, window.snapshot, limit, fmt)
+    key = keys("rc", "explore", user.user_id, window.snapshot, limit)
     versions = [live_cache.version_key(keys, r.post_id) for r in window.items]
-    found = await ctx.response_cache.lookup(key, [*versions, live_cache.profiles_version_key(keys)], None)
-    if found.body is not None:
-        return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
-    page = await _explore_page(request, ctx, user.user_id, window)
-    await ctx.response_cache.store(key, found.versions, bytes(page.body))
-    return page
+    versions.append(live_cache.profiles_version_key(keys))
+    return await ctx.response_cache.serve(
+        request, key, versions, None, lambda: _explore_page(request, ctx, user.user_id, window)
+    )
 
 
 async def _explore_page(request: Request, ctx: Ctx, user_id: int, window: explore.Window) -> Encoded:
@@ -173,14 +169,14 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
     # (api/response_cache.py). Whether they follow me or I them is part of what keeps the list (my follows and
     # followers). A list just made is not looked up (its key is new: a certain miss); its next request caches it.
     keys = ctx.services.keys
-    fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
-    key = keys("rc", "suggestions", user.user_id, limit, repr(made), fmt)
-    found = await ctx.response_cache.lookup(key, [live_cache.profiles_version_key(keys)], None)
-    if found.body is not None:
-        return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
-    page = await _suggestions_page(request, ctx, user.user_id, rows)
-    await ctx.response_cache.store(key, found.versions, bytes(page.body))
-    return page
+    key = keys("rc", "suggestions", user.user_id, limit, repr(made))
+    return await ctx.response_cache.serve(
+        request,
+        key,
+        [live_cache.profiles_version_key(keys)],
+        None,
+        lambda: _suggestions_page(request, ctx, user.user_id, rows),
+    )
 
 
 async def _suggestions_page(request: Request, ctx: Ctx, user_id: int, rows: list[dict[str, Any]]) -> Encoded:
