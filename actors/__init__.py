@@ -1,1 +1,2 @@
-"""Ray side: shard actors hosting logical per-user / per-chat actors, and workers."""
+"""Code that runs in Ray shard actors: one module per aggregate's ops (chat, posts, engagement, follows, profile and
+presence, recommendations), their workers (the feed fan-out, retention), and the runtime (actors/runtime)."""

@@ -23,16 +23,17 @@ from typing import Any
 import emoji as emoji_lib
 import msgpack
 
-from actors.delivery import Delivery, OutboxEvent
-from actors.errors import Forbidden, NotFound, ValidationFailed
-from actors.follows import summary
-from actors.media import check_attachable, media_view, url_signer
-from actors.rules import RuleError, clean_text
+from actors.media import check_attachable
+from actors.runtime.delivery import Delivery, OutboxEvent
+from domain.errors import Forbidden, NotFound, ValidationFailed
+from domain.present import media_view, summary
+from domain.rules import RuleError, clean_text
 from storage import chats as chat_store
 from storage import db, ids
 from storage import outbox as outbox_store
 from storage.errors import UniqueViolation
 from storage.media import store as media_store
+from storage.media.backends import url_signer
 
 log = logging.getLogger("i9lyfe.chat")
 

@@ -15,20 +15,23 @@ from typing import Any
 import asyncpg
 import orjson
 
-from actors import feed, post_text
+from actors import fanout
 from actors.chat import check_emoji
-from actors.delivery import OutboxEvent
-from actors.errors import Forbidden, NotFound, ValidationFailed
-from actors.follows import NOTIFICATION_EVENT, summary
-from actors.media import check_attachable, media_view, url_signer
-from actors.posts import body_hash, public_post, views
-from actors.rules import RuleError, clean_text
+from actors.media import check_attachable
+from actors.posts import body_hash
+from actors.runtime.delivery import OutboxEvent
+from domain import post_text
+from domain.errors import Forbidden, NotFound, ValidationFailed
+from domain.events import NOTIFICATION_EVENT
+from domain.present import summary
+from domain.rules import RuleError, clean_text
 from storage import db, ids
 from storage import engagement as store
 from storage import notifications as notification_store
 from storage import outbox as outbox_store
 from storage import posts as post_store
 from storage.media import store as media_store
+from storage.views import comment_views, post_views, public_post
 
 MAX_COMMENT = 2000
 COMMENT_PURPOSES = frozenset({"comment"})
@@ -91,7 +94,7 @@ async def _notify(
         "created_at": _rfc3339(note["created_at"]),
         "read": False,
     }
-    post = (await views(conn, settings, [post_id], owner_id)).get(post_id)
+    post = (await post_views(conn, settings, [post_id], owner_id)).get(post_id)
     if post is not None:
         data["post"] = public_post(post)
     if comment_id is not None:
@@ -191,7 +194,7 @@ async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, ki
                         conn, settings, owner_id=author, type_="repost", actor_id=user_id, post_id=post_id
                     )
                     events = [event] if event else []
-                    job = feed.job_event(repost_id, post_id, author, user_id)  # into followers' feeds
+                    job = fanout.job_event(repost_id, post_id, author, user_id)  # into followers' feeds
                     await outbox_store.insert_events(conn, [(job.id, job.recipients, job.type, job.data)])
                     events.append(job)
         else:
@@ -377,43 +380,3 @@ async def unreact_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> 
         await store.bump_comment_reactions(conn, comment_id, -1)
         await _unnotify(conn, "reaction_comment", user_id, int(row["post_id"]), comment_id)
     return Outcome(None, comments=[(comment_id, int(row["post_id"]))])
-
-
-# ------------------------------------------------------------ the Comment object
-
-
-async def comment_views(
-    conn: Any, settings: Any, comment_ids: list[int], viewer_id: int | None
-) -> dict[int, dict[str, Any]]:
-    """Comment objects (API.md 2) by id for the viewer, one query per kind."""
-    if not comment_ids:
-        return {}
-    signer = url_signer(settings)
-    base = settings.public_base_url
-    out = {}
-    for row in await store.hydrate_comments(conn, comment_ids, viewer_id):
-        cid = int(row["id"])
-        media_row = row["media"]
-        if isinstance(media_row, str):
-            media_row = orjson.loads(media_row)
-        out[cid] = {
-            "id": str(cid),
-            "post_id": str(row["post_id"]),
-            "parent_id": None if row["parent_id"] is None else str(row["parent_id"]),
-            "author": summary(
-                {
-                    "id": row["author_id"],
-                    "username": row["user_username"],
-                    "name": row["user_name"],
-                    "avatar_media_id": row["user_avatar_media_id"],
-                },
-                base,
-            ),
-            "text": row["text"],
-            "media": None if media_row is None else media_view(base, signer, media_row),
-            "mentions": list(row["mentions"]),
-            "counts": {"reactions": row["reactions_count"], "replies": row["replies_count"]},
-            "my": {"reaction": row["my_reaction"]},
-            "created_at": _rfc3339(row["created_at"]),
-        }
-    return out

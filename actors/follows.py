@@ -3,29 +3,26 @@
 Each op is one PostgreSQL transaction: the follows row, both users' counters (storage/graph.py) and, for a new
 follow, the ``follow`` notification row and the outbox row of its realtime ``notification`` event. A repeated
 follow or unfollow changes nothing and notifies nobody. The op returns the staged event; the caller publishes
-it after commit (actors/delivery.py), and the outbox relay re-delivers it if that never happens.
+it after commit (actors/runtime/delivery.py), and the outbox relay re-delivers it if that never happens.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
-from actors.delivery import OutboxEvent
-from actors.errors import NotFound, ValidationFailed
-from actors.media import public_media_url
-from actors.rules import RuleError, normalize_username
+from actors.runtime.delivery import OutboxEvent
+from domain.errors import NotFound, ValidationFailed
+from domain.events import NOTIFICATION_EVENT
+from domain.present import summary
+from domain.rules import RuleError, normalize_username
 from storage import db, ids
 from storage import graph as graph_store
 from storage import notifications as notification_store
 from storage import outbox as outbox_store
 from storage import users as user_store
-
-NOTIFICATION_EVENT = "notification"
 
 
 @dataclass(frozen=True)
@@ -38,17 +35,6 @@ class FollowResult:
 
 def _rfc3339(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def summary(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
-    """A UserSummary without viewer flags (API.md 2), as a notification's actor or a message's sender."""
-    media_id = row["avatar_media_id"]
-    return {
-        "id": str(row["id"]),
-        "username": row["username"],
-        "name": row["name"],
-        "avatar": None if media_id is None else public_media_url(base_url, int(media_id)),
-    }
 
 
 async def _target(conn: asyncpg.Connection, follower_id: int, username: str) -> int:

@@ -19,27 +19,27 @@ from typing import Any
 import asyncpg
 import orjson
 
-from actors import feed, post_text
-from actors.delivery import OutboxEvent
-from actors.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
-from actors.follows import NOTIFICATION_EVENT, summary
-from actors.live_cache import LiveCache
-from actors.media import check_attachable, media_view, url_signer
-from actors.post_cache import PostCache
-from actors.rules import RuleError, clean_text
+from actors import fanout
+from actors.media import check_attachable
+from actors.runtime.delivery import OutboxEvent
+from domain import post_text
+from domain.errors import Forbidden, NotFound, ValidationFailed
+from domain.events import NOTIFICATION_EVENT
+from domain.present import summary
+from domain.rules import RuleError, clean_text
 from storage import db, ids
 from storage import interests as interest_store
 from storage import notifications as notification_store
 from storage import outbox as outbox_store
 from storage import posts as post_store
 from storage.media import store as media_store
+from storage.views import post_views, public_post
 
 MAX_CAPTION = 2200
 MAX_MEDIA = 10
 POST_TYPES = ("photo", "video", "reel")
 POST_PURPOSES = frozenset({"post"})
 CREATE_ROUTE = "POST /posts"
-NOBODY = {"reaction": None, "reposted": False, "saved": False}  # the `my` of an anonymous reader
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,9 @@ async def create(pool: asyncpg.Pool, settings: Any, author_id: int, body: dict[s
         tags = post_text.hashtags(caption)
         await post_store.insert_hashtags(conn, post_id, tags, now)
         await interest_store.tag_post(conn, post_id, author_id, tags, post_text.words(caption))
-        view = (await views(conn, settings, [post_id], None))[post_id]
+        view = (await post_views(conn, settings, [post_id], None))[post_id]
         events = await _mention_notifications(conn, settings, author_id, post_id, mentioned, view)
-        job = feed.job_event(post_id, post_id, author_id)  # the fan-out to followers' feeds (actors/feed.py)
+        job = fanout.job_event(post_id, post_id, author_id)  # the fan-out to followers' feeds (actors/fanout.py)
         await outbox_store.insert_events(conn, [(job.id, job.recipients, job.type, job.data)])
         events.append(job)
         if key is not None:
@@ -165,129 +165,3 @@ async def delete(pool: asyncpg.Pool, user_id: int, post_id: int) -> None:
         if author != user_id:
             raise Forbidden("Only the author may delete a post.")
         await post_store.delete_post(conn, post_id)
-
-
-# ------------------------------------------------------------ the Post object
-
-
-def public_post(view: dict[str, Any]) -> dict[str, Any]:
-    """The wire Post: the view without its private hydration keys."""
-    return {k: v for k, v in view.items() if not k.startswith("_")}
-
-
-_CACHE: PostCache | None = None  # set in api processes (api/app.py); shards hydrate in full
-_LIVE: LiveCache | None = None  # the live parts in Redis (actors/live_cache.py), api processes too
-
-
-def use_cache(cache: PostCache | None, live: LiveCache | None = None) -> None:
-    global _CACHE, _LIVE
-    _CACHE, _LIVE = cache, live
-
-
-def forget_author(author_id: int) -> None:
-    if _CACHE is not None:
-        _CACHE.forget_author(author_id)
-
-
-def clear_cache() -> None:
-    if _CACHE is not None:
-        _CACHE.clear()
-
-
-FIXED_KEYS = ("id", "author", "type", "caption", "media", "mentions", "hashtags", "created_at", "_author")
-
-
-async def views(
-    conn: Any, settings: Any, post_ids: list[int], viewer_id: int | None, *, session_id: int | None = None
-) -> dict[int, dict[str, Any]]:
-    """Post objects (API.md 2) by id, for the viewer (``my`` flags; None: anonymous). Each carries a private
-    ``_author`` (the author's row) for callers that need it; ``public_post`` drops it. With ``session_id`` the
-    viewer's session is checked (401 ``session_revoked`` when it has ended): in the same query as the read, or,
-    when everything comes from the caches, by the session's deny mark in Redis.
-
-    With the process's PostCache (actors/post_cache.py), posts whose fixed parts are held need only their live
-    parts: from the LiveCache (actors/live_cache.py) when its entry is current, else one light query (whose
-    answers are cached). The others are hydrated in full (one query) and their fixed parts kept."""
-    if not post_ids:
-        return {}
-    cache = _CACHE
-    if cache is None:
-        return await _hydrated(conn, settings, post_ids, viewer_id, session_id)
-    fixed = {pid: f for pid in post_ids if (f := cache.get(pid)) is not None}
-    out: dict[int, dict[str, Any]] = {}
-    versions: dict[int, bytes] = {}
-    current: set[int] = set()
-    if _LIVE is not None:
-        found = await _LIVE.read(post_ids, viewer_id, session_id)
-        if found.denied:
-            raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
-        versions, current = found.versions, found.current
-        out = {pid: {**fixed[pid], **live} for pid, live in found.live.items() if pid in fixed}
-    missing = [pid for pid in post_ids if pid not in fixed]
-    read: dict[int, dict[str, Any]] = {}
-    if missing:
-        hydrated = await _hydrated(conn, settings, missing, viewer_id, session_id)
-        for pid, view in hydrated.items():
-            cache.put(pid, int(view["_author"]["author_id"]), {k: view[k] for k in FIXED_KEYS})
-            read[pid] = view
-        out.update(hydrated)
-        session_id = None  # checked by that query
-    stale = [pid for pid in fixed if pid not in out]
-    if stale:
-        for row in await post_store.live_parts(conn, stale, viewer_id, session_id):
-            if not row["session_live"]:
-                raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
-            pid = int(row["id"])
-            out[pid] = read[pid] = {**fixed[pid], **_live(row, viewer_id)}
-    if _LIVE is not None and read:
-        await _LIVE.write(read, versions, viewer_id, current)
-    return out
-
-
-def _live(row: Any, viewer_id: int | None) -> dict[str, Any]:
-    counters = row["counters"]
-    counters = {} if counters is None else orjson.loads(counters) if isinstance(counters, str) else counters
-    return {
-        "counts": {name: int(counters.get(name, 0)) for name in ("reactions", "comments", "reposts", "saves")},
-        "reactions_summary": {k[6:]: int(n) for k, n in counters.items() if k.startswith("emoji:") and int(n) > 0},
-        "my": (
-            {"reaction": row["my_reaction"], "reposted": row["my_reposted"], "saved": row["my_saved"]}
-            if viewer_id is not None
-            else dict(NOBODY)
-        ),
-    }
-
-
-async def _hydrated(
-    conn: Any, settings: Any, post_ids: list[int], viewer_id: int | None, session_id: int | None
-) -> dict[int, dict[str, Any]]:
-    signer = url_signer(settings)
-    base = settings.public_base_url
-    out: dict[int, dict[str, Any]] = {}
-    for row in await post_store.hydrate(conn, post_ids, viewer_id, session_id):
-        if not row["session_live"]:
-            raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
-        pid = int(row["id"])
-        author = {k: row[k] for k in row.keys() if k.startswith("author_")}  # noqa: SIM118 (a Record)
-        media = orjson.loads(row["media"]) if isinstance(row["media"], str) else row["media"]
-        out[pid] = {
-            "id": str(pid),
-            "author": summary(
-                {
-                    "id": row["author_id"],
-                    "username": row["author_username"],
-                    "name": row["author_name"],
-                    "avatar_media_id": row["author_avatar_media_id"],
-                },
-                base,
-            ),
-            "type": row["type"],
-            "caption": row["caption"],
-            "media": [media_view(base, signer, m) for m in media],
-            "mentions": list(row["mentions"]),
-            "hashtags": list(row["tags"]),
-            **_live(row, viewer_id),
-            "created_at": _rfc3339(row["created_at"]),
-            "_author": author,
-        }
-    return out

@@ -29,8 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from actors.context import Services
-from actors.media import media_backend
+from actors.runtime.services import Services
 from storage import auth as auth_store
 from storage import locks
 from storage import outbox as outbox_store
@@ -93,7 +92,7 @@ async def purge_once(services: Services, *, batch: int = BATCH, max_batches: int
 async def _sweep_abandoned_uploads(services: Services, conn: asyncpg.Connection, batch: int, max_batches: int) -> int:
     """Delete uploads left pending for ABANDONED_UPLOAD_KEEP_S: their uploaded objects first, then their rows
     (a failed object delete keeps the row, so the next pass tries again; nothing is orphaned)."""
-    backend = media_backend(services)
+    backend = services.media_backend
     swept = 0
     for _ in range(max_batches):
         found = await media_store.list_abandoned(conn, ABANDONED_UPLOAD_KEEP_S, batch)

@@ -14,15 +14,17 @@ from typing import Any
 
 import msgpack
 
-from actors import engagement, explore, feed, follows, live_cache, posts, rules, shard_counters
-from actors.context import Services
-from actors.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from actors import engagement, fanout, follows, posts, recommendations
 from actors.media import check_attachable
-from actors.post_cache import CACHE_CHANNEL
-from actors.presence import Presence
-from storage import db
+from actors.runtime import shard_counters
+from actors.runtime.services import Services
+from domain import rules
+from domain.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from domain.presence import Presence
+from storage import db, live_cache
 from storage import users as user_store
 from storage.errors import RowNotFound, UniqueViolation
+from storage.live_cache import CACHE_CHANNEL
 from storage.media import store as media_store
 
 log = logging.getLogger("i9lyfe.user")
@@ -86,7 +88,7 @@ class UserOps:
         self.services = services
 
     def table(self) -> dict[str, Callable[..., Awaitable[Any]]]:
-        """The op table: the only operations a UserShard runs for a caller (actors/host.py)."""
+        """The op table: the only operations a UserShard runs for a caller (actors/runtime/host.py)."""
         return {
             "connect": self.connect,
             "disconnect": self.disconnect,
@@ -201,7 +203,7 @@ class UserOps:
 
     async def sessions_revoked(self, state: UserState, session_ids: list[int]) -> int:
         """Tell the gateways holding this user's sockets to close those of the revoked sessions (4401). The
-        revocation itself happened before, in storage and the Redis denylist (actors/accounts.py), so a shard
+        revocation itself happened before, in storage and the Redis denylist (api/accounts.py), so a shard
         that cannot be reached never keeps a session alive."""
         gateways = state.presence.gateways()
         if gateways and session_ids:
@@ -259,7 +261,7 @@ class UserOps:
         created = await posts.create(self.services.pool, self.services.settings, state.user_id, body, key)
         if created.events:  # made now (a stored answer has none)
             try:
-                await feed.into_own_timeline(self.services, state.user_id, int(created.body["id"]))
+                await fanout.into_own_timeline(self.services, state.user_id, int(created.body["id"]))
             except Exception as exc:  # the fan-out job puts it there too
                 log.warning("own timeline not updated", extra={"fields": {"error": repr(exc)}})
             await self._merged_post(state)
@@ -346,13 +348,13 @@ class UserOps:
 
     async def follow_interest(self, state: UserState, slug: str, on: bool) -> bool:
         """Follow or unfollow an interest (idempotent); 404 for a slug not in the catalogue."""
-        return await explore.follow_interest(self.services.pool, state.user_id, slug, on)
+        return await recommendations.follow_interest(self.services.pool, state.user_id, slug, on)
 
     async def explore_feedback(self, state: UserState, post_id: int, signal: str) -> None:
-        await explore.give_feedback(self.services.pool, state.user_id, post_id, signal)
+        await recommendations.give_feedback(self.services.pool, state.user_id, post_id, signal)
 
     async def set_recommendation_knobs(self, state: UserState, changes: dict[str, Any]) -> dict[str, Any]:
-        knobs = await explore.set_knobs(self.services.pool, state.user_id, changes)
+        knobs = await recommendations.set_knobs(self.services.pool, state.user_id, changes)
         await self._follows_changed(state)  # hide_reposts changes the feed
         return knobs.to_wire()
 
@@ -364,9 +366,9 @@ class UserOps:
         services = self.services
         try:
             if on:
-                await feed.on_follow(services, state.user_id, followee_id)
+                await fanout.on_follow(services, state.user_id, followee_id)
             else:
-                await feed.on_unfollow(services, state.user_id, followee_id)
+                await fanout.on_unfollow(services, state.user_id, followee_id)
             gateways = state.presence.gateways()
             if gateways:
                 count = await services.pool.fetchval("SELECT followers_count FROM users WHERE id = $1", followee_id)

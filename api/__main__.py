@@ -8,9 +8,9 @@ import sys
 import asyncpg
 import uvicorn
 
-from actors.events import PROTOCOL_MAX_BYTES
-from actors.topology import ShardCountMismatch, check_shard_count
+from actors.runtime.topology import ShardCountMismatch, check_shard_count
 from api import metrics_dir
+from domain.events import PROTOCOL_MAX_BYTES
 from storage.config import ConfigError, Settings, load_settings
 
 

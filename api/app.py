@@ -5,27 +5,17 @@ from __future__ import annotations
 import gc
 import logging
 import re
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import ray
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from actors import posts as post_actions
-from actors.client import ShardClient
-from actors.context import Services
-from actors.delivery import Delivery
-from actors.explore import Explorer
-from actors.feed import FeedReader
-from actors.live_cache import LiveCache
-from actors.media import create_media_service, url_signer
-from actors.post_cache import PostCache
-from actors.search import Search
-from actors.shards import get_or_create_chat_shards, get_or_create_user_shards
-from actors.suggestions import Suggester
-from actors.topology import check_shard_count
+from actors.runtime.client import ShardClient
+from actors.runtime.delivery import Delivery
+from actors.runtime.services import Services
+from actors.runtime.shards import connect_ray, disconnect_ray, get_or_create_chat_shards, get_or_create_user_shards
+from actors.runtime.topology import check_shard_count
 from api import errors, metrics_dir, openapi, presenters
 from api.codec import CodecMiddleware
 from api.deps import AppContext
@@ -33,6 +23,12 @@ from api.headers import SecurityHeaders
 from api.logs import setup_logging
 from api.metrics import HttpMetrics, RouteProbe
 from api.ratelimit import RateLimiter
+from api.reads.explore import Explorer
+from api.reads.feed import FeedReader
+from api.reads.post_cache import PostCache
+from api.reads.posts import PostReader
+from api.reads.search import Search
+from api.reads.suggestions import Suggester
 from api.response_cache import FeedPages, ResponseCache
 from api.routes import (
     auth,
@@ -51,11 +47,14 @@ from api.routes import (
     users,
 )
 from api.routes import metrics as metrics_route
+from api.uploads import create_media_service
 from api.ws import drain
 from api.ws import route as ws_route
 from api.ws.gateway import Gateway
 from storage import db
 from storage.config import Settings, load_settings
+from storage.live_cache import LiveCache
+from storage.media.backends import url_signer
 
 log = logging.getLogger("i9lyfe.app")
 
@@ -68,22 +67,6 @@ i9lyfe: a social-media and realtime chat API.
 * Errors are always `{"error": {"code", "message", "details"}}`.
 * Authenticate with `Authorization: Bearer <access_token>`.
 """
-
-
-def connect_ray(settings: Settings) -> None:
-    if ray.is_initialized():
-        return
-    # ray.init installs its own SIGTERM handler; keep uvicorn's so shutdown runs the lifespan cleanly.
-    saved = signal.getsignal(signal.SIGTERM)
-    try:
-        ray.init(
-            address=settings.ray_address or "auto",
-            namespace=settings.ray_namespace,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    finally:
-        signal.signal(signal.SIGTERM, saved)
 
 
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
@@ -134,9 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response_cache=ResponseCache(services.redis),
             feed_pages=FeedPages(services.redis),
             media_signer=url_signer(settings),
+            posts=PostReader(settings, PostCache(), LiveCache(services.redis, services.keys)),
         )
-        post_actions.use_cache(PostCache(), LiveCache(services.redis, services.keys))
-        gateway = Gateway(services, users, handles)
+        gateway = Gateway(services, users, handles, ctx.posts)
         await gateway.start()
         drain.install(gateway, settings.drain_s)  # SIGTERM/SIGINT: close sockets with 1012 first, then uvicorn's
         app.state.ctx = ctx
@@ -154,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await ranking_pool.close()
             await planned_pool.close()
             await services.close()
-            ray.shutdown()
+            disconnect_ray()
             metrics_dir.forget_worker()  # this worker's open-socket gauge leaves the sum (api/metrics_dir.py)
 
     app = FastAPI(

@@ -26,9 +26,9 @@ import msgpack
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from actors.errors import DomainError, Internal, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from api.logs import request_id_var
 from api.overload import as_unavailable
+from domain.errors import DomainError, Internal, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 
 log = logging.getLogger("i9lyfe.http")
 

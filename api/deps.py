@@ -12,18 +12,19 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from actors.client import ShardClient
-from actors.context import Services
-from actors.delivery import Delivery
-from actors.errors import RateLimited, Unauthenticated
-from actors.explore import Explorer
-from actors.feed import FeedReader
-from actors.media import MediaService
-from actors.search import Search
-from actors.suggestions import Suggester
-from actors.tokens import Principal
+from actors.runtime.client import ShardClient
+from actors.runtime.delivery import Delivery
+from actors.runtime.services import Services
 from api.ratelimit import RateLimiter
+from api.reads.explore import Explorer
+from api.reads.feed import FeedReader
+from api.reads.posts import PostReader
+from api.reads.search import Search
+from api.reads.suggestions import Suggester
 from api.response_cache import FeedPages, ResponseCache
+from api.uploads import MediaService
+from domain.errors import RateLimited, Unauthenticated
+from domain.tokens import Principal
 
 
 @dataclass
@@ -36,7 +37,7 @@ class AppContext:
     user_shard_handles: list[Any]
     chats: ShardClient  # the ChatShards
     chat_shard_handles: list[Any]
-    delivery: Delivery  # publishes committed events (actors/delivery.py)
+    delivery: Delivery  # publishes committed events (actors/runtime/delivery.py)
     media: MediaService
     planned_pool: asyncpg.Pool  # statements planned for their parameters: search, recommendations (storage/db.py)
     search: Search
@@ -45,7 +46,8 @@ class AppContext:
     suggester: Suggester
     response_cache: ResponseCache
     feed_pages: FeedPages
-    media_signer: Any  # signs media URLs of chats (actors/media.py url_signer)
+    media_signer: Any  # signs media URLs of chats (storage/media/backends.py url_signer)
+    posts: PostReader  # posts for readers, through the process's caches
 
 
 def ctx_of(request: Request) -> AppContext:
@@ -129,7 +131,7 @@ async def token_user(request: Request) -> Principal:
 
 async def optional_token_user(request: Request) -> Principal | None:
     """``token_user`` for reads open to anonymous callers: None without an Authorization header. The route checks
-    the session in its own query (``actors.posts.views(session_id=...)``)."""
+    the session in its own query (``PostReader.views(session_id=...)``)."""
     if not request.headers.get("authorization"):
         return None
     return await token_user(request)

@@ -11,11 +11,11 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from actors.errors import DomainError, MalformedBody, MethodNotAllowed, NotFound, ValidationFailed
 from api.codec import error_body
 from api.logs import request_id_var
 from api.overload import SHED, as_unavailable
 from api.responses import encoded
+from domain.errors import DomainError, MalformedBody, MethodNotAllowed, NotFound, ValidationFailed
 
 _STATUS_ERRORS: dict[int, type[DomainError]] = {404: NotFound, 405: MethodNotAllowed}
 

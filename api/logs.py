@@ -33,7 +33,7 @@ REDACTED = "[redacted]"
 SENSITIVE_PARAMS = frozenset({"access_token", "token", "refresh_token", "code", "password"})
 _PARAM = re.compile(r"(?P<key>[A-Za-z0-9_.%+-]+)=(?P<value>[^&\s\"'#]*)")
 # A JWT: base64url JSON header (always "eyJ...") then payload and (possibly empty) signature; or any three long
-# base64url segments. Our refresh tokens: exactly 43 base64url characters (32 random bytes, actors/tokens.py).
+# base64url segments. Our refresh tokens: exactly 43 base64url characters (32 random bytes, domain/tokens.py).
 _TOKEN = re.compile(
     r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
     r"|[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"

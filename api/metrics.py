@@ -1,6 +1,6 @@
 """Prometheus metrics of the front door: HTTP requests, sockets, frames and delivery latency.
 
-Exposed at ``GET /metrics`` (api/routes/metrics.py) with the shard client's (actors/metrics.py) and what is
+Exposed at ``GET /metrics`` (api/routes/metrics.py) with the shard client's (actors/runtime/metrics.py) and what is
 read at scrape time. In ``python -m api`` prometheus-client runs in multiprocess mode (api/metrics_dir.py): each
 worker writes its values to memory-mapped files and the worker serving a scrape sums them all.
 

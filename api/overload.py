@@ -1,6 +1,6 @@
 """Overload and unreachable dependencies are 503 ``unavailable`` with ``Retry-After``, never a 500.
 
-Every pool waits with a deadline (storage/redis.py, storage/db.py, actors/passwords.py, actors/client.py); what
+Every pool waits with a deadline (storage/redis.py, storage/db.py, domain/passwords.py, actors/runtime/client.py); what
 each raises past it, and what an unreachable or too slow PostgreSQL or Redis raises, is listed here once, for
 the HTTP error handlers (api/errors.py), the codec's last resort (api/codec.py) and the socket handshake
 (api/ws/route.py). They are logged as one warning line, without a stack: they say the server is busy, not
@@ -15,7 +15,7 @@ import asyncpg
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from actors.errors import Unavailable
+from domain.errors import Unavailable
 
 log = logging.getLogger("i9lyfe.overload")
 

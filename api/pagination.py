@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 
-from actors.errors import ValidationFailed
+from domain.errors import ValidationFailed
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

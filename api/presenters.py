@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from actors.media import public_media_url
+from domain.present import public_media_url
 
 
 def rfc3339(value: dt.datetime | None) -> str | None:

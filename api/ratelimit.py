@@ -14,7 +14,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from actors.errors import RateLimited
+from domain.errors import RateLimited
 from storage.redis import Keys
 
 _SCRIPT = """

@@ -1,6 +1,6 @@
 """Whole encoded responses of hot reads, cached in Redis and checked against the versions they depend on.
 
-An entry holds the response body (one format: the key names it) and the versions (actors/live_cache.py) its
+An entry holds the response body (one format: the key names it) and the versions (storage/live_cache.py) its
 reader saw *before* reading PostgreSQL; it is served only while every one of those versions is unchanged, so a
 write that bumps one after its commit makes every older entry unservable at once (the same argument as the live
 parts'). A lookup is one round trip: the entry, the current versions and, for a token, the session's deny mark.
@@ -16,9 +16,9 @@ from typing import Any
 import msgpack
 from starlette.requests import Request
 
-from actors.errors import Unauthenticated
 from api.codec import JSON, MSGPACK, wants_msgpack
 from api.responses import Encoded
+from domain.errors import Unauthenticated
 
 TTL_S = 60
 

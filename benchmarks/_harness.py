@@ -3,7 +3,7 @@
 ``Bench`` owns one run's throwaway resources and removes them in reverse order on exit (also on Ctrl-C and
 SIGTERM): a database ``i9bench_<id>`` (created and migrated by ``python -m storage.migrate``, dropped WITH
 (FORCE)), a Redis key prefix ``i9bench:<id>:`` (its keys deleted), a private Ray head on free 127.0.0.1 ports
-(``actors.cluster.start_head``, its process group stopped) and ``python -m api`` with the environment the test
+(``actors.runtime.cluster.start_head``, its process group stopped) and ``python -m api`` with the environment the test
 suite uses (tests/conftest.py ``_server_env``). Traffic goes to 127.0.0.1 only.
 
 Scripts import this module as ``benchmarks._harness`` after taking ``benchmarks/`` off ``sys.path``:
@@ -38,7 +38,7 @@ import httpx
 import psutil
 import redis as sync_redis
 
-from actors.cluster import RayHead, free_port, loopback_env, start_head
+from actors.runtime.cluster import RayHead, free_port, loopback_env, start_head
 from storage.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ answered one call; measure the time and the memory of their worker processes (RS
 before each creation the machine's available memory is checked (minus what the actors of the current wave will
 take): creation stops below ``--floor-gib`` (default 6 GiB), and the rest is extrapolated, labelled as such.
 
-Part 2: one UserShardCore-like shard (a Ray actor holding ``actors.shards.UserShardCore``, whose entity table is
+Part 2: one UserShardCore-like shard (a Ray actor holding ``actors.runtime.shards.UserShardCore``, whose entity table is
 ``EntityTable[UserState]``) activates 100,000 logical users; its process memory before and after, and the time
 per activation. Twice: idle users (username loaded) and online users (one socket each in their presence).
 
@@ -53,7 +53,7 @@ class ShardProbe:
     with the state a loaded user has (the username; for "online", one socket in its presence)."""
 
     def __init__(self) -> None:
-        from actors.shards import UserShardCore
+        from actors.runtime.shards import UserShardCore
         from storage.config import Settings
 
         self.core = UserShardCore(0, Settings())

@@ -29,8 +29,8 @@ from typing import Any
 
 import uvloop
 
-from actors.client import ShardClient
-from actors.shards import get_or_create_user_shards
+from actors.runtime.client import ShardClient
+from actors.runtime.shards import get_or_create_user_shards
 from benchmarks import _harness as h
 
 MODES = {

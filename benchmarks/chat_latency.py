@@ -405,7 +405,7 @@ async def closed_loop_shard(
 
 
 async def run(bench: h.Bench, server: h.Server, head: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from actors.client import ShardClient
+    from actors.runtime.client import ShardClient
 
     tag = bench.run_id[:6]
     names = (

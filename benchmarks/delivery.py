@@ -42,10 +42,10 @@ import msgpack
 import psutil
 import uvloop
 
-from actors.context import Services
-from actors.delivery import Delivery, OutboxEvent
-from actors.registry import shard_index
-from actors.shards import get_or_create_user_shards
+from actors.runtime.delivery import Delivery, OutboxEvent
+from actors.runtime.registry import shard_index
+from actors.runtime.services import Services
+from actors.runtime.shards import get_or_create_user_shards
 from benchmarks import _harness as h
 from storage.streams import STREAM_MAXLEN, parse_stream_id
 

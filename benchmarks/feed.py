@@ -45,9 +45,9 @@ import psutil
 import redis.asyncio as aioredis
 import websockets
 
-from actors.tokens import TokenService
 from benchmarks import _harness as h
 from benchmarks.posts import loaded, noise_png, profile, wrk
+from domain.tokens import TokenService
 from storage.ids import EPOCH_MS
 
 

@@ -6,9 +6,9 @@ planted communities and interests; 10% of follows and reactions held out), refre
 worker does (timed), then:
 
 - **who-to-follow**: for ``--sample`` users with held-out follows, the app's ranking (storage/graph.py
-  ``suggestions`` with actors/suggestions.py ``WEIGHTS``, exactly what the route runs) against the most
+  ``suggestions`` with api/reads/suggestions.py ``WEIGHTS``, exactly what the route runs) against the most
   followed users they do not follow yet: precision@10 and recall@50 against their held-out follows;
-- **explore**: for ``--sample`` users with held-out reactions, the app's ranking (actors/explore.py
+- **explore**: for ``--sample`` users with held-out reactions, the app's ranking (api/reads/explore.py
   ``Explorer.ranking``) against the posts with the most reactions that they did not write or react to: hit
   rate@20 (a user is a hit when one of the top 20 is a post they reacted to in the held-out set);
 - **latency**: ``python -m api`` (2 workers) loaded by ``wrk`` (1 thread, ``--connections`` 16, then 4) with a
@@ -16,7 +16,7 @@ worker does (timed), then:
   /healthz of the same server, ``--rounds`` rounds of ``--duration`` seconds: p50/p99 and req/s as a ratio to
   healthz. Each endpoint twice: **new users** (every request from a user no earlier request came from: nothing
   of theirs is kept or cached) and **returning users** (the sampled users in turn, each with a first page in the
-  last minute: a ``--warm`` second pass over them just before; explore's kept ranking, actors/explore.py).
+  last minute: a ``--warm`` second pass over them just before; explore's kept ranking, api/reads/explore.py).
 
     apt-get install -y wrk
     .venv/bin/python benchmarks/recs.py [--users 100000] [--follows 2000000] [--posts 1000000] [--sample 1000]
@@ -42,11 +42,12 @@ from typing import Any
 import asyncpg
 import psutil
 
-from actors import explore, suggestions
-from actors.tokens import TokenService
+from actors import recommendations
+from api.reads import explore, suggestions
 from benchmarks import _harness as h
 from benchmarks.posts import wrk
 from benchmarks.recs_seed import Network, seed
+from domain.tokens import TokenService
 from storage import db
 from storage import graph as graph_store
 
@@ -220,7 +221,7 @@ def main() -> None:
             assert pool is not None
             try:
                 started = time.perf_counter()
-                await explore.refresh(pool, every_s=0.001)
+                await recommendations.refresh(pool, every_s=0.001)
                 refreshed = time.perf_counter() - started
                 await pool.execute("ANALYZE trending_posts, interest_top_posts, interest_top_authors")
                 return (

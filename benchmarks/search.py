@@ -39,10 +39,10 @@ import asyncpg
 import httpx
 import psutil
 
-from actors.tokens import TokenService
 from benchmarks import _harness as h
 from benchmarks.posts import loaded, noise_png, wrk
 from benchmarks.seed_search import seed
+from domain.tokens import TokenService
 
 
 def queries(data: Any, sample_user: str, sample_name: str) -> list[tuple[str, dict[str, str]]]:

@@ -36,11 +36,11 @@ import msgpack
 import psutil
 import uvloop
 
-from actors.client import ShardClient
-from actors.cluster import RayHead, loopback_env
-from actors.context import Services
-from actors.delivery import Delivery, OutboxEvent
-from actors.shards import get_or_create_user_shards
+from actors.runtime.client import ShardClient
+from actors.runtime.cluster import RayHead, loopback_env
+from actors.runtime.delivery import Delivery, OutboxEvent
+from actors.runtime.services import Services
+from actors.runtime.shards import get_or_create_user_shards
 from benchmarks import _harness as h
 from benchmarks.batching import cell as batching_cell
 from storage.config import Settings

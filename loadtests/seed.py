@@ -19,7 +19,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.passwords import PasswordService
+from domain.passwords import PasswordService
 from storage import ids
 from storage import redis as rstore
 from storage.config import load_settings

@@ -55,7 +55,7 @@ cleanup() {
     # remember the head's session now and end it ourselves afterwards if it is still there.
     local heads
     heads="$(session_children "$ray_pid")"
-    # Becomes KeyboardInterrupt in actors.cluster, which then stops the head's own process group.
+    # Becomes KeyboardInterrupt in actors.runtime.cluster, which then stops the head's own process group.
     kill -TERM "$ray_pid" 2>/dev/null || true
     wait "$ray_pid" 2>/dev/null || true
     local head
@@ -76,9 +76,9 @@ if [ -z "${RAY_ADDRESS:-}" ]; then
   export RAY_AUTH_MODE=token
   export RAY_AUTH_TOKEN_PATH="${RAY_AUTH_TOKEN_PATH:-$PWD/var/ray_auth_token}"
   # Loopback only: the head and every driver (the api workers) bind and dial 127.0.0.1 alone. Ray reads this
-  # when it is imported, so it must be in the api's environment from the start (actors.cluster.loopback_env).
+  # when it is imported, so it must be in the api's environment from the start (actors.runtime.cluster.loopback_env).
   export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
-  # `python -m actors.cluster`, in its own session so that a terminal's Ctrl-C reaches only this script, which
+  # `python -m actors.runtime.cluster`, in its own session so that a terminal's Ctrl-C reaches only this script, which
   # then stops the helper exactly once. SIGINT and SIGTERM both become KeyboardInterrupt, on which the helper
   # stops its head; SIGINT is reset explicitly because launchers without job control start us with it ignored.
   coproc RAY_HELPER {
@@ -90,8 +90,8 @@ except OSError:
     pass
 signal.signal(signal.SIGINT, signal.default_int_handler)
 signal.signal(signal.SIGTERM, signal.default_int_handler)
-sys.argv = ["actors.cluster"]
-runpy.run_module("actors.cluster", run_name="__main__", alter_sys=True)
+sys.argv = ["actors.runtime.cluster"]
+runpy.run_module("actors.runtime.cluster", run_name="__main__", alter_sys=True)
 '
   }
   ray_pid="$RAY_HELPER_PID"

@@ -3,7 +3,7 @@
 Settings every process of a deployment must agree on, and that cannot change under running processes: the
 number of user and chat shards (K). Entity ``id`` lives in shard ``hash(id) % K``, so two processes with
 different K route the same user to different shards. The first api process to start records its values;
-every later one compares (actors/topology.py) and refuses to start on a mismatch.
+every later one compares (actors/runtime/topology.py) and refuses to start on a mismatch.
 
     python -m storage.cluster_config show              # the recorded values
     python -m storage.cluster_config set user_shards 8 # change one (stop every api process first)

@@ -293,7 +293,7 @@ async def suggestions_changed_since(
 
 @dataclass(frozen=True)
 class SuggestionWeights:
-    """Each source's part of a suggestion's score (actors/suggestions.py says what each means)."""
+    """Each source's part of a suggestion's score (api/reads/suggestions.py says what each means)."""
 
     fof: float
     fan: float

@@ -121,3 +121,8 @@ def default_generator() -> IdGenerator:
 
 def new_id() -> int:
     return _default.next_id()
+
+
+def floor_id(seconds_ago: float) -> int:
+    """The smallest id that can have been minted ``seconds_ago`` seconds before now (a time floor for id ranges)."""
+    return min_id_at(int((time.time() - seconds_ago) * 1000))

@@ -52,7 +52,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Weights:
-    """The parts of relevance each source gives (actors/ranking.py), for the shortlist."""
+    """The parts of relevance each source gives (domain/ranking.py), for the shortlist."""
 
     interest: float
     engaged: float

@@ -84,7 +84,7 @@ class Keys:
 
     def recommendations(self, user_id: int, snapshot: str) -> str:
         """One ranked recommendation list of a user (explore, or the feed past its timeline), kept for its
-        cursors to page through (actors/explore.py); expires."""
+        cursors to page through (api/reads/explore.py); expires."""
         return self("recs", f"{{{user_id}}}", snapshot)
 
     def latest_recommendations(self, user_id: int, mode: str) -> str:

@@ -8,7 +8,7 @@ order is time order and a keyset cursor is an entry id. Two markers sit at the e
   that a fan-out running during the rebuild still lands here, and is never trimmed;
 * ``0`` (below every entry) means "nothing older belongs here": a rebuild that found fewer entries than it
   asked for writes it. Trimming to the cap removes it first, so a trimmed timeline falls back to PostgreSQL
-  past its oldest entry (actors/feed.py).
+  past its oldest entry (api/reads/feed.py).
 
 A timeline expires after ``TIMELINE_TTL_S`` without a read or a socket connect; only timelines that exist
 (active users) are fanned out to, so an inactive user costs nothing per post and is rebuilt on the next read.
@@ -47,6 +47,11 @@ class Entry(NamedTuple):  # a tuple: a window parses dozens per read
     @property
     def member(self) -> str:
         return f"{self.entry_id:020d}:{self.post_id}:{self.author_id}:{self.via}"
+
+    @staticmethod
+    def of_row(row: Any) -> Entry:
+        """An entry of a feed row (storage/feed.py: entry_id, post_id, author_id, via)."""
+        return Entry(int(row["entry_id"]), int(row["post_id"]), int(row["author_id"]), int(row["via"]))
 
     @staticmethod
     def parse(member: bytes) -> Entry | None:

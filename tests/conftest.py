@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis as sync_redis
 
-from actors.cluster import RayHead, free_port, start_head
+from actors.runtime.cluster import RayHead, free_port, start_head
 from tests.support import Api, Mailbox
 
 REPO = Path(__file__).resolve().parent.parent
@@ -185,7 +185,7 @@ def own_server(
     finally:
         stop_server(process)
         retire = (
-            "import ray; from actors.topology import retire_stale_shards; "
+            "import ray; from actors.runtime.topology import retire_stale_shards; "
             f"ray.init(namespace={namespace!r}, log_to_driver=False); retire_stale_shards({namespace!r}, '')"
         )
         subprocess.run([sys.executable, "-c", retire], env=server_env, cwd=REPO, check=True, timeout=120)

@@ -195,7 +195,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, email.message.Message]] = []
         self.lock = threading.Lock()
-        from actors.cluster import free_port
+        from actors.runtime.cluster import free_port
 
         self.port = free_port()
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)

@@ -7,9 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from actors import accounts
-from actors.errors import DomainError
-from api import presenters
+from api import accounts, presenters
 from api.deps import AppContext, Ctx, User, client_ip, limit
 from api.responses import Encoded, encoded, no_content
 from api.schemas.auth import (
@@ -27,6 +25,7 @@ from api.schemas.auth import (
     UserWithTokens,
 )
 from api.schemas.common import error_responses
+from domain.errors import DomainError
 
 log = logging.getLogger("i9lyfe.auth")
 # Per IP: every /auth request in "auth", but token refreshes in their own, generous "auth_refresh" bucket, so

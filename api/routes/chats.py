@@ -16,14 +16,14 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from actors.chat import message_view
-from actors.errors import NotFound, ValidationFailed
-from actors.rules import RuleError, normalize_username
 from api import presenters
 from api.deps import Ctx, User, WriteLimit
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded, no_content
 from api.schemas.chats import Chat, ChatPage, EditMessage, Message, MessagePage, React, ReadUpTo, SendMessage, StartChat
 from api.schemas.common import error_responses
+from domain.errors import NotFound, ValidationFailed
+from domain.rules import RuleError, normalize_username
 from storage import chats as chat_store
 from storage import db, ids
 from storage import users as user_store

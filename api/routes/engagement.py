@@ -15,9 +15,8 @@ import msgpack
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from actors import engagement, live_cache
+from actors import engagement
 from actors.chat import check_emoji
-from actors.errors import NotFound
 from api import presenters
 from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of, optional_token_user
 from api.pagination import DEFAULT_LIMIT, PAGE_PARAMETERS, Cursor, Limit, decode_cursor, encode_cursor, read_page
@@ -37,7 +36,10 @@ from api.schemas.engagement import (
     Saved,
 )
 from api.schemas.posts import PostPage
+from domain.errors import NotFound
 from storage import engagement as store
+from storage import live_cache
+from storage.views import comment_views
 
 log = logging.getLogger("i9lyfe.api.engagement")
 router = APIRouter(tags=["engagement"])
@@ -71,7 +73,7 @@ async def _after_write(ctx: Ctx, outcome: engagement.Outcome) -> None:
                 message = {"type": "counts.dirty", "data": {"post_id": post_id, "comment_ids": comment_ids}}
                 pipe.publish(keys.post_channel(post_id), msgpack.packb(message, use_bin_type=True))
             await pipe.execute()
-    except Exception as exc:  # the next change or a fetch shows them (cached reads expire: actors/live_cache.py)
+    except Exception as exc:  # the next change or a fetch shows them (cached reads expire: storage/live_cache.py)
         log.warning("live counts not published", extra={"fields": {"error": repr(exc)}})
 
 
@@ -229,7 +231,7 @@ async def _comment_page(
                 raise NotFound("No such post." if post_id is not None else "No such comment.")
         more, rows = len(rows) > limit, rows[:limit]
         ids = [int(r["id"]) for r in rows]
-        views = await engagement.comment_views(conn, ctx.services.settings, ids, _viewer_id(viewer))
+        views = await comment_views(conn, ctx.services.settings, ids, _viewer_id(viewer))
     next_cursor = encode_cursor(rows[-1]["at"], int(rows[-1]["id"])) if more and rows else None
     return encoded(request, {"items": [views[i] for i in ids if i in views], "next_cursor": next_cursor})
 
@@ -265,7 +267,7 @@ async def _comment(
     openapi_extra=OPTIONAL_BEARER,
 )
 async def get_comment(request: Request, comment_id: CommentId, viewer: MaybeUser, ctx: Ctx) -> Encoded:
-    views = await engagement.comment_views(ctx.services.pool, ctx.services.settings, [comment_id], _viewer_id(viewer))
+    views = await comment_views(ctx.services.pool, ctx.services.settings, [comment_id], _viewer_id(viewer))
     if comment_id not in views:
         raise NotFound("No such comment.")
     return encoded(request, views[comment_id])

@@ -1,8 +1,8 @@
 """Explore, its feedback and knobs, and who-to-follow (issue 14).
 
-Reads go straight to storage (the ranking: actors/explore.py and actors/ranking.py; people: actors/suggestions.py);
-feedback and knobs are writes of the caller's UserShard entity. Each page is hydrated with one query per kind
-(posts, the people named in reasons) and encoded once.
+Reads go straight to storage (the ranking: api/reads/explore.py and domain/ranking.py; people:
+api/reads/suggestions.py); feedback and knobs are writes of the caller's UserShard entity. Each page is hydrated
+with one query per kind (posts, the people named in reasons) and encoded once.
 """
 
 from __future__ import annotations
@@ -13,19 +13,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from actors import explore, live_cache, ranking, suggestions
-from actors import posts as post_actions
-from actors.errors import ValidationFailed
-from actors.explore import CURSOR_PATTERN, Position
-from actors.ranking import Ranked
 from api import presenters
 from api.deps import Ctx, User, WriteLimit
 from api.pagination import DEFAULT_LIMIT, Limit
+from api.reads import explore, suggestions
+from api.reads.explore import CURSOR_PATTERN, Position
 from api.responses import Encoded, encoded, no_content
 from api.schemas.common import error_responses
 from api.schemas.recs import ExplorePage, Feedback, Knobs, KnobsUpdate, SuggestionList
+from domain import ranking
+from domain.errors import ValidationFailed
+from domain.ranking import Ranked
 from storage import graph as graph_store
+from storage import live_cache
 from storage import users as user_store
+from storage.views import public_post
 
 router = APIRouter(tags=["explore"])
 
@@ -74,7 +76,7 @@ async def render_reasons(
 async def recommended_posts(ctx: Ctx, user_id: int, ranked: list[Ranked]) -> list[tuple[dict[str, Any], Ranked, Any]]:
     """The ranked posts still there, hydrated for the viewer: (post view, ranked item, reasons as sent)."""
     services = ctx.services
-    views = await post_actions.views(services.pool, services.settings, [r.post_id for r in ranked], user_id)
+    views = await ctx.posts.views(services.pool, [r.post_id for r in ranked], user_id)
     kept = [r for r in ranked if r.post_id in views]
     reasons = await render_reasons(ctx, [r.reasons for r in kept])
     return [(views[r.post_id], r, why) for r, why in zip(kept, reasons, strict=True)]
@@ -97,7 +99,7 @@ async def get_explore(
     window = await ctx.explorer.page(user.user_id, "explore", position, limit)
     if position is not None or not window.items:
         return await _explore_page(request, ctx, user.user_id, window)
-    # A first page is the same while its ranking is (a kept one, actors/explore.py) and its posts and the people
+    # A first page is the same while its ranking is (a kept one, api/reads/explore.py) and its posts and the people
     # it shows are as they were: cached whole, checked against their versions (api/response_cache.py).
     keys = ctx.services.keys
     key = keys("rc", "explore", user.user_id, window.snapshot, limit)
@@ -110,7 +112,7 @@ async def get_explore(
 
 async def _explore_page(request: Request, ctx: Ctx, user_id: int, window: explore.Window) -> Encoded:
     items = [
-        {"post": post_actions.public_post(view), "reasons": why, "score": item.score}
+        {"post": public_post(view), "reasons": why, "score": item.score}
         for view, item, why in await recommended_posts(ctx, user_id, window.items)
     ]
     following = window.following
@@ -164,7 +166,7 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
         return encoded(request, {"items": []})
     if not kept:
         return await _suggestions_page(request, ctx, user.user_id, rows)
-    # The kept list (actors/suggestions.py: the same one while it was made at the same time) shows the same while
+    # The kept list (api/reads/suggestions.py: the same one while it was made at the same time) shows the same while
     # the people in it are as they were: cached whole, checked against the user summaries' version
     # (api/response_cache.py). Whether they follow me or I them is part of what keeps the list (my follows and
     # followers). A list just made is not looked up (its key is new: a certain miss); its next request caches it.

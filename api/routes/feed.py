@@ -1,7 +1,7 @@
 """GET /feed: the caller's home feed (issue 12, DESIGN.md 3).
 
 Straight to storage, no shard hop: the next window of the caller's Redis timeline, checked and merged with the
-authors who are not fanned out in one PostgreSQL query (actors/feed.py ``FeedReader``), continued from
+authors who are not fanned out in one PostgreSQL query (api/reads/feed.py ``FeedReader``), continued from
 PostgreSQL past the timeline's end, then hydrated with one query for the posts and one for the reposters, and
 encoded once. The cursor is the last entry's position; entries are time-ordered ids, so a page never shifts
 while new posts arrive (they sort before the cursor).
@@ -14,20 +14,21 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from actors import explore, live_cache
-from actors import posts as post_actions
-from actors.errors import Unauthenticated
-from actors.explore import CURSOR_PATTERN as RECS_CURSOR_PATTERN
-from actors.explore import Position
-from actors.follows import summary
 from api.codec import JSON, MSGPACK, wants_msgpack
 from api.deps import BEARER_SECURITY, ctx_of, token_user
 from api.pagination import CURSOR_PATTERN, decode_cursor, encode_cursor, page_parameters, read_page
+from api.reads import explore
+from api.reads.explore import CURSOR_PATTERN as RECS_CURSOR_PATTERN
+from api.reads.explore import Position
 from api.responses import Encoded, encoded
 from api.routes.explore import recommended_posts
 from api.schemas.common import error_responses
 from api.schemas.feed import FeedPage
+from domain.errors import Unauthenticated
+from domain.present import rfc3339, summary
+from storage import live_cache
 from storage import users as user_store
+from storage.views import public_post
 
 router = APIRouter(tags=["feed"])
 
@@ -37,7 +38,7 @@ _FEED_CURSOR = re.compile(FEED_CURSOR_PATTERN)
 
 
 def _rfc3339(value: Any) -> str:
-    return post_actions._rfc3339(value)
+    return rfc3339(value)
 
 
 @router.get(
@@ -94,9 +95,7 @@ async def get_feed(request: Request) -> Encoded:
     last = rows[-1] if rows else None
     post_ids = list(dict.fromkeys(r.post_id for r in rows))
     reposters = list({r.via for r in rows if r.via})
-    views = await post_actions.views(
-        services.pool, services.settings, post_ids, user.user_id, session_id=user.session_id
-    )
+    views = await ctx.posts.views(services.pool, post_ids, user.user_id, session_id=user.session_id)
     if not views and await services.is_session_denied(user.session_id):
         raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
     people = {int(p["id"]): p for p in await user_store.get_users(services.pool, reposters)} if reposters else {}
@@ -113,7 +112,7 @@ async def get_feed(request: Request) -> Encoded:
         items.append(
             {
                 "id": str(row.entry_id),
-                "post": post_actions.public_post(view),
+                "post": public_post(view),
                 "reposted_by": summary(people[row.via], base) if row.via else None,
                 "created_at": _rfc3339(row.at),
             }
@@ -152,7 +151,7 @@ async def _recommended(
         items.append(
             {
                 "id": str(item.post_id),
-                "post": post_actions.public_post(view),
+                "post": public_post(view),
                 "reposted_by": None,
                 "created_at": view["created_at"],
                 "reasons": why,

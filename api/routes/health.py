@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from actors.errors import Unavailable
 from api.deps import Ctx
 from api.errors import error_response
 from api.responses import Encoded, encoded
 from api.schemas.common import error_responses
 from api.schemas.health import Health, Ready
+from domain.errors import Unavailable
 
 router = APIRouter(tags=["health"])
 

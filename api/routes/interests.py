@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from actors.errors import NotFound
 from api.deps import Ctx, MaybeUser, User, WriteLimit
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded
@@ -21,6 +20,7 @@ from api.schemas.common import error_responses
 from api.schemas.posts import PostPage
 from api.schemas.recs import Interest, InterestPage
 from api.schemas.users import FollowState
+from domain.errors import NotFound
 from storage import interests as store
 
 router = APIRouter(tags=["interests"])

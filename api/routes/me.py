@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from actors.errors import NotFound, Unauthenticated
 from api import presenters
 from api.deps import BEARER_SECURITY, Ctx, User, WriteLimit, ctx_of, token_user
 from api.responses import Encoded, encoded
 from api.schemas.common import error_responses
 from api.schemas.media import SetAvatar
 from api.schemas.users import Me, PatchMe
+from domain.errors import NotFound, Unauthenticated
 from storage import users as user_store
 from storage.errors import RowNotFound
 

@@ -6,7 +6,7 @@
 * ``PUT /media/{id}/upload`` (local backend) streams the body to a temporary file, a megabyte at a time, and
   stops at the first byte past the declared size (413; nothing is kept). Each chunk must arrive within
   ``CHUNK_IDLE_S``; the whole upload within a deadline that allows 64 KB/s.
-* ``POST /media/{id}/complete`` (owner only) checks what arrived (actors/media.py) and answers the Media object.
+* ``POST /media/{id}/complete`` (owner only) checks what arrived (api/uploads.py) and answers the Media object.
 * ``GET /media/{id}`` and ``GET /media/{id}/thumbnail`` serve the bytes (local) or redirect to a signed GCS URL:
   to anyone once the media is public (an avatar, a post), else with the URL's signature or the owner's token.
   Anything else is 404, so nobody learns which ids exist.
@@ -23,15 +23,15 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.requests import ClientDisconnect
 
-from actors.errors import Conflict, Forbidden, MalformedBody, NotFound, PayloadTooLarge, UnsupportedMediaType
-from actors.media import MediaService
-from actors.media_rules import normalize_type
 from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of
 from api.presenters import rfc3339
 from api.responses import Encoded, encoded
 from api.routes.users import OPTIONAL_BEARER
 from api.schemas.common import error_responses
 from api.schemas.media import CreatedMedia, CreateMedia, Media
+from api.uploads import MediaService
+from domain.errors import Conflict, Forbidden, MalformedBody, NotFound, PayloadTooLarge, UnsupportedMediaType
+from domain.media_rules import normalize_type
 from storage.media import incoming_key
 from storage.media import store as media_store
 

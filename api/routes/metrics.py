@@ -13,7 +13,7 @@ time is left out, not waited for):
   retry, the dead rows. The relay runs in the shard processes, which have no /metrics and whose code is not the
   api's: the outbox table is where every relay attempt of every shard is recorded (``attempts``,
   ``last_error``), so it is read there;
-* every user shard's ``ping``: whether it answers, and its counters (actors/shard_counters.py: presence
+* every user shard's ``ping``: whether it answers, and its counters (actors/runtime/shard_counters.py: presence
   transitions, counted where they happen, once each, rather than once per gateway that relays them).
 Everything else comes from the memory-mapped files of every worker of this server (prometheus-client's
 multiprocess mode, api/metrics_dir.py), or from this process alone when the app runs outside ``python -m api``.
@@ -37,9 +37,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from actors.errors import NotFound
 from api import metrics_dir
 from api.deps import AppContext, client_ip
+from domain.errors import NotFound
 from storage.metrics import OUTBOX_COUNT_CAP, OutboxCounts, get_outbox_counts
 
 log = logging.getLogger("i9lyfe.metrics")

@@ -17,8 +17,6 @@ import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from actors import engagement
-from actors import posts as post_actions
 from api import presenters
 from api.deps import Ctx, User, WriteLimit
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
@@ -27,6 +25,7 @@ from api.schemas.common import error_responses
 from api.schemas.notifications import MarkRead, NotificationPage, Types, UnreadCount, parse_types
 from storage import graph as graph_store
 from storage import notifications as notification_store
+from storage.views import comment_views, public_post
 
 router = APIRouter(tags=["notifications"])
 
@@ -54,7 +53,7 @@ def _notification(
     }
     post = None if row["post_id"] is None else posts.get(int(row["post_id"]))
     if post is not None:
-        out["post"] = post_actions.public_post(post)
+        out["post"] = public_post(post)
     comment = None if row["comment_id"] is None else comments.get(int(row["comment_id"]))
     if comment is not None:
         out["comment"] = comment
@@ -84,9 +83,9 @@ async def list_notifications(
     more, rows = len(rows) > limit, rows[:limit]
     flags = await graph_store.viewer_flags(pool, user.user_id, sorted({int(r["actor_id"]) for r in rows}))
     post_ids = sorted({int(r["post_id"]) for r in rows if r["post_id"] is not None})
-    posts = await post_actions.views(pool, ctx.services.settings, post_ids, user.user_id)
+    posts = await ctx.posts.views(pool, post_ids, user.user_id)
     comment_ids = sorted({int(r["comment_id"]) for r in rows if r["comment_id"] is not None})
-    comments = await engagement.comment_views(pool, ctx.services.settings, comment_ids, user.user_id)
+    comments = await comment_views(pool, ctx.services.settings, comment_ids, user.user_id)
     next_cursor = encode_cursor(rows[-1]["created_at"], int(rows[-1]["id"])) if more and rows else None
     items = [_notification(r, flags, posts, comments) for r in rows]
     return encoded(request, {"items": items, "next_cursor": next_cursor})

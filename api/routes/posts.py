@@ -14,19 +14,20 @@ import asyncpg
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response
 
-from actors import live_cache
 from actors import posts as post_actions
-from actors.errors import NotFound
-from actors.post_text import normalize_tag
 from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of, optional_token_user
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded, no_content
 from api.routes.users import OPTIONAL_BEARER, Username
 from api.schemas.common import error_responses
 from api.schemas.posts import CreatePost, Hashtag, Post, PostPage
+from domain.errors import NotFound
+from domain.post_text import normalize_tag
 from storage import engagement as engagement_store
+from storage import live_cache
 from storage import posts as post_store
 from storage import users as user_store
+from storage.views import public_post
 
 log = logging.getLogger("i9lyfe.api.posts")
 router = APIRouter(tags=["posts"])
@@ -48,10 +49,8 @@ IdempotencyKey = Annotated[
 async def _page(ctx: Ctx, viewer: Any, rows: list[Any], limit: int) -> dict[str, Any]:
     more, rows = len(rows) > limit, rows[:limit]
     ids = [int(r["post_id"]) for r in rows]
-    views = await post_actions.views(
-        ctx.services.pool, ctx.services.settings, ids, None if viewer is None else viewer.user_id
-    )
-    items = [post_actions.public_post(views[i]) for i in ids if i in views]
+    views = await ctx.posts.views(ctx.services.pool, ids, None if viewer is None else viewer.user_id)
+    items = [public_post(views[i]) for i in ids if i in views]
     last = rows[-1] if rows else None
     cursor = encode_cursor(last["at"], int(last["post_id"])) if more and last is not None else None
     return {"items": items, "next_cursor": cursor}
@@ -82,7 +81,7 @@ async def create_post(
         "create_post", user.user_id, body.model_dump(exclude_none=True), idempotency_key
     )
     await _publish(ctx, created.events)
-    return encoded(request, post_actions.public_post(created.body), status_code=created.status)
+    return encoded(request, public_post(created.body), status_code=created.status)
 
 
 @router.get("/posts/{post_id}", response_model=Post, responses=error_responses(401, 404), openapi_extra=OPTIONAL_BEARER)
@@ -92,16 +91,15 @@ async def get_post(request: Request, post_id: PostId) -> Encoded:
     # session is checked in the post's own query (no denylist round trip), as GET /me does.
     viewer = await optional_token_user(request)
     ctx = ctx_of(request)
-    views = await post_actions.views(
+    views = await ctx.posts.views(
         ctx.services.pool,
-        ctx.services.settings,
         [post_id],
         None if viewer is None else viewer.user_id,
         session_id=None if viewer is None else viewer.session_id,
     )
     if post_id not in views:
         raise NotFound("No such post.")
-    return encoded(request, post_actions.public_post(views[post_id]))
+    return encoded(request, public_post(views[post_id]))
 
 
 @router.delete(

@@ -1,7 +1,7 @@
 """GET /search: posts, users and hashtags, ranked and typo-tolerant, in PostgreSQL (issue 13).
 
 Straight to storage (no shard hop), one ranked query per page plus one query per kind to hydrate it, encoded once.
-The query language, the ranking formulas and the typo correction: actors/search.py and storage/search.py; the
+The query language, the ranking formulas and the typo correction: api/reads/search.py and storage/search.py; the
 OpenAPI description below repeats them for clients.
 """
 
@@ -12,20 +12,20 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from actors import posts as post_actions
-from actors.errors import Unauthenticated, ValidationFailed
-from actors.post_text import normalize_tag
-from actors.search import CURSOR_PATTERN, MAX_QUERY, Cursor, Search
 from api import presenters
 from api.deps import Ctx, MaybeUser
 from api.pagination import DEFAULT_LIMIT, Limit
+from api.reads.search import CURSOR_PATTERN, MAX_QUERY, Cursor, Search
 from api.responses import Encoded, encoded
 from api.routes.users import OPTIONAL_BEARER
 from api.schemas.common import error_responses
 from api.schemas.search import SearchPage
+from domain.errors import Unauthenticated, ValidationFailed
+from domain.post_text import normalize_tag
 from storage import graph as graph_store
 from storage import search as store
 from storage import users as user_store
+from storage.views import public_post
 
 router = APIRouter(tags=["search"])
 
@@ -112,8 +112,8 @@ async def _posts(
 ) -> dict[str, Any]:
     hits, next_cursor, corrected = await _searcher(ctx).posts(text, scope, viewer_id, position, limit)
     services = ctx.services
-    views = await post_actions.views(services.pool, services.settings, [pid for pid, _ in hits], viewer_id)
-    items = [{**post_actions.public_post(views[pid]), "score": score} for pid, score in hits if pid in views]
+    views = await ctx.posts.views(services.pool, [pid for pid, _ in hits], viewer_id)
+    items = [{**public_post(views[pid]), "score": score} for pid, score in hits if pid in views]
     return {
         "items": items,
         "next_cursor": None if next_cursor is None else next_cursor.encode(),

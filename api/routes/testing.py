@@ -15,12 +15,12 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from actors.delivery import OutboxEvent
-from actors.errors import Unavailable
-from actors.topology import describe_shards
+from actors.runtime.delivery import OutboxEvent
+from actors.runtime.topology import describe_shards
 from api.deps import Ctx
 from api.responses import Encoded, encoded
 from api.schemas.common import Strict
+from domain.errors import Unavailable
 from storage import db
 
 router = APIRouter(prefix="/_test", tags=["test-only"], include_in_schema=False)

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Path, Request
 
-from actors.errors import NotFound
 from actors.follows import FollowResult
 from api import presenters
 from api.deps import Ctx, MaybeUser, User, WriteLimit
@@ -22,6 +21,7 @@ from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_c
 from api.responses import Encoded, encoded
 from api.schemas.common import error_responses
 from api.schemas.users import FollowState, Profile, UserPage
+from domain.errors import NotFound
 from storage import graph as graph_store
 from storage import users as user_store
 

@@ -1,7 +1,7 @@
-"""Request field types whose JSON Schema says what the server enforces (``actors/rules.py``), so that a
+"""Request field types whose JSON Schema says what the server enforces (``domain/rules.py``), so that a
 schema-valid value is accepted and a schema-invalid one is refused (schemathesis checks both ways).
 
-The rules themselves stay in ``actors/rules.py`` (one place, shared with the actors); these patterns describe them
+The rules themselves stay in ``domain/rules.py`` (one place, shared with the actors); these patterns describe them
 for clients and are not a second implementation: most are documentation only (``json_schema_extra``), so a
 refused value still gets the rule's own reason in ``details.fields``. Surrounding whitespace is allowed where
 the rule trims it. Patterns use only syntax that ECMA-262, Python and Rust regexes read alike.
@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
-from actors import rules
+from domain import rules
 
 # What Python's str.strip() removes that is not already a control character excluded below.
 _WS = r"[\s\x1c-\x1f\x85]"

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from actors.media_rules import KIND_OF, MAX_BYTES, NAME_PATTERN
 from api.schemas.common import Strict
+from domain.media_rules import KIND_OF, MAX_BYTES, NAME_PATTERN
 
 MediaIdStr = Annotated[str, Field(pattern=r"^[0-9]{1,20}$", description="A media id from POST /media")]
 

@@ -12,12 +12,12 @@ from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from actors.errors import ValidationFailed
-from actors.events import NotificationType
 from api.schemas.common import Strict
 from api.schemas.engagement import CommentOut
 from api.schemas.posts import Post
 from api.schemas.users import UserSummary
+from domain.errors import ValidationFailed
+from domain.events import NotificationType
 
 NOTIFICATION_TYPES: tuple[str, ...] = get_args(NotificationType)
 MAX_MARK_IDS = 100

@@ -23,9 +23,9 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from actors.events import CLOSE_TOO_SLOW
 from api.metrics import WS_CONNECTIONS, WS_FRAMES_OUT, observe_delivery
 from api.ws.frames import FrameCache, plain_frame
+from domain.events import CLOSE_TOO_SLOW
 from storage.streams import StreamInfo, parse_stream_id
 
 log = logging.getLogger("i9lyfe.ws")

@@ -18,19 +18,19 @@ from typing import Any
 import msgpack
 import redis.asyncio as aioredis
 
-from actors import posts as post_actions
-from actors.client import ShardClient
-from actors.context import Services
-from actors.errors import Unavailable
-from actors.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
-from actors.feed import FEED_POST_EVENT, FeedReader
-from actors.post_cache import CACHE_CHANNEL
+from actors.runtime.client import ShardClient
+from actors.runtime.services import Services
+from api.reads.feed import FeedReader
+from api.reads.posts import PostReader
 from api.ws.connection import Conn
 from api.ws.frames import FrameCache, plain_frame
 from api.ws.live_counts import LiveCounts
 from api.ws.replay import Replayer
 from api.ws.shard_sync import ShardSync
+from domain.errors import Unavailable
+from domain.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED, FEED_POST_EVENT
 from storage import feed as feed_store
+from storage.live_cache import CACHE_CHANNEL
 from storage.streams import Streams
 
 log = logging.getLogger("i9lyfe.gateway")
@@ -40,10 +40,11 @@ FEED_ATTACH_S = 3.0
 
 
 class Gateway:
-    def __init__(self, services: Services, users: ShardClient, handles: list[Any]) -> None:
+    def __init__(self, services: Services, users: ShardClient, handles: list[Any], posts: PostReader) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.services = services
         self.users = users
+        self.posts = posts  # the process's post caches: dropped when a summary changes
         self.streams = Streams(services.redis, services.keys)
         self.channel = services.keys.gateway_channel(self.id)
         self.cache_channel = services.keys(*CACHE_CHANNEL)  # a user's summary changed: drop their cached posts
@@ -125,7 +126,7 @@ class Gateway:
         self.pubsub = self.services.redis.pubsub(ignore_subscribe_messages=True)
         async with asyncio.timeout(REDIS_CALL_S):
             await self.pubsub.subscribe(self.channel, self.cache_channel, *self.by_topic.keys())
-        post_actions.clear_cache()  # invalidations published meanwhile were missed
+        self.posts.clear()  # invalidations published meanwhile were missed
         # Anything published meanwhile is in the streams: catch every socket up.
         for conns in list(self.by_user.values()):
             for conn in list(conns):
@@ -134,7 +135,7 @@ class Gateway:
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         name = channel.decode()
         if name == self.cache_channel:
-            post_actions.forget_author(int(data))
+            self.posts.forget_author(int(data))
             return
         if name == self.channel:
             batch = msgpack.unpackb(data, raw=False)

@@ -1,10 +1,10 @@
 """``GET /api/v1/ws``: the WebSocket endpoint. Handshake checks, replay, then one read loop per socket.
 
-Per-frame work stays off FastAPI/pydantic: frames are decoded with msgspec (actors/events.py) and answered
+Per-frame work stays off FastAPI/pydantic: frames are decoded with msgspec (domain/events.py) and answered
 with prebuilt acks. Handshake failures are refused before the upgrade with an HTTP status in the API.md error
 shape (401 unauthenticated, 403 origin, 400 bad request, 429 too many handshakes or ``too_many_sockets``, 503
 overloaded or a dependency unreachable, with Retry-After); later failures close with the codes of
-``actors.events.CLOSE_CODES`` (1013 when a dependency fails, so the client retries with ``since``).
+``domain.events.CLOSE_CODES`` (1013 when a dependency fails, so the client retries with ``since``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ from fastapi import APIRouter
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from actors import events, rules
-from actors.errors import DomainError, MalformedBody, NotFound, Unauthenticated, Unavailable, ValidationFailed
-from actors.errors import Forbidden as ForbiddenError
 from api.codec import encode, error_body
 from api.deps import AppContext, authenticate, limit_socket_handshake
 from api.logs import request_id_var
@@ -32,6 +29,9 @@ from api.overload import as_unavailable
 from api.ws.admission import RETRY_AFTER_S, HandshakeGate
 from api.ws.connection import CLOSE_TIMEOUT_S, Conn
 from api.ws.gateway import Gateway
+from domain import events, rules
+from domain.errors import DomainError, MalformedBody, NotFound, Unauthenticated, Unavailable, ValidationFailed
+from domain.errors import Forbidden as ForbiddenError
 from storage import users as user_store
 from storage.streams import is_stream_id
 

@@ -2,7 +2,7 @@
 
 Every socket add and remove this gateway sends carries the next number of one per-gateway sequence; a
 re-registration carries the number it was taken at, so the shard can tell which of a late add, a late remove
-and a re-registration is newest (actors/presence.py). A disconnect that cannot reach its shard (it is
+and a re-registration is newest (domain/presence.py). A disconnect that cannot reach its shard (it is
 restarting) is remembered with its close time and sent with the next re-registration, so the user still goes
 offline with a ``last_seen``.
 
@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors.client import ShardClient
-from actors.errors import DomainError
+from actors.runtime.client import ShardClient
 from api.ws.connection import Conn
 from api.ws.replay import Replayer
+from domain.errors import DomainError
 from storage.streams import Streams, parse_stream_id
 
 log = logging.getLogger("i9lyfe.gateway")

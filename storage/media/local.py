@@ -6,7 +6,7 @@ memory, and renamed into place only when complete: a reader never sees half a fi
 too large leaves nothing behind. File I/O runs in threads, off the event loop, a megabyte at a time.
 
 URLs: the api serves both directions itself. ``upload_target`` is ``PUT <base>/api/v1/media/<id>/upload`` with
-``expires`` and ``signature`` (HMAC-SHA256 over method, id, variant and expiry, ``storage/media/signing.py``).
+``expires`` and ``signature`` (HMAC-SHA256 over method, id, variant and expiry, ``domain/signing.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import re
 import secrets
 from pathlib import Path
 
+from domain.signing import UrlSigner
 from storage.media import UploadTarget
-from storage.media.signing import UrlSigner
 
 _KEY = re.compile(r"^media/[0-9]{1,20}(\.thumb\.jpg|\.upload)?$")
 FLUSH_BYTES = 1024 * 1024

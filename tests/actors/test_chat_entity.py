@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from actors.chat import ChatOps, ChatState
-from actors.context import Services
-from actors.delivery import Delivery
-from actors.errors import NotFound, ValidationFailed
+from actors.runtime.delivery import Delivery
+from actors.runtime.services import Services
+from domain.errors import NotFound, ValidationFailed
 from storage import chats as chat_store
 from storage import db, ids
 from storage import users as user_store

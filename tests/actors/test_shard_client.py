@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from actors.client import ShardClient
-from actors.errors import ValidationFailed
-from actors.shards import UserShardCore
+from actors.runtime.client import ShardClient
+from actors.runtime.shards import UserShardCore
+from domain.errors import ValidationFailed
 from storage.config import Settings
 from tests.conftest import REDIS_URL, TEST_JWT_SECRET
 

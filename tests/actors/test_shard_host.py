@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from actors.context import Services
-from actors.errors import DomainError, ValidationFailed
-from actors.host import GATEWAY_OPS, ShardHost, ShardKind
-from actors.shards import USER_KIND
+from actors.runtime.host import GATEWAY_OPS, ShardHost, ShardKind
+from actors.runtime.services import Services
+from actors.runtime.shards import USER_KIND
+from domain.errors import DomainError, ValidationFailed
 from storage.config import Settings
 from tests.conftest import REDIS_URL, TEST_JWT_SECRET
 
@@ -74,7 +75,7 @@ async def test_a_kind_that_tracks_gateways_must_have_the_gateway_ops(settings: S
 
 def test_the_user_kind_routes_exactly_its_public_operations() -> None:
     services: Any = object.__new__(Services)  # the table is built without touching any service
-    table = USER_KIND.ops(services)
+    table = USER_KIND.ops(SimpleNamespace(services=services))
     assert set(GATEWAY_OPS) <= set(table)
     assert set(table) == {
         *GATEWAY_OPS,

@@ -18,7 +18,7 @@ import msgpack
 import orjson
 import pytest
 
-from actors.tokens import JWT_SIGNING, derive_key
+from domain.tokens import JWT_SIGNING, derive_key
 from tests.conftest import TEST_JWT_SECRET
 from tests.support import Api, Mailbox, Reply, assert_error, fresh_ip, unique, years_ago
 

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from actors.cluster import RayHead, free_port
-from actors.versioning import is_shard_name, shard_name_fingerprint
+from actors.runtime.cluster import RayHead, free_port
+from actors.runtime.versioning import is_shard_name, shard_name_fingerprint
 from tests.conftest import ADMIN_DSN, REPO, _admin, _server_env, start_server, stop_server
 from tests.support import Mailbox, wait_until
 
@@ -69,7 +69,7 @@ def deploys(redis_prefix: str, ray_head: RayHead, mailbox: Mailbox, run_id: str,
         stop_server(process)
     # The shards are detached: retire every one of this namespace (no fingerprint matches "").
     retire = (
-        "import ray; from actors.topology import retire_stale_shards; "
+        "import ray; from actors.runtime.topology import retire_stale_shards; "
         f"ray.init(namespace={namespace!r}, log_to_driver=False); retire_stale_shards({namespace!r}, '')"
     )
     subprocess.run([sys.executable, "-c", retire], env=env, cwd=REPO, check=True, timeout=120)

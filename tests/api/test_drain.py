@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import websockets
 
-from actors.cluster import free_port
+from actors.runtime.cluster import free_port
 from tests.api.realtime_helpers import emit, stream_pos
 from tests.conftest import Server, start_server, stop_server
 from tests.support import WsClient

@@ -18,7 +18,7 @@ import msgpack
 import pytest
 import redis.asyncio as aioredis
 
-from actors.cluster import RayHead
+from actors.runtime.cluster import RayHead
 from storage.ids import EPOCH_MS
 from tests import media_samples as samples
 from tests.api.test_posts import upload

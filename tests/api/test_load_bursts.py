@@ -27,7 +27,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from actors.cluster import RayHead, free_port
+from actors.runtime.cluster import RayHead, free_port
 from tests.conftest import ADMIN_DSN, REPO, Server, _admin, _server_env, start_server, stop_server
 from tests.support import Api, Mailbox, WsClient, fresh_ip
 
@@ -72,7 +72,7 @@ def small_server(
     yield Server(f"http://127.0.0.1:{port}", env, process, log_path)
     stop_server(process)
     retire = (
-        "import ray; from actors.topology import retire_stale_shards; "
+        "import ray; from actors.runtime.topology import retire_stale_shards; "
         f"ray.init(namespace={namespace!r}, log_to_driver=False); retire_stale_shards({namespace!r}, '')"
     )
     subprocess.run([sys.executable, "-c", retire], env=env, cwd=REPO, check=True, timeout=120)

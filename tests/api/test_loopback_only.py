@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from actors.cluster import RayHead
+from actors.runtime.cluster import RayHead
 from tests.conftest import REPO, Server
 
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from actors.tokens import MEDIA_URL, derive_key
-from storage.media.signing import UrlSigner
+from domain.signing import UrlSigner
+from domain.tokens import MEDIA_URL, derive_key
 from tests import media_samples as samples
 from tests.conftest import TEST_JWT_SECRET, Server
 from tests.support import Api, assert_error

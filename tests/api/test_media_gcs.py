@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from PIL import Image
 
-from actors.cluster import RayHead, free_port
+from actors.runtime.cluster import RayHead, free_port
 from tests import media_samples as samples
 from tests.conftest import Server, own_server
 from tests.support import Api, Mailbox, assert_error

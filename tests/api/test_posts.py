@@ -159,7 +159,7 @@ async def test_every_bad_post_is_refused_with_its_field_and_nothing_is_written(
 async def test_a_post_shows_its_authors_new_name_and_avatar_at_once_after_a_profile_edit(
     make_api: Any, register: Any
 ) -> None:
-    """Post reads keep the fixed parts of a post per process (actors/post_cache.py): a profile edit must reach
+    """Post reads keep the fixed parts of a post per process (api/reads/post_cache.py): a profile edit must reach
     every process at once, whichever worker answers."""
     alice, reader = make_api(), make_api()
     await register(alice)

@@ -1,4 +1,4 @@
-"""Hot reads served from Redis (actors/live_cache.py, api/response_cache.py) follow every write at once.
+"""Hot reads served from Redis (storage/live_cache.py, api/response_cache.py) follow every write at once.
 
 Each read below is repeated first, so that it is cached, and then a write by someone else (or by the reader) must
 show on the very next read: reactions, comments, replies, reposts, saves, their undoing, deletions, a renamed

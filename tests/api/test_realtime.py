@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 
-from actors.registry import shard_index
-from actors.tokens import JWT_SIGNING, derive_key
+from actors.runtime.registry import shard_index
+from domain.tokens import JWT_SIGNING, derive_key
 from tests.api.realtime_helpers import emit, socket_on_gateway, stream_pos
 from tests.conftest import REDIS_URL, TEST_JWT_SECRET, Server
 from tests.support import Api, WsClient, wait_until

@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from actors.cluster import RayHead, free_port
+from actors.runtime.cluster import RayHead, free_port
 from tests.conftest import ADMIN_DSN, REPO, Server, _admin, _server_env, start_server, stop_server
 from tests.support import Api, Mailbox, WsClient, assert_error, wait_until
 
@@ -77,7 +77,7 @@ def _kill_shards(env: dict[str, str]) -> None:
     """Kill every shard of the server's namespace for good (no restart): its Ray calls now fail."""
     namespace = env["RAY_NAMESPACE"]
     kill = (
-        "import ray; from actors.topology import retire_stale_shards; "
+        "import ray; from actors.runtime.topology import retire_stale_shards; "
         f"ray.init(namespace={namespace!r}, log_to_driver=False); print(retire_stale_shards({namespace!r}, ''))"
     )
     subprocess.run([sys.executable, "-c", kill], env=env, cwd=REPO, check=True, timeout=120, capture_output=True)

@@ -27,8 +27,8 @@ import httpx
 import psutil
 import pytest
 
-from actors.cluster import RayHead, ensure_auth_token, free_port, loopback_env
-from actors.registry import shard_index
+from actors.runtime.cluster import RayHead, ensure_auth_token, free_port, loopback_env
+from actors.runtime.registry import shard_index
 from tests.api.realtime_helpers import emit, stream_pos
 from tests.conftest import ADMIN_DSN, REPO, _admin, _server_env, start_server, stop_server
 from tests.support import Api, Mailbox, WsClient, fresh_ip, wait_until

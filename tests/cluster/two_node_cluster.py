@@ -1,6 +1,6 @@
 """A two-node Ray cluster on this machine, for tests/cluster: run as ``python -m tests.cluster.two_node_cluster``.
 
-``ray start --address`` cannot add a second node to a loopback-only head (actors/cluster.py), but
+``ray start --address`` cannot add a second node to a loopback-only head (actors/runtime/cluster.py), but
 ``ray.cluster_utils.Cluster`` can: a head with 1 CPU and a second node with 1 CPU and the custom resource
 ``node2``, both on 127.0.0.1. This process prints one JSON line (the address, each node's id, node 2's raylet
 pid) and then holds the cluster until stdin closes or SIGTERM, when it shuts it down. It runs apart from

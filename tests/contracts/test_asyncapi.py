@@ -1,4 +1,4 @@
-"""docs/asyncapi.yaml is generated from actors/events.py, covers exactly API.md section 4, and real frames match it."""
+"""docs/asyncapi.yaml is generated from domain/events.py, covers exactly API.md section 4, and real frames match it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import orjson
 import pytest
 import yaml
 
-from actors import events as ev
+from domain import events as ev
 from tests.asyncapi_frames import server_frame
 
 REPO = Path(__file__).resolve().parents[2]

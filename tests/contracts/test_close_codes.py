@@ -1,11 +1,11 @@
-"""The close codes documented in AsyncAPI (actors.events.CLOSE_CODES) are exactly those the server sends."""
+"""The close codes documented in AsyncAPI (domain.events.CLOSE_CODES) are exactly those the server sends."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from actors import events as ev
+from domain import events as ev
 
 REPO = Path(__file__).resolve().parents[2]
 # Sent without a call of ours: 1000 by the endpoint's final websocket.close(), 1009 and 1011 by uvicorn
@@ -29,7 +29,7 @@ def _codes_sent() -> dict[int, list[str]]:
             if arg is None or (isinstance(arg, ast.Name) and arg.id == "code"):
                 continue  # a pass-through parameter, not a code chosen here
             where = f"{path.relative_to(REPO)}:{node.lineno}"
-            assert not isinstance(arg, ast.Constant), f"{where}: use an actors.events.CLOSE_* constant"
+            assert not isinstance(arg, ast.Constant), f"{where}: use an domain.events.CLOSE_* constant"
             name = arg.attr if isinstance(arg, ast.Attribute) else getattr(arg, "id", "")
             value = getattr(ev, name, None)
             if value is None and name == "CLOSE_SLOW":

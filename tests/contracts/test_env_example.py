@@ -5,7 +5,7 @@ The variables are found in the source of storage/config.py (``_env("NAME", ...)`
 line left behind for a removed one) fails here. A few knobs are read by Ray or our scripts rather than by
 load_settings; they are named below with the file that reads them, and that file is checked to read them.
 Both documents also show the defaults load_settings uses (where the default is a constant), and the table marks
-"Every node" exactly on the settings that are part of the shard fingerprint (actors/versioning.py).
+"Every node" exactly on the settings that are part of the shard fingerprint (actors/runtime/versioning.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import ast
 import re
 from pathlib import Path
 
-from actors.versioning import GATEWAY_ONLY_SETTINGS
+from actors.runtime.versioning import GATEWAY_ONLY_SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_READERS = {"_env", "_env_int", "_env_list"}
@@ -23,7 +23,7 @@ ENV_READERS = {"_env", "_env_int", "_env_list"}
 OTHER_READERS = {
     "RAY_AUTH_MODE": "scripts/run.sh",  # and by Ray itself, in every process that joins the cluster
     "RAY_AUTH_TOKEN_PATH": "scripts/run.sh",
-    "RAY_NUM_CPUS": "actors/cluster.py",  # the CPUs of the local head `make run` starts
+    "RAY_NUM_CPUS": "actors/runtime/cluster.py",  # the CPUs of the local head `make run` starts
 }
 
 
@@ -172,4 +172,4 @@ def test_operations_md_shows_the_defaults_and_marks_the_settings_in_the_shard_fi
         for name, row in rows.items()
         if name in fields and row.rstrip(" |").endswith("Every node") == (fields[name] in GATEWAY_ONLY_SETTINGS)
     )
-    assert not wrong, f"'Every node' (part of the shard fingerprint, actors/versioning.py) is wrong for {wrong}"
+    assert not wrong, f"'Every node' (part of the shard fingerprint, actors/runtime/versioning.py) is wrong for {wrong}"

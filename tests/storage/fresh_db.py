@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from actors.context import Services
+from actors.runtime.services import Services
 from storage.config import Settings
 from storage.migrate import apply_migrations
 from tests.conftest import ADMIN_DSN, REDIS_URL, TEST_JWT_SECRET

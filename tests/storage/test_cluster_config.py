@@ -13,7 +13,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
-from actors.topology import ShardCountMismatch, check_shard_count
+from actors.runtime.topology import ShardCountMismatch, check_shard_count
 from storage import cluster_config
 from storage.config import Settings
 from storage.migrate import apply_migrations

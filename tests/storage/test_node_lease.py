@@ -16,7 +16,7 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
-from actors.context import Services
+from actors.runtime.services import Services
 from storage import redis as rstore
 from storage.config import Settings
 from storage.ids import IdGenerator, NodeNotHeld, id_node
@@ -167,7 +167,7 @@ async def test_renewal_keeps_the_lease_alive_past_its_ttl(client: aioredis.Redis
 # and keeps running until its stdin closes.
 _PROCESS = """
 import asyncio, sys
-from actors.context import Services
+from actors.runtime.services import Services
 from storage import ids
 from storage.config import load_settings
 

@@ -14,8 +14,8 @@ import asyncpg
 import msgpack
 import pytest
 
-from actors.context import Services
-from actors.delivery import Delivery, OutboxEvent, PushItem
+from actors.runtime.delivery import Delivery, OutboxEvent, PushItem
+from actors.runtime.services import Services
 from storage import db
 from storage import outbox as outbox_store
 from storage import streams as streams_store

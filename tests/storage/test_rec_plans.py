@@ -10,7 +10,7 @@ import re
 import asyncpg
 import pytest
 
-from actors import explore, suggestions
+from api.reads import explore, suggestions
 from storage import graph, recs
 from storage.db import GENERIC_SETTINGS, PLANNED_SETTINGS, literals
 from tests.storage.test_graph import _users

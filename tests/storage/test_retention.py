@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from actors import retention
-from actors.context import Services
+from actors.runtime.services import Services
 from storage import auth as auth_store
 from storage import db, ids, locks
 from storage import outbox as outbox_store

@@ -8,7 +8,7 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from actors.accounts import signup_conflict
+from api.accounts import signup_conflict
 from storage import db
 from storage import users as user_store
 from storage.errors import UniqueViolation

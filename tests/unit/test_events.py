@@ -9,7 +9,7 @@ import msgspec
 import orjson
 import pytest
 
-from actors.events import (
+from domain.events import (
     ACTION_DATA,
     MAX_FRAME_BYTES,
     Ack,

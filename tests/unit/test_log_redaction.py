@@ -7,8 +7,8 @@ import logging
 
 import orjson
 
-from actors.tokens import new_refresh_token
 from api.logs import JsonFormatter, RedactSecrets, redact
+from domain.tokens import new_refresh_token
 
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIiwic2lkIjoiMiJ9.c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
 

@@ -9,9 +9,9 @@ import struct
 import pytest
 from PIL import Image
 
-from actors import media_inspect as inspect
-from actors import media_rules as rules
-from actors.errors import PayloadTooLarge, ValidationFailed
+from domain import media_inspect as inspect
+from domain import media_rules as rules
+from domain.errors import PayloadTooLarge, ValidationFailed
 from tests import media_samples as samples
 
 
@@ -146,7 +146,7 @@ def test_our_blurhash_equals_the_reference_c_encoder() -> None:
 
     import blurhash as reference
 
-    from actors.blurhash import encode
+    from domain.blurhash import encode
 
     rng = random.Random(7)
     for n in range(12):

@@ -17,10 +17,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from actors.errors import DomainError, Unavailable
-from actors.passwords import PasswordService
 from api.codec import CodecMiddleware
 from api.overload import as_unavailable
+from domain.errors import DomainError, Unavailable
+from domain.passwords import PasswordService
 from storage.db import PoolTimeout
 from tests.support import wait_until
 

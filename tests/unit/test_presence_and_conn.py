@@ -6,9 +6,9 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from actors.presence import Presence
 from api.ws.connection import CLOSE_SLOW, SEND_QUEUE_MAX, Conn
 from api.ws.frames import FrameCache, packed_frame
+from domain.presence import Presence
 from storage.streams import StreamInfo
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)

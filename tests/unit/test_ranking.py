@@ -1,4 +1,4 @@
-"""Explore's ranking and who-to-follow's scoring (actors/ranking.py, actors/suggestions.py), without a server."""
+"""Explore's ranking and who-to-follow's scoring (domain/ranking.py, api/reads/suggestions.py), without a server."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from actors.explore import Position
-from actors.ranking import Fact, Feedback, Knobs, Signals, quality, rank
-from actors.suggestions import reasons_of
+from api.reads.explore import Position
+from api.reads.suggestions import reasons_of
+from domain.ranking import Fact, Feedback, Knobs, Signals, quality, rank
 
 NOW = dt.datetime(2026, 12, 5, 12, tzinfo=dt.UTC)
 ME = 1

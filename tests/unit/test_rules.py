@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from actors import rules
-from actors.registry import shard_index
+from actors.runtime.registry import shard_index
+from domain import rules
 
 
 @pytest.mark.parametrize("value", ["abc", "a_b.c", "user_123", "x" * 30, "  MiXeD  "])
@@ -99,7 +99,7 @@ def test_ids_minted_milliseconds_apart_spread_evenly_over_shards() -> None:
 
 
 def test_variants_of_one_mailbox_share_one_throttle_key() -> None:
-    from actors.throttle import address_key, login_key
+    from domain.throttle import address_key, login_key
 
     base = address_key(rules.normalize_email("victim@example.com"))
     for variant in (

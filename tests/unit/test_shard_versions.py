@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from actors.registry import chat_shard_name, user_shard_name
-from actors.versioning import (
+from actors.runtime.registry import chat_shard_name, user_shard_name
+from actors.runtime.versioning import (
     FINGERPRINT_LENGTH,
     code_version,
     is_shard_name,

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from actors import tokens as tokens_module
-from actors.errors import Unauthenticated
-from actors.tokens import TokenService
+from domain import tokens as tokens_module
+from domain.errors import Unauthenticated
+from domain.tokens import TokenService
 
 SECRET = "s" * 40
 

@@ -6,9 +6,9 @@ import time
 import jwt
 import pytest
 
-from actors.entities import EntityTable
-from actors.errors import DomainError, Unauthenticated, ValidationFailed
-from actors.tokens import (
+from actors.runtime.entities import EntityTable
+from domain.errors import DomainError, Unauthenticated, ValidationFailed
+from domain.tokens import (
     CODE_DIGEST,
     JWT_SIGNING,
     REFRESH_DIGEST,

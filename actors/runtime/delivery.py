@@ -22,9 +22,9 @@ from typing import Any
 
 import msgpack
 
-from actors.batching import Coalescer
-from actors.context import Services
-from actors.registry import shard_index
+from actors.runtime.batching import Coalescer
+from actors.runtime.registry import shard_index
+from actors.runtime.services import Services
 from storage import db, ids
 from storage import outbox as outbox_store
 from storage.jobs import JobQueue
@@ -52,7 +52,7 @@ class OutboxEvent:
 
 
 class Delivery:
-    """Every hop is micro-batched (actors/batching.py): stream appends from concurrent writers share one Redis
+    """Every hop is micro-batched (actors/runtime/batching.py): stream appends from concurrent writers share one Redis
     pipeline, pushes to a shard share one Ray call, and outbox rows are marked sent together."""
 
     def __init__(self, services: Services, push: PushFn, shards: int, push_retries: int = 4) -> None:
@@ -94,7 +94,7 @@ class Delivery:
         writer that must append in order, such as a chat, need not hold its lock for the push).
 
         Outbox rows of type ``job.<queue>`` are enqueued on that worker queue instead (storage/jobs.py), then
-        marked sent: a worker expands them (the feed fan-out, actors/feed.py)."""
+        marked sent: a worker expands them (the feed fan-out, actors/fanout.py)."""
         jobs = [e for e in events if e.type.startswith(JOB_PREFIX)]
         if jobs:
             await self._enqueue(jobs, mark)

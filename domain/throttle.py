@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Protocol
 
-from actors import rules
+from domain import rules
 
 # Bucket names (RATE_LIMITS, storage/config.py DEFAULT_RATE_LIMITS).
 MAIL_PER_EMAIL = "auth_email"  # code and notice mails per address

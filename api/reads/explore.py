@@ -1,5 +1,6 @@
-"""Explore (issue 14): gather candidates, rank them (actors/ranking.py), keep the ranking for its cursors, and
-the writes that steer it (feedback, knobs), which run in the caller's logical actor (actors/user.py).
+"""Explore (issue 14), the read side in api processes: gather candidates, rank them (domain/ranking.py), keep the
+ranking for its cursors. The writes that steer it (feedback, knobs) run in the caller's logical actor
+(actors/recommendations.py).
 
 A ranking is made on a request without a cursor and kept in Redis for ``SNAPSHOT_TTL_S`` under a random
 snapshot id; its cursor ``r<snapshot>.<offset>`` pages through that one list, so pages never re-rank or repeat.
@@ -25,11 +26,9 @@ from typing import Any
 import asyncpg
 import msgpack
 
-from actors import ranking
-from actors.errors import NotFound, ValidationFailed
-from actors.ranking import Fact, Feedback, Knobs, Ranked, Signals
-from storage import db, ids
-from storage import interests as interest_store
+from domain import ranking
+from domain.ranking import Fact, Feedback, Knobs, Ranked, Signals
+from storage import ids
 from storage import recs as store
 from storage.recs import Stamp
 
@@ -101,16 +100,6 @@ class Window:
     offset: int
 
 
-def floor_id(seconds_ago: float) -> int:
-    return ids.min_id_at(int((time.time() - seconds_ago) * 1000))
-
-
-def knobs_of(row: Any) -> Knobs:
-    if row is None:
-        return Knobs()
-    return Knobs(float(row["recency_weight"]), bool(row["hide_reposts"]), int(row["per_author_cap"]))
-
-
 def candidate(row: Any) -> tuple[Signals, Fact]:
     """A candidate row (storage/recs.py ``candidates``) as what its sources said and the facts of its post."""
     signals = Signals(
@@ -151,7 +140,7 @@ def read_kept(raw: bytes | None, mode: str) -> tuple[float, list[Any], str, list
 
 
 class KeptLists:
-    """What explore and who-to-follow (actors/suggestions.py) read with, in one process (api worker): ``pool``
+    """What explore and who-to-follow (api/reads/suggestions.py) read with, in one process (api worker): ``pool``
     plans each statement for its parameters (the checks of kept lists: their generic plans are slow),
     ``ranking_pool`` makes one plan per connection (new lists: storage/db.py GENERIC_SETTINGS), and Redis keeps
     the lists."""
@@ -175,7 +164,7 @@ class Explorer(KeptLists):
         async with self.ranking_pool.acquire() as conn:
             knobs_row, authors, interests = await store.knobs_and_feedback(conn, user_id, FEEDBACK_WINDOW)
             rows = await store.candidates(conn, user_id, LIMITS, WEIGHTS)
-        knobs = knobs_of(knobs_row)
+        knobs = ranking.knobs_of(knobs_row)
         found = [candidate(row) for row in rows]
         ranked = ranking.rank(
             viewer_id=user_id,
@@ -247,62 +236,5 @@ class Explorer(KeptLists):
         return Window(window, Position(snapshot, end) if end < len(ranked) else None, snapshot, offset)
 
 
-# ------------------------------------------------------------ writes (in the caller's logical actor)
-
-
-async def give_feedback(pool: asyncpg.Pool, user_id: int, post_id: int, signal: str) -> None:
-    value = SIGNALS.get(signal)
-    if value is None:
-        raise ValidationFailed({"signal": "one of less, more"})
-    async with db.transaction(pool) as conn:
-        author = await conn.fetchval("SELECT author_id FROM posts WHERE id = $1", post_id)
-        if author is None:
-            raise NotFound("No such post.")
-        slugs = (await interest_store.slugs_of_posts(conn, [post_id])).get(post_id, [])
-        await store.save_feedback(conn, user_id, post_id, int(author), slugs, value)
-
-
-async def set_knobs(pool: asyncpg.Pool, user_id: int, changes: dict[str, Any]) -> Knobs:
-    """Apply the given knobs (the others keep their values) and return them all."""
-    async with db.transaction(pool) as conn:
-        current = knobs_of(await store.get_knobs(conn, user_id))
-        merged = Knobs(
-            recency_weight=float(changes.get("recency_weight", current.recency_weight)),
-            hide_reposts=bool(changes.get("hide_reposts", current.hide_reposts)),
-            per_author_cap=int(changes.get("per_author_cap", current.per_author_cap)),
-        )
-        await store.put_knobs(conn, user_id, merged.recency_weight, merged.hide_reposts, merged.per_author_cap)
-    return merged
-
-
 async def get_knobs(pool: asyncpg.Pool, user_id: int) -> Knobs:
-    return knobs_of(await store.get_knobs(pool, user_id))
-
-
-async def follow_interest(pool: asyncpg.Pool, user_id: int, slug: str, on: bool) -> bool:
-    async with db.transaction(pool) as conn:
-        if not await interest_store.exists(conn, slug):
-            raise NotFound("No such interest.")
-        if on:
-            await interest_store.follow(conn, user_id, slug)
-        else:
-            await interest_store.unfollow(conn, user_id, slug)
-    return on
-
-
-# ------------------------------------------------------------ the precomputed tables (a worker's job)
-
-REFRESH_KEEP = 200
-
-
-async def refresh(pool: asyncpg.Pool, every_s: float) -> bool:
-    """Recompute trending posts and each interest's top posts and authors, at most once per ``every_s`` across
-    every process (storage/recs.py ``refresh``)."""
-    return await store.refresh(
-        pool,
-        every_s=max(every_s * 0.9, 0.1),
-        day_floor_id=floor_id(DAY_S),
-        week_floor_id=floor_id(7 * DAY_S),
-        month_floor_id=floor_id(30 * DAY_S),
-        keep=REFRESH_KEEP,
-    )
+    return ranking.knobs_of(await store.get_knobs(pool, user_id))

@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from actors.errors import Unauthenticated
+from domain.errors import Unauthenticated
 
 ALGORITHMS = ["HS256"]  # explicit allow-list: "none" and asymmetric confusion are refused
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "sid", "typ", "iss"]

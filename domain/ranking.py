@@ -166,3 +166,10 @@ def _reasons(fact: Fact, found: Signals, *, following: bool) -> list[dict[str, A
     if following and fact.in_timeline and reasons:
         reasons.append({"type": "following", "score": round(sum(r["score"] for r in reasons), 4)})
     return reasons
+
+
+def knobs_of(row: Any) -> Knobs:
+    """The knobs of a stored row (storage/recs.py ``get_knobs``), or the defaults when there is none."""
+    if row is None:
+        return Knobs()
+    return Knobs(float(row["recency_weight"]), bool(row["hide_reposts"]), int(row["per_author_cap"]))

@@ -1,7 +1,7 @@
 """One shard host for every shard kind (users now, chats next): what a shard process does for its entities.
 
 A shard kind is its plain state class plus its op table (``ShardKind``); the host gives it:
-* an entity table with lazy activation, idle eviction and one asyncio lock per entity (actors/entities.py);
+* an entity table with lazy activation, idle eviction and one asyncio lock per entity (actors/runtime/entities.py);
 * batched calls: ``call_batch`` runs a batch of ``(op, entity id, args, kwargs)`` concurrently across entities,
   each under its entity's lock, dispatched through the kind's explicit op table (no ``getattr``); errors come
   back as tuples, so one failing op never fails its batch;
@@ -11,7 +11,7 @@ A shard kind is its plain state class plus its op table (``ShardKind``); the hos
   its ``expire_gateway`` op;
 * the process's services (PostgreSQL, Redis) made once, and the background loops the kind asks for.
 
-Plain Python (no Ray import): tests run a host in-process; actors/shards.py is the Ray shell around it.
+Plain Python (no Ray import): tests run a host in-process; actors/runtime/shards.py is the Ray shell around it.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from actors import shard_counters
-from actors.context import Services
-from actors.entities import EntityTable
-from actors.errors import DomainError, Internal
+from actors.runtime import shard_counters
+from actors.runtime.entities import EntityTable
+from actors.runtime.services import Services
+from domain.errors import DomainError, Internal
 from storage.config import Settings
 
 log = logging.getLogger("i9lyfe.shard")
@@ -54,7 +54,7 @@ class ShardKind(Generic[S]):
     name: str  # "user", "chat": the shard actor names are <name>-shard-<fingerprint>-<k>
     state: Callable[[int], S]  # a fresh (not yet activated) state for an entity id
     keep: Callable[[S], bool]  # an entity for which this is true is never evicted (e.g. it holds sockets)
-    ops: Callable[[Services], OpTable]  # the op table, built once per shard process
+    ops: Callable[[Any], OpTable]  # the op table of a ready host (given the host), built once per shard process
     sockets_of: Callable[[S, str], int] | None = None  # sockets an entity holds on a gateway (gateway tracking)
     count: Callable[[Settings], int] = field(default=lambda s: s.user_shards)  # K, from the settings
 
@@ -100,7 +100,7 @@ class ShardHost(Generic[S]):
                 if self._ops is None:
                     self._services = await Services.create(self.settings, pool_max=4)
                     await self.on_ready(self._services)
-                    ops = self.kind.ops(self._services)
+                    ops = self.kind.ops(self)
                     if self.kind.tracks_gateways:
                         missing = [name for name in GATEWAY_OPS if name not in ops]
                         if missing:
@@ -156,7 +156,7 @@ class ShardHost(Generic[S]):
             "epoch": self.epoch,
             "started": self.started,
             "gateways": len(self.gateway_seen),
-            "counters": shard_counters.snapshot(),  # for GET /metrics (actors/shard_counters.py)
+            "counters": shard_counters.snapshot(),  # for GET /metrics (actors/runtime/shard_counters.py)
         }
 
     async def call_batch(self, ops: list[Op]) -> list[Result]:

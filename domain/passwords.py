@@ -17,7 +17,7 @@ from typing import TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from actors.errors import Unavailable
+from domain.errors import Unavailable
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 * ``check_shard_count``: the first api process records USER_SHARDS and CHAT_SHARDS in ``cluster_config``;
   a process configured otherwise refuses to start (changing K re-maps every entity to another shard).
 * ``retire_stale_shards``: after a deploy's own shards are up, the shard actors of the namespace that carry
-  another fingerprint (actors/versioning.py: other code or other shard settings) are killed. Policy and its
+  another fingerprint (actors/runtime/versioning.py: other code or other shard settings) are killed. Policy and its
   consequences for rolling deploys: docs/OPERATIONS.md, "Deploys and shard versions".
 """
 
@@ -15,8 +15,8 @@ from typing import Any, cast
 import asyncpg
 import ray
 
-from actors.registry import chat_shard_name, user_shard_name
-from actors.versioning import shard_fingerprint, stale_shard_names
+from actors.runtime.registry import chat_shard_name, user_shard_name
+from actors.runtime.versioning import shard_fingerprint, stale_shard_names
 from storage import cluster_config, db
 from storage.config import Settings
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import msgpack
 
-from actors.explore import CLOCK_MARGIN_S, KeptLists  # the same margin for writes in flight
+from api.reads.explore import CLOCK_MARGIN_S, KeptLists  # the same margin for writes in flight
 from storage import graph
 from storage.graph import SuggestionWeights
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the api side of the shards (``actors/client.py``), exposed at ``GET /metrics``.
+"""Prometheus metrics of the api side of the shards (``actors/runtime/client.py``), exposed at ``GET /metrics``.
 
 They live here, not in ``api``, because ``actors`` never imports ``api``. In the api processes
 (``python -m api``) prometheus-client runs in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by the master

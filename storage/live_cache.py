@@ -30,6 +30,9 @@ TTL_S = 60
 VERSION_TTL_S = 24 * 3600
 
 
+CACHE_CHANNEL = ("cache", "users")  # Keys(*CACHE_CHANNEL): published with the id of a user whose summary changed
+
+
 @dataclass
 class Found:
     live: dict[int, dict[str, Any]]  # post id -> its live parts for this reader (counts, summary, my)

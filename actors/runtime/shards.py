@@ -1,4 +1,4 @@
-"""Ray shells around the shard host (actors/host.py): named, detached, async shard actors, one kind each.
+"""Ray shells around the shard host (actors/runtime/host.py): named, detached, async shard actors, one kind each.
 
 A UserShard hosts many logical per-user actors: the shard host with the user kind (``USER_KIND``: the plain
 ``UserState`` and the op table of ``UserOps``). Entity ops arrive in batches (``call_batch``) from each api
@@ -11,6 +11,7 @@ relay and the retention purge.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections import defaultdict
 from typing import Any
@@ -19,15 +20,16 @@ import msgpack
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors import explore, feed, retention
+from actors import recommendations, retention
 from actors.chat import ChatOps, ChatState
-from actors.context import Services
-from actors.delivery import Delivery, PushItem
-from actors.host import Op, Result, ShardHost, ShardKind
-from actors.registry import shard_index, shard_name
-from actors.topology import retire_stale_shards
+from actors.fanout import FanoutWorker
+from actors.runtime.delivery import Delivery, PushItem
+from actors.runtime.host import Op, Result, ShardHost, ShardKind
+from actors.runtime.registry import shard_index, shard_name
+from actors.runtime.services import Services
+from actors.runtime.topology import retire_stale_shards
+from actors.runtime.versioning import shard_fingerprint
 from actors.user import UserOps, UserState
-from actors.versioning import shard_fingerprint
 from storage.config import Settings
 
 log = logging.getLogger("i9lyfe.shard")
@@ -42,7 +44,7 @@ USER_KIND: ShardKind[UserState] = ShardKind(
     name="user",
     state=UserState,
     keep=UserState.holds_anything,
-    ops=lambda services: UserOps(services).table(),
+    ops=lambda host: UserOps(host.services).table(),
     sockets_of=lambda state, gateway: state.presence.socket_count(gateway),
     count=lambda settings: settings.user_shards,
 )
@@ -58,7 +60,7 @@ class UserShardCore(ShardHost[UserState]):
         self._peers = peers  # callable shard index -> handle (for delivery from inside a shard)
         self._consume_fanout = fanout  # the Ray shard is a feed fan-out consumer; an in-process core (tests) is not
         self.delivery: Delivery | None = None
-        self.fanout: feed.FanoutWorker | None = None
+        self.fanout: FanoutWorker | None = None
         self.every("outbox relay", RELAY_INTERVAL_S, self._relay)
         self.every("retention purge", retention.PURGE_INTERVAL_S, self._purge)
         self.every("recommendations refresh", settings.recs_refresh_s, self._refresh_recommendations)
@@ -66,13 +68,11 @@ class UserShardCore(ShardHost[UserState]):
     async def on_ready(self, services: Services) -> None:
         self.delivery = Delivery(services, self._push_to_peer, self.settings.user_shards)
         # Every UserShard is a consumer of the feed fan-out queue, under a stable name: restarted, it resumes
-        # its own unfinished jobs (actors/feed.py).
+        # its own unfinished jobs (actors/fanout.py).
         if self._consume_fanout:
             # One consumer name per shard and deploy (a restart keeps it; another version's shards are others).
             consumer = f"user-shard-{self.index}-{shard_fingerprint(self.settings)}"
-            self.fanout = feed.FanoutWorker(
-                services, consumer, self._push_to_peer, user_shards=self.settings.user_shards
-            )
+            self.fanout = FanoutWorker(services, consumer, self._push_to_peer, user_shards=self.settings.user_shards)
             self.daemon("feed fan-out", self.fanout.run)
 
     @property
@@ -93,8 +93,8 @@ class UserShardCore(ShardHost[UserState]):
         await retention.purge_once(self.services)
 
     async def _refresh_recommendations(self) -> None:
-        """Trending posts and each interest's top posts and authors (actors/explore.py); one shard per interval."""
-        await explore.refresh(self.services.pool, self.settings.recs_refresh_s)
+        """Trending posts, each interest's top posts and authors (actors/recommendations.py); one shard at a time."""
+        await recommendations.refresh(self.services.pool, self.settings.recs_refresh_s)
 
     async def push(self, items: list[PushItem]) -> int:
         """Publish stored events to the gateways of their recipients: one PUBLISH per gateway."""
@@ -119,7 +119,7 @@ CHAT_KIND: ShardKind[ChatState] = ShardKind(
     name="chat",
     state=ChatState,
     keep=ChatState.holds_anything,
-    ops=lambda services: services.extras["chat_ops"].table(),
+    ops=lambda host: host.chat_ops().table(),
     count=lambda settings: settings.chat_shards,
 )
 TYPING_CHECK_S = 1.0
@@ -140,7 +140,10 @@ class ChatShardCore(ShardHost[ChatState]):
     async def on_ready(self, services: Services) -> None:
         delivery = Delivery(services, self._push_to_user_shard, self.settings.user_shards)
         self.ops = ChatOps(services, delivery, self._ephemeral)
-        services.extras["chat_ops"] = self.ops
+
+    def chat_ops(self) -> ChatOps:
+        assert self.ops is not None, "made in on_ready"
+        return self.ops
 
     async def _push_to_user_shard(self, shard: int, items: list[PushItem]) -> Any:
         if self._user_shard is None:
@@ -219,6 +222,26 @@ class Shard:
         return await self.core.register(gateway, sockets, seq, departed)
 
 
+def connect_ray(settings: Settings) -> None:
+    if ray.is_initialized():
+        return
+    # ray.init installs its own SIGTERM handler; keep uvicorn's so shutdown runs the lifespan cleanly.
+    saved = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(
+            address=settings.ray_address or "auto",
+            namespace=settings.ray_namespace,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+
+
+def disconnect_ray() -> None:
+    ray.shutdown()
+
+
 def alive_nodes() -> list[str]:
     """The ids of the cluster's alive nodes, sorted: every process placing shards sees the same order."""
     return sorted(node["NodeID"] for node in ray.nodes() if node.get("Alive"))  # type: ignore[no-untyped-call]
@@ -235,7 +258,7 @@ def placement(nodes: list[str], k: int) -> NodeAffinitySchedulingStrategy | str:
 def get_or_create_shards(kind: str, settings: Settings, ready_timeout_s: float = 60.0) -> list[Any]:
     """Handles to the K shards of ``kind`` of this version, creating any that do not exist (races between
     processes are fine); once they answer, shards of other versions in the namespace are retired
-    (actors/topology.py)."""
+    (actors/runtime/topology.py)."""
     fingerprint = shard_fingerprint(settings)
     count = CORES[kind].KIND.count(settings)
     names = [shard_name(kind, fingerprint, k) for k in range(count)]

@@ -1,6 +1,6 @@
 """What an uploaded object really is: magic bytes against the declared type, images decoded and cleaned.
 
-Pure and blocking (no I/O of ours, no event loop): ``actors/media.py`` runs ``process_image`` in its bounded
+Pure and blocking (no I/O of ours, no event loop): ``api/uploads.py`` runs ``process_image`` in its bounded
 thread pool. Images are decoded with Pillow under a pixel cap (a decompression bomb is refused, not decoded),
 turned upright by their EXIF orientation and re-encoded without any metadata (EXIF, GPS, XMP, comments; the ICC
 colour profile is kept), measured, given a blurhash (4x3 components) and a thumbnail of at most 320 px (JPEG).
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from actors import blurhash
+from domain import blurhash
 
 HEAD_BYTES = 64
 MAX_PIXELS = 40_000_000  # 40 MP: a phone camera's largest photo, far under what would exhaust memory

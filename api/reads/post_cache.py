@@ -6,8 +6,9 @@ those parts asks PostgreSQL only for what changes (counters, the viewer's flags,
 exists: storage/posts.py ``live_parts``), a much cheaper query than the full hydration.
 
 Bounded (LRU, ``max_posts``) and time-limited (``ttl_s``): a mentioned user's new username, for one, shows after
-at most ``ttl_s``. A profile or avatar change is broadcast on the Redis channel ``cache:users`` (actors/user.py),
-and each api process's gateway drops that author's posts here at once (api/ws/gateway.py). Deleted posts need no
+at most ``ttl_s``. A profile or avatar change is broadcast on the Redis channel ``cache:users``
+(storage/live_cache.py ``CACHE_CHANNEL``), and each api process's gateway drops that author's posts here at once
+(api/ws/gateway.py). Deleted posts need no
 invalidation: ``live_parts`` has no row for them, so they are gone at once.
 """
 
@@ -16,8 +17,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from typing import Any
-
-CACHE_CHANNEL = ("cache", "users")  # Keys(*CACHE_CHANNEL): published with the id of a user whose summary changed
 
 
 class PostCache:

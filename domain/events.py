@@ -45,6 +45,9 @@ CLOSE_CODES: dict[int, str] = {
     CLOSE_INTERNAL: "Internal error; reconnect with `since`.",
 }
 
+FEED_POST_EVENT = "feed.post"  # a followee posted or reposted (stored per follower, or live only for big accounts)
+NOTIFICATION_EVENT = "notification"
+
 SUBPROTOCOLS: dict[str, str] = {"i9.json": "json", "i9.msgpack": "msgpack"}  # subprotocol -> fmt; default json
 
 # --- Field types ----------------------------------------------------------------------------------------------------

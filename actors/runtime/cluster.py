@@ -134,7 +134,7 @@ def start_head(
 
 
 def main() -> int:
-    """``python -m actors.cluster``: run a head until interrupted, printing its address first.
+    """``python -m actors.runtime.cluster``: run a head until interrupted, printing its address first.
 
     Token authentication is on: the token lives in RAY_AUTH_TOKEN_PATH (default var/ray_auth_token), and
     clients must run with RAY_AUTH_MODE=token and the same RAY_AUTH_TOKEN_PATH (scripts/run.sh exports both).

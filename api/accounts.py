@@ -17,11 +17,11 @@ from typing import Any
 
 import asyncpg
 
-from actors import rules
-from actors import throttle as th
-from actors.context import Services
-from actors.errors import Conflict, Gone, InvalidCredentials, NotFound, Unauthenticated, ValidationFailed
-from actors.tokens import new_code, new_refresh_token
+from actors.runtime.services import Services
+from domain import rules
+from domain import throttle as th
+from domain.errors import Conflict, Gone, InvalidCredentials, NotFound, Unauthenticated, ValidationFailed
+from domain.tokens import new_code, new_refresh_token
 from storage import auth as auth_store
 from storage import db, ids
 from storage import users as user_store
@@ -73,7 +73,7 @@ def _email_field(raw: str) -> str:
 
 
 def email_key(raw: str) -> str:
-    """The subject the per-address mail limit counts (actors/throttle.py); 422 when it is no email address."""
+    """The subject the per-address mail limit counts (domain/throttle.py); 422 when it is no email address."""
     return th.address_key(_email_field(raw))
 
 

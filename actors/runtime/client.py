@@ -1,5 +1,5 @@
 """The api side of the shards: calls to a shard are coalesced into micro-batches (one Ray call per batch,
-see actors/batching.py), so the Ray hop costs a fraction of a call per request under load."""
+see actors/runtime/batching.py), so the Ray hop costs a fraction of a call per request under load."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import logging
 import time
 from typing import Any
 
-from actors.batching import Coalescer
-from actors.errors import DomainError, Unavailable
-from actors.metrics import SHARD_BATCH_SIZE, SHARD_CALL_ERROR, SHARD_CALL_OK
-from actors.registry import shard_index
+from actors.runtime.batching import Coalescer
+from actors.runtime.metrics import SHARD_BATCH_SIZE, SHARD_CALL_ERROR, SHARD_CALL_OK
+from actors.runtime.registry import shard_index
+from domain.errors import DomainError, Unavailable
 
 log = logging.getLogger("i9lyfe.shardclient")
 

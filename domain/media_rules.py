@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from actors.errors import PayloadTooLarge, ValidationFailed
+from domain.errors import PayloadTooLarge, ValidationFailed
 
 MB: Final = 1024 * 1024
 

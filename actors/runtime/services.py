@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from actors.passwords import PasswordService
-from actors.tokens import TokenService
+from domain.passwords import PasswordService
+from domain.tokens import TokenService
 from storage import db, ids
 from storage import redis as rstore
 from storage.config import Settings
 from storage.mail import Mailer
+from storage.media import MediaBackend
+from storage.media.backends import create_backend, url_signer
+from storage.timelines import Timelines
 
 
 @dataclass
@@ -26,7 +28,16 @@ class Services:
     passwords: PasswordService
     mailer: Mailer
     node_lease: rstore.NodeLease
-    extras: dict[str, Any] = field(default_factory=dict)  # per-process singletons made on first use (media backend)
+    timelines: Timelines
+    _media_backend: MediaBackend | None = field(default=None, repr=False)
+
+    @property
+    def media_backend(self) -> MediaBackend:
+        """The process's media backend (storage/media), made on first use: a gateway that never touches media
+        never opens a GCS client."""
+        if self._media_backend is None:
+            self._media_backend = create_backend(self.settings, url_signer(self.settings))
+        return self._media_backend
 
     @staticmethod
     async def create(settings: Settings, *, pool_max: int | None = None) -> Services:
@@ -52,11 +63,12 @@ class Services:
             passwords=PasswordService(settings.hash_concurrency),
             mailer=Mailer(settings.smtp_url, settings.mail_from, settings.mail_dir),
             node_lease=lease,
+            timelines=Timelines(client, keys, ttl_s=settings.feed_active_days * 24 * 3600),
         )
 
     async def close(self) -> None:
         self.passwords.close()
-        backend = self.extras.pop("media_backend", None)
+        backend, self._media_backend = self._media_backend, None
         if backend is not None:
             backend.close()
         await self.pool.close()

@@ -1,6 +1,6 @@
 """Signed, expiring URLs for media the api serves itself: HMAC-SHA256 over method, media id, variant and expiry.
 
-The key is derived from JWT_SECRET for this use only (``actors.tokens.derive_key``), so every api process checks
+The key is derived from JWT_SECRET for this use only (``domain.tokens.derive_key``), so every api process checks
 what any other signed, and a leaked media URL grants nothing but that one object until it expires.
 """
 

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.post_text import normalize_tag
-from actors.rules import RuleError, normalize_username
+from domain.post_text import normalize_tag
+from domain.rules import RuleError, normalize_username
 from storage import search as store
 from storage import users as user_store
 from storage.ids import EPOCH_MS

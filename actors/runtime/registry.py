@@ -23,12 +23,12 @@ def shard_index(entity_id: int, shards: int) -> int:
 
 
 def shard_name(kind: str, fingerprint: str, index: int) -> str:
-    """``<kind>-shard-<fingerprint>-<k>``: the fingerprint (actors/versioning.py) names the code and settings."""
+    """``<kind>-shard-<fingerprint>-<k>``: the fingerprint (actors/runtime/versioning.py) names code and settings."""
     return f"{kind}-shard-{fingerprint}-{index}"
 
 
 def user_shard_name(fingerprint: str, index: int) -> str:
-    """``user-shard-<fingerprint>-<k>``: the fingerprint (actors/versioning.py) names the code and settings."""
+    """``user-shard-<fingerprint>-<k>``: the fingerprint (actors/runtime/versioning.py) names the code and settings."""
     return f"user-shard-{fingerprint}-{index}"
 
 

@@ -1,7 +1,7 @@
-"""The home feed (DESIGN.md 3): fan-out on write by workers, hybrid pull for big accounts, reads and rebuilds.
+"""The home feed's write side (DESIGN.md 3): fan-out on write by workers, hybrid pull for big accounts.
 
 Write side. Creating a post or a repost stages one outbox row of type ``job.feed`` in the same transaction: the
-domain event (entry, post, author, reposter), never a list of recipients. Delivery (actors/delivery.py) turns it
+domain event (entry, post, author, reposter), never a list of recipients. Delivery (actors/runtime/delivery.py) turns it
 into a job on the ``jobs:feed`` queue (storage/jobs.py). ``FanoutWorker`` consumes the queue in every UserShard
 process (a consumer group; stable consumer names, so a restarted shard resumes its own jobs, and jobs another
 consumer left idle are claimed). A job:
@@ -18,10 +18,7 @@ consumer left idle are claimed). A job:
    so no timeline gets the entry twice and nobody gets two events. Nothing is kept per recipient beyond the
    timeline member and the stream entry themselves.
 
-Read side (``FeedReader``): a page is the timeline's next window, checked and merged in one query
-(storage/feed.py: deleted posts, undone reposts and unfollowed authors are dropped; big accounts are merged in),
-continued from PostgreSQL past the timeline's end, then hydrated with one query per kind. A missing timeline
-(new or long-inactive user, Redis flushed) is rebuilt first.
+The read side (``FeedReader``) is api/reads/feed.py.
 """
 
 from __future__ import annotations
@@ -38,24 +35,22 @@ from typing import Any
 import asyncpg
 import msgpack
 
-from actors.delivery import OutboxEvent, PushItem
-from actors.follows import summary
-from actors.registry import shard_index
+from actors.runtime.delivery import OutboxEvent, PushItem
+from actors.runtime.registry import shard_index
+from domain.events import FEED_POST_EVENT
+from domain.present import summary
 from storage import feed as feed_store
 from storage import users as user_store
 from storage.jobs import Job, JobQueue
 from storage.streams import STREAM_MAXLEN, STREAM_TTL_S
-from storage.timelines import Entry, Timelines, Window
+from storage.timelines import Entry, Timelines
 
 log = logging.getLogger("i9lyfe.feed")
 
 FEED_JOB = "job.feed"  # outbox type of a fan-out job
 FEED_QUEUE = "feed"
-FEED_POST_EVENT = "feed.post"
-REBUILD_ENTRIES = 200  # a rebuilt timeline holds the newest 200 entries; older ones are read from PostgreSQL
 FOLLOW_ENTRIES = 50  # a new followee's newest entries go into the follower's timeline at once
 MAX_ATTEMPTS = 8  # a job that failed this often is dropped (logged), never retried for ever
-MAX_WINDOWS = 4  # timeline windows one page may read when many entries were dropped (deleted, unfollowed)
 
 PushFn = Callable[[int, list[PushItem]], Awaitable[Any]]
 
@@ -67,11 +62,8 @@ def job_event(entry_id: int, post_id: int, author_id: int, via: int = 0) -> Outb
 
 
 def timelines_of(services: Any) -> Timelines:
-    found: Timelines | None = services.extras.get("timelines")
-    if found is None:
-        ttl = services.settings.feed_active_days * 24 * 3600
-        found = services.extras["timelines"] = Timelines(services.redis, services.keys, ttl_s=ttl)
-    return found
+    timelines: Timelines = services.timelines
+    return timelines
 
 
 # ------------------------------------------------------------ write side: the fan-out worker
@@ -248,116 +240,10 @@ async def on_follow(services: Any, follower_id: int, followee_id: int) -> None:
     """A new followee's newest entries go into the follower's timeline (when it exists), so the next read
     shows them; if they had more, older entries are read from PostgreSQL past the timeline's end."""
     rows = await feed_store.author_entries(services.pool, followee_id, FOLLOW_ENTRIES)
-    entries = [_entry(r) for r in rows]
+    entries = [Entry.of_row(r) for r in rows]
     await timelines_of(services).merge(follower_id, entries, complete=False if len(rows) >= FOLLOW_ENTRIES else None)
 
 
 async def on_unfollow(services: Any, follower_id: int, followee_id: int) -> None:
     """Lazy cleanup (reads already drop entries of people no longer followed)."""
     await timelines_of(services).forget_author(follower_id, followee_id)
-
-
-def _entry(row: Any) -> Entry:
-    return Entry(int(row["entry_id"]), int(row["post_id"]), int(row["author_id"]), int(row["via"]))
-
-
-# ------------------------------------------------------------ read side
-
-
-@dataclass(frozen=True)
-class FeedRow:
-    entry_id: int
-    post_id: int
-    via: int
-    at: dt.datetime
-
-
-class FeedReader:
-    def __init__(self, services: Any) -> None:
-        self.services = services
-        self.timelines = timelines_of(services)
-        self.threshold = services.settings.fanout_max_followers
-
-    async def rebuild(self, user_id: int) -> int:
-        """Make the user's timeline from PostgreSQL: created first (fan-outs land in it from then on), then
-        filled with the newest entries; marked complete when that is all there is."""
-        await self.timelines.start(user_id)
-        rows = await feed_store.entries_below(self.services.pool, user_id, None, REBUILD_ENTRIES)
-        await self.timelines.merge(user_id, [_entry(r) for r in rows], complete=len(rows) < REBUILD_ENTRIES)
-        return len(rows)
-
-    async def ensure(self, user_id: int) -> bool:
-        """Keep an existing timeline alive or rebuild a missing one (a socket connects); True if rebuilt."""
-        if await self.timelines.touch(user_id):
-            return False
-        await self.rebuild(user_id)
-        return True
-
-    @staticmethod
-    def window_size(limit: int) -> int:
-        return 2 * limit + 8  # room for entries the check drops
-
-    async def first_window(self, user_id: int, below: int | None, limit: int) -> Window:
-        """The timeline's window a page of ``limit`` below entry ``below`` starts from (rebuilt when missing)."""
-        size = self.window_size(limit)
-        window = await self.timelines.window(user_id, below, size)
-        if not window.exists:
-            await self.rebuild(user_id)
-            window = await self.timelines.window(user_id, below, size)
-        return window
-
-    async def page(
-        self, user_id: int, below: int | None, limit: int, window: Window | None = None, *, hide_reposts: bool = False
-    ) -> tuple[list[FeedRow], bool]:
-        """Up to ``limit`` entries older than entry ``below``, newest first, and whether more follow (from
-        ``window``, the page's ``first_window``, when the caller has read it already). With ``hide_reposts`` the
-        timeline's reposts are passed over (kept in it: only the reader's knob hides them)."""
-        want = limit + 1
-        size = self.window_size(limit)
-        if window is None:
-            window = await self.first_window(user_id, below, limit)
-
-        def shown(entries: list[Entry]) -> list[Entry]:
-            return [e for e in entries if not e.via] if hide_reposts else list(entries)
-
-        candidates = shown(window.entries)
-        read = list(window.entries)  # every entry the windows held (the page is decided down to the lowest)
-        rows: list[asyncpg.Record] = []
-        for round_ in range(MAX_WINDOWS):
-            exhausted = not window.full
-            floor = 0 if exhausted else (read[-1].entry_id if read else 0)
-            fallback = None
-            if exhausted and not window.complete:
-                fallback = read[-1].entry_id if read else (below or feed_store.MAX_ENTRY)
-            rows = await feed_store.page_entries(
-                self.services.pool,
-                user_id,
-                [(e.entry_id, e.post_id, e.author_id, e.via) for e in candidates],
-                threshold=self.threshold,
-                below=below,
-                floor=floor,
-                fallback_below=fallback,
-                limit=want,
-            )
-            if hide_reposts:  # the merged accounts' and PostgreSQL's reposts too
-                rows = [r for r in rows if not r["via"]]
-            if len(rows) >= want or exhausted or round_ == MAX_WINDOWS - 1:
-                break
-            window = await self.timelines.window(user_id, read[-1].entry_id if read else 0, size)
-            read += window.entries
-            candidates += shown(window.entries)
-        out = [FeedRow(int(r["entry_id"]), int(r["post_id"]), int(r["via"]), r["at"]) for r in rows]
-        await self._clean(user_id, candidates, out, want)
-        return out[:limit], len(out) > limit
-
-    async def _clean(self, user_id: int, candidates: list[Entry], out: list[FeedRow], want: int) -> None:
-        """Lazy cleanup: timeline entries the check dropped (deleted posts, undone reposts, unfollowed authors)
-        leave the timeline. Only those the page got past count: below its last row nothing was decided."""
-        kept = {row.entry_id for row in out}
-        last = out[-1].entry_id if len(out) >= want else 0
-        dropped = [e for e in candidates if e.entry_id not in kept and e.entry_id > last]
-        if dropped:
-            try:
-                await self.timelines.remove(user_id, dropped)
-            except Exception as exc:  # the next read drops them again
-                log.warning("timeline cleanup failed", extra={"fields": {"error": repr(exc)}})

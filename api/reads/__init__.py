@@ -1,0 +1,1 @@
+"""The read side in api processes: queries that go straight to storage (and its caches), never through a shard."""

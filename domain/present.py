@@ -1,0 +1,65 @@
+"""Rows to wire objects (API.md section 2): ids become strings, times RFC 3339 UTC, media get their URLs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from domain.signing import UrlSigner
+
+PRIVATE_URL_TTL_S = 24 * 3600  # a signed download URL of not-yet-public media works for a day
+
+
+def rfc3339(value: dt.datetime) -> str:
+    """An aware datetime as RFC 3339 UTC with milliseconds and ``Z``."""
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def rfc3339_or_none(value: dt.datetime | None) -> str | None:
+    return None if value is None else rfc3339(value)
+
+
+def summary(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """A UserSummary without viewer flags (API.md 2), as a notification's actor or a message's sender."""
+    media_id = row["avatar_media_id"]
+    return {
+        "id": str(row["id"]),
+        "username": row["username"],
+        "name": row["name"],
+        "avatar": None if media_id is None else public_media_url(base_url, int(media_id)),
+    }
+
+
+def public_media_url(base_url: str, media_id: int) -> str:
+    """The stable URL of public media (an avatar): the same for every reader, never re-signed."""
+    return f"{base_url.rstrip('/')}/api/v1/media/{media_id}"
+
+
+def media_url(base_url: str, signer: UrlSigner, row: Any, variant: str = "original") -> str:
+    """The URL a client GETs: stable once the media is public; signed and expiring (a day) before that, and
+    always for chat media (issued to the chat's members only)."""
+    path = public_media_url(base_url, int(row["id"])) + ("/thumbnail" if variant == "thumb" else "")
+    if row["public"]:
+        return path
+    expires = int(dt.datetime.now(dt.UTC).timestamp()) + PRIVATE_URL_TTL_S
+    expires += 3600 - expires % 3600  # the same URL for an hour: clients and caches can reuse it
+    return f"{path}?expires={expires}&signature={signer.sign('GET', int(row['id']), variant, expires)}"
+
+
+def media_view(base_url: str, signer: UrlSigner, row: Any) -> dict[str, Any]:
+    """The Media wire object (API.md 2)."""
+    out: dict[str, Any] = {
+        "id": str(row["id"]),
+        "kind": row["kind"],
+        "content_type": row["content_type"],
+        "size": row["size"] if row["size"] is not None else row["declared_size"],
+        "url": media_url(base_url, signer, row),
+        "state": row["state"],
+    }
+    for key in ("width", "height", "duration_ms", "blurhash", "name"):
+        if row[key] is not None:
+            out[key] = row[key]
+    if row["thumb_key"] is not None:
+        out["thumbnail_url"] = media_url(base_url, signer, row, "thumb")
+    return out
