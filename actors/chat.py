@@ -1,10 +1,13 @@
-"""The logical per-chat actor: state and operations of one 1:1 chat, hosted in a ChatShard (DESIGN.md 1-2).
+"""The logical per-chat actor: state and ops of one 1:1 chat, hosted in a ChatShard (DESIGN.md 1-2).
 
 Plain Python (no Ray import). The entity is the chat's single writer: every op runs under the entity's lock, so
-``seq`` is gap-free and in commit order, and the chat's events are appended to both members' streams in ``seq``
-order (the append happens inside the op, before the next one starts). Each write is one PostgreSQL transaction
-with its outbox rows (commit first, then publish); ``seq`` moves with a guarded UPDATE (``last_seq`` must be what
-this entity holds), so a stale second holder of the chat cannot write: it reloads and tries once more.
+``seq`` is gap-free and in commit order. Each write is one PostgreSQL transaction with its outbox rows; the host
+publishes the events after commit and before the entity's lock is released (actors/after_commit.py), so they reach
+the members' streams in ``seq`` order. ``seq`` moves with a guarded UPDATE (``last_seq`` must be what this entity
+holds), so a stale second holder of the chat cannot write: it reloads and tries once more.
+
+Ops arrive checked for shape at the edge (domain/chat.py): here is what needs the chat's state or storage:
+membership, who sent what, what a reply or a media refers to, how far receipts may go.
 
 State: the two members (username, receipts), ``last_seq``, and typing (never persisted; expires after
 ``TYPING_TTL_S`` without a refresh, when the ChatShard tells the peer it stopped).
@@ -15,33 +18,36 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import emoji as emoji_lib
-import msgpack
-
+from actors.after_commit import LiveOnly
 from actors.media import check_attachable
-from actors.runtime.delivery import Delivery, OutboxEvent
+from actors.runtime.delivery import OutboxEvent
+from actors.runtime.host import Done
 from domain.errors import Forbidden, NotFound, ValidationFailed
-from domain.present import media_view, summary
-from domain.rules import RuleError, clean_text
+from domain.ops import (
+    DeleteMessage,
+    EditMessage,
+    ReactToMessage,
+    ReportProgress,
+    SendMessage,
+    SetTyping,
+    UnreactToMessage,
+)
+from domain.present import media_view, rfc3339_or_none, summary
 from storage import chats as chat_store
 from storage import db, ids
 from storage import outbox as outbox_store
+from storage import users as user_store
 from storage.errors import UniqueViolation
 from storage.media import store as media_store
 from storage.media.backends import url_signer
 
 log = logging.getLogger("i9lyfe.chat")
 
-MAX_TEXT = 4000
-MAX_CAPTION = 1000
-MAX_CLIENT_ID = 64
 TYPING_TTL_S = 6.0
-MESSAGE_TYPES = ("text", "voice", "image", "video", "audio", "file")
 # The media kinds each message type takes (a file message takes any upload: a photo sent as a document).
 KINDS_OF_TYPE: dict[str, frozenset[str]] = {
     "voice": frozenset({"audio"}),
@@ -79,12 +85,6 @@ class ChatState:
         return peer
 
 
-def _rfc3339(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def message_view(row: Any, media: Any | None, base_url: str, signer: Any) -> dict[str, Any]:
     """The Message wire object (API.md 2) of a message row (storage/chats.py columns) and its media row."""
     deleted = bool(row["deleted"])
@@ -115,126 +115,33 @@ def message_view(row: Any, media: Any | None, base_url: str, signer: Any) -> dic
         "reply_to": None if row["reply_to"] is None else str(row["reply_to"]),
         "reactions": {} if deleted else chat_store.reactions_of(row),
         "deleted": deleted,
-        "created_at": _rfc3339(row["created_at"]),
-        "edited_at": _rfc3339(row["edited_at"]),
+        "created_at": rfc3339_or_none(row["created_at"]),
+        "edited_at": rfc3339_or_none(row["edited_at"]),
     }
 
 
-def _id(value: Any, name: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.isdigit() and len(value) <= 19:
-        number = int(value)
-    else:
-        raise ValidationFailed({name: "must be an id"})
-    if not 0 < number < (1 << 63):
-        raise ValidationFailed({name: "must be an id"})
-    return number
-
-
-def _text(value: Any, name: str, limit: int) -> str:
-    if not isinstance(value, str):
-        raise ValidationFailed({name: "must be a string"})
-    try:
-        return clean_text(value, field_max=limit, allow_empty=False)
-    except RuleError as exc:
-        raise ValidationFailed({name: str(exc)}) from exc
-
-
-def check_emoji(value: Any) -> str:
-    if not isinstance(value, str) or not emoji_lib.is_emoji(unicodedata.normalize("NFC", value)):
-        raise ValidationFailed({"emoji": "must be exactly one emoji"})
-    return unicodedata.normalize("NFC", value)
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A send, checked for shape (not yet for what it refers to)."""
-
-    client_id: str
-    type: str
-    text: str | None
-    media_id: int | None
-    caption: str | None
-    duration_ms: int | None
-    reply_to: int | None
-
-    def same_as(self, row: Any) -> bool:
-        """Whether a stored message is this send (a retry), not another send under the same client_id."""
-        return (
-            row["type"] == self.type
-            and (row["text"] or None) == self.text
-            and row["caption"] == self.caption
-            and row["reply_to"] == self.reply_to
-            and (row["media_id"] == self.media_id or row["deleted"])
-        )
-
-
-def check_draft(body: dict[str, Any]) -> Draft:
-    client_id = body.get("client_id")
-    if not isinstance(client_id, str) or not 1 <= len(client_id) <= MAX_CLIENT_ID or not client_id.isprintable():
-        raise ValidationFailed({"client_id": f"1-{MAX_CLIENT_ID} printable characters"})
-    type_ = body.get("type")
-    if type_ not in MESSAGE_TYPES:
-        raise ValidationFailed({"type": f"one of {', '.join(MESSAGE_TYPES)}"})
-    text = body.get("text")
-    media_id = body.get("media_id")
-    caption = body.get("caption")
-    duration = body.get("duration_ms")
-    reply_to = body.get("reply_to")
-    if type_ == "text":
-        if text is None:
-            raise ValidationFailed({"text": "a text message needs text"})
-        for name, value in (("media_id", media_id), ("caption", caption), ("duration_ms", duration)):
-            if value is not None:
-                raise ValidationFailed({name: "a text message takes only text"})
-        text = _text(text, "text", MAX_TEXT)
-    else:
-        if media_id is None:
-            raise ValidationFailed({"media_id": f"a {type_} message needs media"})
-        if text is not None:
-            raise ValidationFailed({"text": f"a {type_} message takes a caption, not text"})
-        media_id = _id(media_id, "media_id")
-        caption = None if caption is None else _text(caption, "caption", MAX_CAPTION)
-        if duration is not None:
-            if type_ not in ("voice", "audio"):
-                raise ValidationFailed({"duration_ms": "only voice and audio messages have a duration"})
-            if not isinstance(duration, int) or isinstance(duration, bool) or not 0 <= duration <= 24 * 3600 * 1000:
-                raise ValidationFailed({"duration_ms": "milliseconds, 0 to 24 hours"})
-    return Draft(
-        client_id=client_id,
-        type=type_,
-        text=text,
-        media_id=media_id,
-        caption=caption,
-        duration_ms=duration,
-        reply_to=None if reply_to is None else _id(reply_to, "reply_to"),
+def same_send(op: SendMessage, row: Any) -> bool:
+    """Whether a stored message is this send (a retry), not another send under the same client_id."""
+    return (
+        row["type"] == op.type
+        and (row["text"] or None) == op.text
+        and row["caption"] == op.caption
+        and row["reply_to"] == op.reply_to
+        and (row["media_id"] == op.media_id or row["deleted"])
     )
 
 
 class ChatOps:
-    """The op table of the chat kind. ``delivery`` publishes committed events (streams, then live push);
-    ``ephemeral`` pushes a live-only event (typing) to one user's sockets."""
+    """The op handlers of the chat kind (the op table is derived from their ``op`` types). ``ephemeral`` pushes a
+    live-only event (typing) to one user's sockets."""
 
-    def __init__(self, services: Any, delivery: Delivery, ephemeral: EphemeralPush) -> None:
+    def __init__(self, services: Any, ephemeral: EphemeralPush) -> None:
         self.services = services
-        self.delivery = delivery
         self.ephemeral = ephemeral
         self.base_url = services.settings.public_base_url
         self.signer = url_signer(services.settings)
 
-    def table(self) -> dict[str, Callable[..., Awaitable[Any]]]:
-        return {
-            "send": self.send,
-            "edit": self.edit,
-            "delete": self.delete,
-            "react": self.react,
-            "unreact": self.unreact,
-            "progress": self.progress,
-            "typing": self.typing,
-        }
-
-    # ------------------------------------------------------------ activation, membership, publishing
+    # ------------------------------------------------------------ activation, membership
 
     async def _load(self, state: ChatState, *, force: bool = False) -> None:
         if state.loaded and not force:
@@ -249,20 +156,12 @@ class ChatOps:
         }
         state.loaded = True
 
-    async def _member(self, state: ChatState, user_id: int) -> Member:
+    async def check_member(self, state: ChatState, user_id: int) -> Member:
         await self._load(state)
         member = state.members.get(user_id)
         if member is None:
             raise NotFound("No such chat.")  # non-members learn nothing, not even that the chat exists
         return member
-
-    async def _publish(self, events: list[OutboxEvent]) -> None:
-        """Committed events to the members' streams (in this op, so in seq order) and live to their sockets;
-        a failure leaves them to the outbox relay (they are already stored)."""
-        try:
-            await self.delivery.publish(events, push_later=True)  # appended in seq order; pushed after the lock
-        except Exception as exc:
-            log.warning("chat events left to the relay", extra={"fields": {"error": repr(exc)}})
 
     async def _view(self, conn: Any, row: Any) -> dict[str, Any]:
         media = None
@@ -270,22 +169,26 @@ class ChatOps:
             media = await media_store.find_media(conn, int(row["media_id"]))
         return message_view(row, media, self.base_url, self.signer)
 
-    async def _message(self, conn: Any, state: ChatState, message_id: Any) -> Any:
-        row = await chat_store.get_message(conn, state.chat_id, _id(message_id, "message_id"))
+    async def _message(self, conn: Any, state: ChatState, message_id: int) -> Any:
+        row = await chat_store.get_message(conn, state.chat_id, message_id)
         if row is None:
             raise NotFound("No such message.")
         return row
 
+    async def _stage(self, conn: Any, recipients: list[int], type_: str, data: dict[str, Any]) -> OutboxEvent:
+        event = OutboxEvent.make(recipients, type_, data)
+        await outbox_store.insert_events(conn, [(event.id, event.recipients, event.type, event.data)])
+        return event
+
     # ------------------------------------------------------------ send
 
-    async def send(self, state: ChatState, sender_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    async def send(self, state: ChatState, op: SendMessage) -> Done[dict[str, Any]]:
         """A new message (``created``: true), or the one this ``client_id`` already made (false)."""
-        await self._member(state, sender_id)
-        draft = check_draft(body)
+        await self.check_member(state, op.user_id)
         pool = self.services.pool
         for attempt in (1, 2):
             try:
-                return await self._insert(state, sender_id, draft)
+                return await self._insert(state, op)
             except _StaleSeq:
                 await self._load(state, force=True)  # another holder wrote: take its seq and try once more
                 if attempt == 2:
@@ -295,37 +198,35 @@ class ChatOps:
                 # every send: retries are rare, and the unique constraint decides anyway.
                 if exc.constraint != "messages_client_key":
                     raise
-                existing = await chat_store.find_by_client_id(pool, state.chat_id, sender_id, draft.client_id)
+                existing = await chat_store.find_by_client_id(pool, state.chat_id, op.user_id, op.client_id)
                 if existing is None:
                     raise
-                return await self._replay_send(pool, existing, draft)
+                if not same_send(op, existing):
+                    raise ValidationFailed(
+                        {"client_id": "already used for another message"},
+                        "This client_id was used for a different message.",
+                        code="idempotency_key_reused",
+                    ) from exc
+                return Done({"message": await self._view(pool, existing), "created": False})
         raise AssertionError("unreachable")
 
-    async def _replay_send(self, conn: Any, existing: Any, draft: Draft) -> dict[str, Any]:
-        if not draft.same_as(existing):
-            raise ValidationFailed(
-                {"client_id": "already used for another message"},
-                "This client_id was used for a different message.",
-                code="idempotency_key_reused",
-            )
-        return {"message": await self._view(conn, existing), "created": False}
-
-    async def _insert(self, state: ChatState, sender_id: int, draft: Draft) -> dict[str, Any]:
+    async def _insert(self, state: ChatState, op: SendMessage) -> Done[dict[str, Any]]:
         now = dt.datetime.now(dt.UTC)
         message_id = ids.new_id()
+        sender_id = op.user_id
         async with db.transaction(self.services.pool) as conn:
             media = None
-            if draft.media_id is not None:
+            if op.media_id is not None:
                 (media,) = await check_attachable(
                     conn,
                     sender_id,
-                    [draft.media_id],
+                    [op.media_id],
                     purposes=CHAT_PURPOSES,
-                    kinds=KINDS_OF_TYPE[draft.type],
+                    kinds=KINDS_OF_TYPE[op.type],
                     field="media_id",
                 )
-            if draft.reply_to is not None:
-                replied = await chat_store.get_message(conn, state.chat_id, draft.reply_to)
+            if op.reply_to is not None:
+                replied = await chat_store.get_message(conn, state.chat_id, op.reply_to)
                 if replied is None:
                     raise ValidationFailed({"reply_to": "not a message of this chat"})
             seq = state.last_seq + 1
@@ -337,29 +238,30 @@ class ChatOps:
                 chat_id=state.chat_id,
                 seq=seq,
                 sender_id=sender_id,
-                client_id=draft.client_id,
-                type=draft.type,
-                text=draft.text,
-                media_id=draft.media_id,
-                caption=draft.caption,
-                duration_ms=draft.duration_ms,
-                reply_to=draft.reply_to,
+                client_id=op.client_id,
+                type=op.type,
+                text=op.text,
+                media_id=op.media_id,
+                caption=op.caption,
+                duration_ms=op.duration_ms,
+                reply_to=op.reply_to,
                 created_at=now,
             )
             await chat_store.touch_members(conn, state.chat_id, now)
-            sender = await conn.fetchrow("SELECT username, name, avatar_media_id FROM users WHERE id = $1", sender_id)
+            sender = await user_store.get_summary_row(conn, sender_id)
+            assert sender is not None
             row = {
                 "id": message_id,
                 "chat_id": state.chat_id,
                 "seq": seq,
                 "sender_id": sender_id,
-                "client_id": draft.client_id,
-                "type": draft.type,
-                "text": draft.text,
-                "media_id": draft.media_id,
-                "caption": draft.caption,
-                "duration_ms": draft.duration_ms,
-                "reply_to": draft.reply_to,
+                "client_id": op.client_id,
+                "type": op.type,
+                "text": op.text,
+                "media_id": op.media_id,
+                "caption": op.caption,
+                "duration_ms": op.duration_ms,
+                "reply_to": op.reply_to,
                 "deleted": False,
                 "created_at": now,
                 "edited_at": None,
@@ -371,62 +273,54 @@ class ChatOps:
             view = message_view(row, media, self.base_url, self.signer)
             event = await self._stage(conn, list(state.members), "chat.message", view)
         state.last_seq = seq
-        await self._publish([event])
-        return {"message": view, "created": True}
-
-    async def _stage(self, conn: Any, recipients: list[int], type_: str, data: dict[str, Any]) -> OutboxEvent:
-        event = OutboxEvent.make(recipients, type_, data)
-        await outbox_store.insert_events(conn, [(event.id, event.recipients, event.type, event.data)])
-        return event
+        return Done({"message": view, "created": True}, events=[event])
 
     # ------------------------------------------------------------ edit, delete, reactions
 
-    async def edit(self, state: ChatState, user_id: int, message_id: Any, text: Any) -> dict[str, Any]:
-        await self._member(state, user_id)
-        clean = _text(text, "text", MAX_TEXT)
+    async def edit(self, state: ChatState, op: EditMessage) -> Done[dict[str, Any]]:
+        """The text was cleaned at the edge (domain/chat.py)."""
+        await self.check_member(state, op.user_id)
         async with db.transaction(self.services.pool) as conn:
-            row = await self._message(conn, state, message_id)
-            if row["sender_id"] != user_id:
+            row = await self._message(conn, state, op.message_id)
+            if row["sender_id"] != op.user_id:
                 raise Forbidden("Only the sender may edit a message.")
             if row["deleted"]:
                 raise ValidationFailed({"message_id": "this message was deleted"}, code="message_deleted")
             if row["type"] != "text":
                 raise ValidationFailed({"text": "only text messages can be edited"})
-            await chat_store.update_text(conn, int(row["id"]), clean, dt.datetime.now(dt.UTC))
+            await chat_store.update_text(conn, int(row["id"]), op.text, dt.datetime.now(dt.UTC))
             view = await self._view(conn, await self._message(conn, state, row["id"]))
             event = await self._stage(conn, list(state.members), "chat.message_edited", view)
-        await self._publish([event])
-        return view
+        return Done(view, events=[event])
 
-    async def delete(self, state: ChatState, user_id: int, message_id: Any, scope: str) -> None:
-        await self._member(state, user_id)
-        if scope not in ("me", "everyone"):
-            raise ValidationFailed({"for": "me or everyone"})
+    async def delete(self, state: ChatState, op: DeleteMessage) -> Done[None]:
+        await self.check_member(state, op.user_id)
         async with db.transaction(self.services.pool) as conn:
-            row = await self._message(conn, state, message_id)
-            if scope == "me":
-                await chat_store.hide_for(conn, int(row["id"]), user_id)
+            row = await self._message(conn, state, op.message_id)
+            if op.scope == "me":
+                await chat_store.hide_for(conn, int(row["id"]), op.user_id)
                 view = dict(await self._view(conn, row), deleted=True, text=None, media=None, caption=None)
                 view["reactions"] = {}
-                event = await self._stage(conn, [user_id], "chat.message_deleted", view)  # my devices only
+                event = await self._stage(conn, [op.user_id], "chat.message_deleted", view)  # my devices only
             else:
-                if row["sender_id"] != user_id:
+                if row["sender_id"] != op.user_id:
                     raise Forbidden("Only the sender may delete a message for everyone.")
                 if row["deleted"]:
-                    return
+                    return Done(None)
                 await chat_store.delete_for_everyone(conn, int(row["id"]))
                 view = await self._view(conn, await self._message(conn, state, row["id"]))
                 event = await self._stage(conn, list(state.members), "chat.message_deleted", view)
-        await self._publish([event])
+        return Done(None, events=[event])
 
-    async def react(self, state: ChatState, user_id: int, message_id: Any, emoji: Any) -> dict[str, Any]:
-        member = await self._member(state, user_id)
-        chosen = check_emoji(emoji)
+    async def react(self, state: ChatState, op: ReactToMessage) -> Done[dict[str, Any]]:
+        """The emoji was checked at the edge (domain/chat.py ``check_emoji``)."""
+        member = await self.check_member(state, op.user_id)
+        chosen = op.emoji
         async with db.transaction(self.services.pool) as conn:
-            row = await self._message(conn, state, message_id)
+            row = await self._message(conn, state, op.message_id)
             if row["deleted"]:
                 raise ValidationFailed({"message_id": "this message was deleted"}, code="message_deleted")
-            previous = await chat_store.set_reaction(conn, int(row["id"]), user_id, chosen)
+            previous = await chat_store.set_reaction(conn, int(row["id"]), op.user_id, chosen)
             events = []
             if previous != chosen:
                 base = {"chat_id": str(state.chat_id), "message_id": str(row["id"]), "username": member.username}
@@ -442,17 +336,15 @@ class ChatOps:
                     )
                 )
             view = await self._view(conn, await self._message(conn, state, row["id"]))
-        if events:
-            await self._publish(events)
-        return view
+        return Done(view, events=events)
 
-    async def unreact(self, state: ChatState, user_id: int, message_id: Any) -> None:
-        member = await self._member(state, user_id)
+    async def unreact(self, state: ChatState, op: UnreactToMessage) -> Done[None]:
+        member = await self.check_member(state, op.user_id)
         async with db.transaction(self.services.pool) as conn:
-            row = await self._message(conn, state, message_id)
-            removed = await chat_store.remove_reaction(conn, int(row["id"]), user_id)
+            row = await self._message(conn, state, op.message_id)
+            removed = await chat_store.remove_reaction(conn, int(row["id"]), op.user_id)
             if removed is None:
-                return
+                return Done(None)
             data = {
                 "chat_id": str(state.chat_id),
                 "message_id": str(row["id"]),
@@ -461,25 +353,22 @@ class ChatOps:
                 "added": False,
             }
             event = await self._stage(conn, list(state.members), "chat.reaction", data)
-        await self._publish([event])
+        return Done(None, events=[event])
 
     # ------------------------------------------------------------ receipts and typing
 
-    async def progress(self, state: ChatState, user_id: int, kind: str, seq: Any) -> dict[str, Any]:
+    async def progress(self, state: ChatState, op: ReportProgress) -> Done[dict[str, Any]]:
         """Delivered or read up to ``seq``: watermarks only move forward, never past the last message; reading
         implies delivery. The peer (and the member's other devices) get ``chat.receipt`` when one moved."""
-        member = await self._member(state, user_id)
-        if kind not in ("delivered", "read"):
-            raise ValidationFailed({"kind": "delivered or read"})
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise ValidationFailed({"seq": "must be a sequence number"})
+        member = await self.check_member(state, op.user_id)
+        seq = op.seq
         if seq > state.last_seq:
             await self._load(state, force=True)  # a restarted holder may be behind; storage decides
-            member = state.members[user_id]
+            member = state.members[op.user_id]
             if seq > state.last_seq:
                 raise ValidationFailed({"seq": f"beyond the last message ({state.last_seq})"}, code="seq_out_of_range")
         delivered = max(member.delivered, seq)
-        read = max(member.read, seq) if kind == "read" else member.read
+        read = max(member.read, seq) if op.kind == "read" else member.read
         receipt = {
             "chat_id": str(state.chat_id),
             "username": member.username,
@@ -487,47 +376,39 @@ class ChatOps:
             "read_seq": read,
         }
         if (delivered, read) == (member.delivered, member.read):
-            return receipt
+            return Done(receipt)
         async with db.transaction(self.services.pool) as conn:
-            await chat_store.set_receipts(conn, state.chat_id, user_id, delivered, read)
+            await chat_store.set_receipts(conn, state.chat_id, op.user_id, delivered, read)
             event = await self._stage(conn, list(state.members), "chat.receipt", receipt)
         member.delivered, member.read = delivered, read
-        await self._publish([event])
-        return receipt
+        return Done(receipt, events=[event])
 
-    async def typing(self, state: ChatState, user_id: int, typing: Any) -> dict[str, Any]:
-        member = await self._member(state, user_id)
-        if not isinstance(typing, bool):
-            raise ValidationFailed({"typing": "true or false"})
-        was = user_id in state.typing
-        if typing:
-            state.typing[user_id] = time.monotonic() + TYPING_TTL_S
+    async def typing(self, state: ChatState, op: SetTyping) -> Done[dict[str, Any]]:
+        member = await self.check_member(state, op.user_id)
+        was = op.user_id in state.typing
+        if op.typing:
+            state.typing[op.user_id] = time.monotonic() + TYPING_TTL_S
         else:
-            state.typing.pop(user_id, None)
-        if typing != was:
-            await self._tell_typing(state, member, typing)
-        return {"chat_id": str(state.chat_id), "typing": typing}
+            state.typing.pop(op.user_id, None)
+        effects = [self._tell_typing(state, member, op.typing)] if op.typing != was else []
+        return Done({"chat_id": str(state.chat_id), "typing": op.typing}, effects=effects)
 
-    async def _tell_typing(self, state: ChatState, member: Member, typing: bool) -> None:
+    def _tell_typing(self, state: ChatState, member: Member, typing: bool) -> LiveOnly:
         peer = state.peer_of(member.user_id)
         data = {"chat_id": str(state.chat_id), "username": member.username, "typing": typing}
-        try:
-            await self.ephemeral(peer.user_id, "chat.typing", data)
-        except Exception as exc:  # typing is best effort: never stored, never retried
-            log.info("typing not relayed", extra={"fields": {"error": repr(exc)}})
+        return LiveOnly(peer.user_id, "chat.typing", data)
 
     async def expire_typing(self, state: ChatState, now: float) -> None:
-        """Tell the peer of everyone whose typing ran out that they stopped."""
+        """Tell the peer of everyone whose typing ran out that they stopped (a ChatShard's periodic job)."""
         for user_id, until in list(state.typing.items()):
             if until <= now and user_id in state.members:
                 state.typing.pop(user_id, None)
-                await self._tell_typing(state, state.members[user_id], False)
+                told = self._tell_typing(state, state.members[user_id], False)
+                try:
+                    await self.ephemeral(told.user_id, told.type, told.data)
+                except Exception as exc:  # typing is best effort: never stored, never retried
+                    log.info("typing not relayed", extra={"fields": {"error": repr(exc)}})
 
 
 class _StaleSeq(Exception):
     """The chat's ``last_seq`` in storage is not what this entity holds: another holder wrote."""
-
-
-def pack(data: dict[str, Any]) -> bytes:
-    packed: bytes = msgpack.packb(data, use_bin_type=True)
-    return packed

@@ -1,59 +1,72 @@
-"""Reactions, comments and replies, reposts and saves, run in the acting user's logical actor (actors/user.py
-routes the ops here). Each op is one transaction: the row, the counters it changes (post counters sharded by the
-acting user, storage/engagement.py), the notification (stored once per event, never for your own content; undoing
-a reaction or repost removes it; replacing a reaction changes its emoji and notifies nobody again) and the outbox
-row of its realtime event. The op returns the events to publish after commit and which posts and comments
-changed, for the live counts (api/ws/live_counts.py).
+"""Reactions, comments and replies, reposts and saves: ops of the acting user's logical actor. Each op is one
+transaction: the row, the counters it changes (post counters sharded by the acting user, storage/engagement.py),
+the notification (stored once per event, never for your own content; undoing a reaction or repost removes it;
+replacing a reaction changes its emoji and notifies nobody again) and the outbox row of its realtime event. The op
+answers its events and which posts and comments changed (``CountsChanged``): after commit their cached reads go
+stale and the live counts go out (api/ws/live_counts.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 
 from actors import fanout
-from actors.chat import check_emoji
+from actors.after_commit import CountsChanged, Effect, MergedPost
 from actors.media import check_attachable
-from actors.posts import body_hash
+from actors.posts import Created
 from actors.runtime.delivery import OutboxEvent
+from actors.runtime.host import Done
+from actors.runtime.services import Services
+from actors.user import UserState
 from domain import post_text
 from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.events import NOTIFICATION_EVENT
-from domain.present import summary
-from domain.rules import RuleError, clean_text
+from domain.ops import (
+    AddComment,
+    DeleteComment,
+    ReactToComment,
+    ReactToPost,
+    SetRepost,
+    SetSave,
+    UnreactToComment,
+    UnreactToPost,
+)
+from domain.present import rfc3339, summary
 from storage import db, ids
 from storage import engagement as store
 from storage import notifications as notification_store
 from storage import outbox as outbox_store
 from storage import posts as post_store
+from storage import users as user_store
 from storage.media import store as media_store
 from storage.views import comment_views, post_views, public_post
 
-MAX_COMMENT = 2000
 COMMENT_PURPOSES = frozenset({"comment"})
 COMMENT_KINDS = frozenset({"image", "video"})
 COMMENT_ROUTE = "POST /comments"
 
 
-@dataclass
-class Outcome:
-    result: Any
-    status: int = 200
-    events: list[OutboxEvent] = field(default_factory=list)
-    posts: list[int] = field(default_factory=list)  # posts whose counts changed
-    comments: list[tuple[int, int]] = field(default_factory=list)  # (comment id, post id) whose counts changed
-
-
-def _rfc3339(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _done(
+    result: Any,
+    events: Sequence[OutboxEvent] = (),
+    posts: Sequence[int] = (),
+    comments: Sequence[tuple[int, int]] = (),
+    more: Sequence[Effect] = (),
+) -> Done[Any]:
+    """An op's answer; ``posts`` and ``comments`` (comment id, post id) are those whose counts changed."""
+    effects: list[Effect] = [CountsChanged(tuple(posts), tuple(comments))] if posts or comments else []
+    return Done(result, events=events, effects=[*effects, *more])
 
 
 async def _actor(conn: Any, user_id: int, base_url: str) -> dict[str, Any]:
-    row = await conn.fetchrow("SELECT id, username, name, avatar_media_id FROM users WHERE id = $1", user_id)
+    row = await user_store.get_summary_row(conn, user_id)
+    if row is None:
+        raise NotFound("No such user.")
     return summary(row, base_url)
 
 
@@ -91,7 +104,7 @@ async def _notify(
         "id": str(note["id"]),
         "type": type_,
         "actor": shared["actor"],
-        "created_at": _rfc3339(note["created_at"]),
+        "created_at": rfc3339(note["created_at"]),
         "read": False,
     }
     post = (await post_views(conn, settings, [post_id], owner_id)).get(post_id)
@@ -109,20 +122,8 @@ async def _notify(
     return event
 
 
-_SAME_EVENT = "type = $1 AND actor_id = $2 AND post_id = $3 AND comment_id IS NOT DISTINCT FROM $4"
-
-
-async def _unnotify(conn: asyncpg.Connection, type_: str, actor_id: int, post_id: int, comment_id: int | None) -> None:
-    await conn.execute(f"DELETE FROM notifications WHERE {_SAME_EVENT}", type_, actor_id, post_id, comment_id)
-
-
-async def _renotify_emoji(
-    conn: asyncpg.Connection, type_: str, actor_id: int, post_id: int, comment_id: int | None, emoji: str
-) -> None:
-    """A replaced reaction: its one notification shows the new emoji (nobody is notified again)."""
-    await conn.execute(
-        f"UPDATE notifications SET emoji = $5 WHERE {_SAME_EVENT}", type_, actor_id, post_id, comment_id, emoji
-    )
+_unnotify = notification_store.delete_event_notifications
+_renotify_emoji = notification_store.update_event_emoji
 
 
 async def _post_author(conn: asyncpg.Connection, post_id: int) -> int:
@@ -141,8 +142,7 @@ async def counts_of(conn: Any, post_id: int, user_id: int) -> dict[str, Any]:
 # ------------------------------------------------------------ post reactions
 
 
-async def react_post(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, emoji: Any) -> Outcome:
-    chosen = check_emoji(emoji)
+async def react_post(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, chosen: str) -> Done[Any]:
     events = []
     async with db.transaction(pool) as conn:
         author = await _post_author(conn, post_id)
@@ -158,24 +158,24 @@ async def react_post(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: i
             await _renotify_emoji(conn, "reaction_post", user_id, post_id, None, chosen)
         result = await counts_of(conn, post_id, user_id)
     changed = [post_id] if previous != chosen else []
-    return Outcome(result, events=events, posts=changed)
+    return _done(result, events, posts=changed)
 
 
-async def unreact_post(pool: asyncpg.Pool, user_id: int, post_id: int) -> Outcome:
+async def unreact_post(pool: asyncpg.Pool, user_id: int, post_id: int) -> Done[Any]:
     async with db.transaction(pool) as conn:
         await _post_author(conn, post_id)
         removed = await store.remove_reaction(conn, "post_reactions", "post_id", post_id, user_id)
         if removed is None:
-            return Outcome(None)
+            return _done(None)
         await store.bump(conn, post_id, user_id, {"reactions": -1, f"emoji:{removed}": -1})
         await _unnotify(conn, "reaction_post", user_id, post_id, None)
-    return Outcome(None, posts=[post_id])
+    return _done(None, posts=[post_id])
 
 
 # ------------------------------------------------------------ reposts and saves
 
 
-async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, kind: str, on: bool) -> Outcome:
+async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, kind: str, on: bool) -> Done[Any]:
     """Repost or save (``on``) and undo (idempotent): ``{reposted|saved: bool}``."""
     table, counter, flag = ("reposts", "reposts", "reposted") if kind == "repost" else ("saves", "saves", "saved")
     events = []
@@ -203,31 +203,11 @@ async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, ki
                 await store.bump(conn, post_id, user_id, {counter: -1})
                 if kind == "repost":
                     await _unnotify(conn, "repost", user_id, post_id, None)
-    return Outcome({flag: on}, events=events, posts=[post_id] if changed else [])
+    merged = [MergedPost(user_id)] if kind == "repost" and on and changed else []
+    return _done({flag: on}, events, posts=[post_id] if changed else [], more=merged)
 
 
 # ------------------------------------------------------------ comments
-
-
-def check_comment(body: dict[str, Any]) -> tuple[str, int | None]:
-    text = body.get("text")
-    media = body.get("media_id")
-    if text is None and media is None:
-        raise ValidationFailed({"text": "a comment needs text or a media_id"})
-    clean = ""
-    if text is not None:
-        if not isinstance(text, str):
-            raise ValidationFailed({"text": "must be a string"})
-        try:
-            clean = clean_text(text, field_max=MAX_COMMENT, allow_empty=media is not None)
-        except RuleError as exc:
-            raise ValidationFailed({"text": str(exc)}) from exc
-    media_id = None
-    if media is not None:
-        if not isinstance(media, str) or not media.isdigit() or len(media) > 19:
-            raise ValidationFailed({"media_id": "must be a media id"})
-        media_id = int(media)
-    return clean, media_id
 
 
 async def comment(
@@ -237,11 +217,13 @@ async def comment(
     *,
     post_id: int | None,
     parent_id: int | None,
-    body: dict[str, Any],
+    text: str,
+    media_id: int | None,
     key: str | None,
-) -> Outcome:
-    """A comment on a post, or a reply to a comment (any depth). Idempotency-Key as for posts."""
-    digest = body_hash({"post_id": post_id, "parent_id": parent_id, **body})
+    digest: bytes,
+) -> Done[Any]:
+    """A comment on a post, or a reply to a comment (any depth), checked at the edge (domain/posts.py).
+    Idempotency-Key as for posts."""
     if key is not None:
         kept = await post_store.find_idempotent(pool, user_id, COMMENT_ROUTE, key)
         if kept is not None:
@@ -251,8 +233,7 @@ async def comment(
                     "This Idempotency-Key was used for a different comment.",
                     code="idempotency_key_reused",
                 )
-            return Outcome(orjson.loads(kept["response"]), status=int(kept["status"]))
-    text, media_id = check_comment(body)
+            return _done(Created(int(kept["status"]), orjson.loads(kept["response"])))
     now = dt.datetime.now(dt.UTC)
     comment_id = ids.new_id()
     events: list[OutboxEvent] = []
@@ -321,10 +302,10 @@ async def comment(
         if key is not None:
             await post_store.save_idempotent(conn, user_id, COMMENT_ROUTE, key, digest, 201, orjson.dumps(view))
     changed_comments = [(int(parent["id"]), post_id)] if parent is not None else []
-    return Outcome(view, status=201, events=events, posts=[post_id], comments=changed_comments)
+    return _done(Created(201, view), events, posts=[post_id], comments=changed_comments)
 
 
-async def delete_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> Outcome:
+async def delete_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> Done[Any]:
     """By the comment's author or the post's author; its replies go too, and every count with them."""
     async with db.transaction(pool) as conn:
         row = await store.get_comment(conn, comment_id, lock=True)
@@ -337,11 +318,10 @@ async def delete_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> O
         gone = await store.delete_comment(conn, row)
         await store.bump(conn, post_id, user_id, {"comments": -gone})
     parents = [(int(row["parent_id"]), post_id)] if row["parent_id"] is not None else []
-    return Outcome(None, posts=[post_id], comments=parents)
+    return _done(None, posts=[post_id], comments=parents)
 
 
-async def react_comment(pool: asyncpg.Pool, settings: Any, user_id: int, comment_id: int, emoji: Any) -> Outcome:
-    chosen = check_emoji(emoji)
+async def react_comment(pool: asyncpg.Pool, settings: Any, user_id: int, comment_id: int, chosen: str) -> Done[Any]:
     events = []
     async with db.transaction(pool) as conn:
         row = await store.get_comment(conn, comment_id, lock=True)
@@ -366,17 +346,59 @@ async def react_comment(pool: asyncpg.Pool, settings: Any, user_id: int, comment
             await _renotify_emoji(conn, "reaction_comment", user_id, post_id, comment_id, chosen)
         view = (await comment_views(conn, settings, [comment_id], user_id))[comment_id]
     result = {"comment_id": str(comment_id), "post_id": str(post_id), "counts": view["counts"], "my": view["my"]}
-    return Outcome(result, events=events, comments=[(comment_id, post_id)] if previous != chosen else [])
+    return _done(result, events, comments=[(comment_id, post_id)] if previous != chosen else [])
 
 
-async def unreact_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> Outcome:
+async def unreact_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> Done[Any]:
     async with db.transaction(pool) as conn:
         row = await store.get_comment(conn, comment_id, lock=True)
         if row is None:
             raise NotFound("No such comment.")
         removed = await store.remove_reaction(conn, "comment_reactions", "comment_id", comment_id, user_id)
         if removed is None:
-            return Outcome(None)
+            return _done(None)
         await store.bump_comment_reactions(conn, comment_id, -1)
         await _unnotify(conn, "reaction_comment", user_id, int(row["post_id"]), comment_id)
-    return Outcome(None, comments=[(comment_id, int(row["post_id"]))])
+    return _done(None, comments=[(comment_id, int(row["post_id"]))])
+
+
+class EngagementOps:
+    """The op handlers (actors/runtime/host.py derives the op table from their ``op`` types)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def react_post(self, state: UserState, op: ReactToPost) -> Done[Any]:
+        return await react_post(self.services.pool, self.services.settings, state.user_id, op.post_id, op.emoji)
+
+    async def unreact_post(self, state: UserState, op: UnreactToPost) -> Done[Any]:
+        return await unreact_post(self.services.pool, state.user_id, op.post_id)
+
+    async def set_repost(self, state: UserState, op: SetRepost) -> Done[Any]:
+        return await mark(self.services.pool, self.services.settings, state.user_id, op.post_id, "repost", op.on)
+
+    async def set_save(self, state: UserState, op: SetSave) -> Done[Any]:
+        return await mark(self.services.pool, self.services.settings, state.user_id, op.post_id, "save", op.on)
+
+    async def add_comment(self, state: UserState, op: AddComment) -> Done[Any]:
+        return await comment(
+            self.services.pool,
+            self.services.settings,
+            state.user_id,
+            post_id=op.post_id,
+            parent_id=op.parent_id,
+            text=op.text,
+            media_id=op.media_id,
+            key=op.idempotency_key,
+            digest=op.body_hash,
+        )
+
+    async def delete_comment(self, state: UserState, op: DeleteComment) -> Done[Any]:
+        return await delete_comment(self.services.pool, state.user_id, op.comment_id)
+
+    async def react_comment(self, state: UserState, op: ReactToComment) -> Done[Any]:
+        settings = self.services.settings
+        return await react_comment(self.services.pool, settings, state.user_id, op.comment_id, op.emoji)
+
+    async def unreact_comment(self, state: UserState, op: UnreactToComment) -> Done[Any]:
+        return await unreact_comment(self.services.pool, state.user_id, op.comment_id)

@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from actors.runtime.client import ShardClient
-from actors.runtime.delivery import Delivery
 from actors.runtime.services import Services
 from actors.runtime.shards import connect_ray, disconnect_ray, get_or_create_chat_shards, get_or_create_user_shards
 from actors.runtime.topology import check_shard_count
@@ -47,6 +46,7 @@ from api.routes import (
     users,
 )
 from api.routes import metrics as metrics_route
+from api.test_events import TestEvents
 from api.uploads import create_media_service
 from api.ws import drain
 from api.ws import route as ws_route
@@ -91,10 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = await Services.create(settings)
         await check_shard_count(services.pool, settings)  # refuse to start with another K than recorded
         connect_ray(settings)
-        handles = get_or_create_user_shards(settings)
-        users = ShardClient(handles)
-        chat_handles = get_or_create_chat_shards(settings)
-        delivery = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
+        users = ShardClient(get_or_create_user_shards(settings), kind="user")
+        chats = ShardClient(get_or_create_chat_shards(settings), kind="chat")
         # Search and recommendations run on a small pool whose statements are planned for their parameters.
         planned_pool = await db.create_pool(settings.database_url, 1, 6, extra_settings=db.PLANNED_SETTINGS)
         # New rankings and suggestions on one whose plans are made once per connection (their statements hold their
@@ -104,10 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services=services,
             limiter=RateLimiter(services.redis, services.keys, settings.rate_limits),
             users=users,
-            user_shard_handles=handles,
-            chats=ShardClient(chat_handles),
-            chat_shard_handles=chat_handles,
-            delivery=delivery,
+            chats=chats,
+            test_events=TestEvents(services, users) if settings.env == "test" else None,
             media=create_media_service(services),
             planned_pool=planned_pool,
             search=Search(planned_pool),
@@ -119,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             media_signer=url_signer(settings),
             posts=PostReader(settings, PostCache(), LiveCache(services.redis, services.keys)),
         )
-        gateway = Gateway(services, users, handles, ctx.posts)
+        gateway = Gateway(services, users, ctx.posts)
         await gateway.start()
         drain.install(gateway, settings.drain_s)  # SIGTERM/SIGINT: close sockets with 1012 first, then uvicorn's
         app.state.ctx = ctx
@@ -127,7 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tune_gc()
         log.info(
             "api ready",
-            extra={"fields": {"ray": settings.ray_address or "auto", "shards": len(handles), "gateway": gateway.id}},
+            extra={
+                "fields": {"ray": settings.ray_address or "auto", "shards": len(users.shards), "gateway": gateway.id}
+            },
         )
         try:
             yield

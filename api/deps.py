@@ -13,7 +13,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from actors.runtime.client import ShardClient
-from actors.runtime.delivery import Delivery
 from actors.runtime.services import Services
 from api.ratelimit import RateLimiter
 from api.reads.explore import Explorer
@@ -22,6 +21,7 @@ from api.reads.posts import PostReader
 from api.reads.search import Search
 from api.reads.suggestions import Suggester
 from api.response_cache import FeedPages, ResponseCache
+from api.test_events import TestEvents
 from api.uploads import MediaService
 from domain.errors import RateLimited, Unauthenticated
 from domain.tokens import Principal
@@ -33,11 +33,9 @@ class AppContext:
 
     services: Services
     limiter: RateLimiter
-    users: ShardClient  # the UserShards (writes of users)
-    user_shard_handles: list[Any]
-    chats: ShardClient  # the ChatShards
-    chat_shard_handles: list[Any]
-    delivery: Delivery  # publishes committed events (actors/runtime/delivery.py)
+    users: ShardClient  # the UserShards: ops of users (domain/ops.py UserOp)
+    chats: ShardClient  # the ChatShards: ops of chats (ChatOp)
+    test_events: TestEvents | None  # APP_ENV=test only (api/test_events.py)
     media: MediaService
     planned_pool: asyncpg.Pool  # statements planned for their parameters: search, recommendations (storage/db.py)
     search: Search

@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Callable
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+
+from domain.errors import ValidationFailed
 
 USERNAME_RE = re.compile(r"^[a-z0-9_.]{3,30}$")
 NAME_MAX = 50
@@ -106,3 +110,29 @@ def check_password(value: str, *, username: str = "", email: str = "") -> str:
     if classes < 2 and len(value) < 16:
         raise RuleError("must mix letters with digits or symbols (or be at least 16 characters)")
     return value
+
+
+def check_profile_changes(raw: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH /me body's fields (already restricted to known keys), checked: column -> value, or
+    ``ValidationFailed`` naming each bad field."""
+    changes: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    checks: dict[str, Callable[[Any], Any]] = {
+        "name": check_name,
+        "bio": lambda v: check_bio(v or ""),
+        "username": normalize_username,
+        "birthday": check_birthday,
+    }
+    for key, value in raw.items():
+        if value is None and key != "bio":
+            errors[key] = "must not be null"
+            continue
+        try:
+            changes[key] = checks[key](value)
+        except RuleError as exc:
+            errors[key] = str(exc)
+        except KeyError:
+            errors[key] = "is not a known field"
+    if errors:
+        raise ValidationFailed(errors)
+    return changes

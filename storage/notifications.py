@@ -102,3 +102,22 @@ async def mark_read_ids(conn: Conn, owner_id: int, notification_ids: Sequence[in
         list(notification_ids),
     )
     return int(status.rsplit(" ", 1)[-1])
+
+
+_SAME_EVENT = "type = $1 AND actor_id = $2 AND post_id = $3 AND comment_id IS NOT DISTINCT FROM $4"
+
+
+async def delete_event_notifications(
+    conn: Conn, type_: str, actor_id: int, post_id: int, comment_id: int | None
+) -> None:
+    """An undone reaction or repost: its notification goes."""
+    await conn.execute(f"DELETE FROM notifications WHERE {_SAME_EVENT}", type_, actor_id, post_id, comment_id)
+
+
+async def update_event_emoji(
+    conn: Conn, type_: str, actor_id: int, post_id: int, comment_id: int | None, emoji: str
+) -> None:
+    """A replaced reaction: its one notification shows the new emoji (nobody is notified again)."""
+    await conn.execute(
+        f"UPDATE notifications SET emoji = $5 WHERE {_SAME_EVENT}", type_, actor_id, post_id, comment_id, emoji
+    )

@@ -124,3 +124,23 @@ async def update_password(conn: asyncpg.Connection, user_id: int, password_hash:
 async def update_password_hash_if_unchanged(conn: asyncpg.Pool, user_id: int, old: str, new: str) -> None:
     """Rehash on login when parameters changed; a concurrent password change wins."""
     await conn.execute("UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2", user_id, old, new)
+
+
+async def find_presence_row(conn: asyncpg.Connection | asyncpg.Pool, user_id: int) -> asyncpg.Record | None:
+    """What a user's logical actor activates from: the username and the persisted ``last_seen``."""
+    return await conn.fetchrow("SELECT username, last_seen FROM users WHERE id = $1", user_id)
+
+
+async def update_last_seen(conn: asyncpg.Connection | asyncpg.Pool, user_id: int, last_seen: dt.datetime) -> None:
+    await conn.execute("UPDATE users SET last_seen = $2 WHERE id = $1", user_id, last_seen)
+
+
+async def followers_count(conn: asyncpg.Connection | asyncpg.Pool, user_id: int) -> int | None:
+    """The user's follower count (None for no such user): whether their posts are fanned out or merged."""
+    count = await conn.fetchval("SELECT followers_count FROM users WHERE id = $1", user_id)
+    return None if count is None else int(count)
+
+
+async def get_summary_row(conn: asyncpg.Connection | asyncpg.Pool, user_id: int) -> asyncpg.Record | None:
+    """The columns of a UserSummary (domain/present.py ``summary``)."""
+    return await conn.fetchrow("SELECT id, username, name, avatar_media_id FROM users WHERE id = $1", user_id)

@@ -1,14 +1,18 @@
-"""One shard host for every shard kind (users now, chats next): what a shard process does for its entities.
+"""One shard host for every shard kind (users, chats): what a shard process does for its entities.
 
-A shard kind is its plain state class plus its op table (``ShardKind``); the host gives it:
+A shard kind is its plain state class plus its op handlers (``ShardKind``); the host gives it:
 * an entity table with lazy activation, idle eviction and one asyncio lock per entity (actors/runtime/entities.py);
-* batched calls: ``call_batch`` runs a batch of ``(op, entity id, args, kwargs)`` concurrently across entities,
-  each under its entity's lock, dispatched through the kind's explicit op table (no ``getattr``); errors come
-  back as tuples, so one failing op never fails its batch;
+* an op table derived from the handlers' types (``op_table``): each handler is a coroutine method whose ``op``
+  parameter is annotated with its op struct (domain/ops.py), so an op is dispatched by its type, never by a name,
+  and a kind whose ops lack a handler refuses to start;
+* batched calls: ``call_batch`` runs a batch of typed ops concurrently across entities, each under its entity's
+  lock (``op.entity``); errors come back as tuples, so one failing op never fails its batch;
+* the one after-commit path: a handler answers ``Done(result, events, effects)`` and the host hands the events
+  and effects to the kind's ``finish`` (actors/after_commit.py) before the entity's lock is released, for every op
+  alike, then returns only the result;
 * an epoch (new on every start: a restarted shard is told apart by the gateways);
 * gateway registration, for kinds whose entities hold sockets (``tracks_gateways``): heartbeats, versioned
-  re-registration through the kind's ``sync_gateway`` op, and expiry of a gateway that went silent through
-  its ``expire_gateway`` op;
+  re-registration through ``SyncGateway`` ops, and expiry of a gateway that went silent through ``ExpireGateway``;
 * the process's services (PostgreSQL, Redis) made once, and the background loops the kind asks for.
 
 Plain Python (no Ray import): tests run a host in-process; actors/runtime/shards.py is the Ray shell around it.
@@ -17,12 +21,14 @@ Plain Python (no Ray import): tests run a host in-process; actors/runtime/shards
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import time
+import typing
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -30,21 +36,46 @@ from actors.runtime import shard_counters
 from actors.runtime.entities import EntityTable
 from actors.runtime.services import Services
 from domain.errors import DomainError, Internal
+from domain.ops import GATEWAY_OPS, ExpireGateway, GatewayOp, Op, SyncGateway, op_types
 from storage.config import Settings
 
 log = logging.getLogger("i9lyfe.shard")
 
 S = TypeVar("S")
 
-Op = tuple[str, int, tuple[Any, ...], dict[str, Any]]
+R = TypeVar("R")
 Result = tuple[str, Any]
-OpFn = Callable[..., Awaitable[Any]]  # (state, *args, **kwargs) -> result
-OpTable = Mapping[str, OpFn]
+Handler = Callable[[Any, Any], Awaitable["Done[Any]"]]  # (state, op) -> Done
+OpTable = Mapping[type[Op[Any]], Handler]
 
 GATEWAY_TIMEOUT_S = 15.0
 MAINTENANCE_S = 5.0
-# The ops a gateway-tracking kind must have; each takes (state, gateway, ...) and changes that gateway's sockets.
-GATEWAY_OPS = ("connect", "disconnect", "sync_gateway", "expire_gateway")
+
+
+@dataclass(frozen=True)
+class Done(Generic[R]):
+    """What an op handler answers: its ``result`` for the caller, the outbox ``events`` its transaction staged,
+    and the ``effects`` to carry out after commit (actors/after_commit.py says which there are)."""
+
+    result: R
+    events: Sequence[Any] = ()
+    effects: Sequence[Any] = ()
+
+
+def op_table(handlers: Iterable[object]) -> dict[type[Op[Any]], Handler]:
+    """The op table of these handler objects: every public coroutine method whose ``op`` parameter is annotated
+    with an op struct handles that op type. Two handlers of one op type are an error."""
+    table: dict[type[Op[Any]], Handler] = {}
+    for obj in handlers:
+        for name, function in inspect.getmembers(type(obj), inspect.iscoroutinefunction):
+            if name.startswith("_"):
+                continue
+            op_type = typing.get_type_hints(function).get("op")
+            if isinstance(op_type, type) and issubclass(op_type, Op):
+                if op_type in table:
+                    raise TypeError(f"two handlers of {op_type.__name__}: {table[op_type]} and {name}")
+                table[op_type] = getattr(obj, name)
+    return table
 
 
 @dataclass(frozen=True)
@@ -54,7 +85,8 @@ class ShardKind(Generic[S]):
     name: str  # "user", "chat": the shard actor names are <name>-shard-<fingerprint>-<k>
     state: Callable[[int], S]  # a fresh (not yet activated) state for an entity id
     keep: Callable[[S], bool]  # an entity for which this is true is never evicted (e.g. it holds sockets)
-    ops: Callable[[Any], OpTable]  # the op table of a ready host (given the host), built once per shard process
+    ops: type[Op[Any]]  # the base of this kind's op structs (domain/ops.py UserOp, ChatOp): each needs a handler
+    handlers: Callable[[Any], Sequence[object]]  # the handler objects of a ready host (given the host), made once
     sockets_of: Callable[[S, str], int] | None = None  # sockets an entity holds on a gateway (gateway tracking)
     count: Callable[[Settings], int] = field(default=lambda s: s.user_shards)  # K, from the settings
 
@@ -100,11 +132,7 @@ class ShardHost(Generic[S]):
                 if self._ops is None:
                     self._services = await Services.create(self.settings, pool_max=4)
                     await self.on_ready(self._services)
-                    ops = self.kind.ops(self)
-                    if self.kind.tracks_gateways:
-                        missing = [name for name in GATEWAY_OPS if name not in ops]
-                        if missing:
-                            raise TypeError(f"{self.kind.name} shards track gateways but lack ops {missing}")
+                    ops = self.op_table()
                     loop = asyncio.get_running_loop()
                     self._tasks = [loop.create_task(self._loop("maintenance", MAINTENANCE_S, self._maintain))]
                     self._tasks += [loop.create_task(self._loop(n, s, job)) for n, s, job in self._jobs]
@@ -114,6 +142,24 @@ class ShardHost(Generic[S]):
 
     async def on_ready(self, services: Services) -> None:
         """For subclasses: set up what needs the services, before the first op runs."""
+
+    def op_table(self) -> dict[type[Op[Any]], Handler]:
+        """The kind's op table; every op struct of the kind has a handler, or the shard refuses to start."""
+        table = op_table(self.kind.handlers(self))
+        wanted = set(op_types(self.kind.ops))
+        missing = sorted(t.__name__ for t in wanted - set(table))
+        foreign = sorted(t.__name__ for t in set(table) - wanted)
+        if missing or foreign:
+            raise TypeError(
+                f"{self.kind.name} shards: ops without a handler {missing}, handlers of other kinds' ops {foreign}"
+            )
+        if self.kind.tracks_gateways and not set(GATEWAY_OPS) <= set(table):
+            raise TypeError(f"{self.kind.name} shards track gateways but lack the gateway ops")
+        return table
+
+    async def finish(self, done: Done[Any]) -> None:
+        """For subclasses: carry out a committed op's events and effects (actors/after_commit.py). Runs before the
+        entity's lock is released."""
 
     @property
     def services(self) -> Services:
@@ -159,29 +205,35 @@ class ShardHost(Generic[S]):
             "counters": shard_counters.snapshot(),  # for GET /metrics (actors/runtime/shard_counters.py)
         }
 
-    async def call_batch(self, ops: list[Op]) -> list[Result]:
+    async def call_batch(self, ops: list[Op[Any]]) -> list[Result]:
         table = await self.ready()
         self.batches += 1
         return list(await asyncio.gather(*(self._one(table, op) for op in ops)))
 
-    async def _one(self, table: OpTable, op: Op) -> Result:
-        name, entity_id, args, kwargs = op
+    async def _one(self, table: OpTable, op: Op[Any]) -> Result:
         self.calls += 1
-        fn = table.get(name)
+        fn = table.get(type(op))
         if fn is None:
-            return ("err", Internal(f"unknown {self.kind.name} shard op {name!r}").to_wire())
+            return ("err", Internal(f"{type(op).__name__} is not an op of {self.kind.name} shards").to_wire())
         try:
-            value = await self.table.run(entity_id, lambda state: fn(state, *args, **kwargs))
+            value = await self.table.run(op.entity, lambda state: self._run(fn, state, op))
         except DomainError as exc:
             return ("err", exc.to_wire())
         except Exception:
             log.exception(
-                "shard op failed", extra={"fields": {"op": name, "kind": self.kind.name, "shard": self.index}}
+                "shard op failed",
+                extra={"fields": {"op": type(op).__name__, "kind": self.kind.name, "shard": self.index}},
             )
             return ("err", Internal().to_wire())
-        if self.kind.sockets_of is not None and name in GATEWAY_OPS and args:
-            self._track(self.kind.sockets_of, args[0], entity_id)
+        if self.kind.sockets_of is not None and isinstance(op, GatewayOp):
+            self._track(self.kind.sockets_of, op.gateway, op.entity)
         return ("ok", value)
+
+    async def _run(self, fn: Handler, state: S, op: Op[Any]) -> Any:
+        """The op, then its after-commit path, under the entity's lock; the caller gets the result only."""
+        done = await fn(state, op)
+        await self.finish(done)
+        return done.result
 
     # ------------------------------------------------------------ gateway registration
 
@@ -215,8 +267,11 @@ class ShardHost(Generic[S]):
         self.gateway_seen[gateway] = time.monotonic()
         departed = departed or {}
         entities = set(sockets) | set(self.gateway_entities.get(gateway, ())) | set(departed)
-        ops: list[Op] = [
-            ("sync_gateway", eid, (gateway, sockets.get(eid, []), seq, departed.get(eid)), {}) for eid in entities
+        ops = [
+            SyncGateway(
+                user_id=eid, gateway=gateway, sockets=sockets.get(eid, []), seq=seq, closed_at=departed.get(eid)
+            )
+            for eid in entities
         ]
         await asyncio.gather(*(self._one(table, op) for op in ops))
         return {"epoch": self.epoch, "users": len(entities)}
@@ -226,5 +281,5 @@ class ShardHost(Generic[S]):
         entities = list(self.gateway_entities.pop(gateway, ()))
         self.gateway_seen.pop(gateway, None)
         if self.kind.tracks_gateways:
-            await asyncio.gather(*(self._one(table, ("expire_gateway", eid, (gateway,), {})) for eid in entities))
+            await asyncio.gather(*(self._one(table, ExpireGateway(user_id=eid, gateway=gateway)) for eid in entities))
         log.warning("gateway expired", extra={"fields": {"gateway": gateway, "entities": len(entities)}})

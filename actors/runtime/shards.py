@@ -1,7 +1,8 @@
 """Ray shells around the shard host (actors/runtime/host.py): named, detached, async shard actors, one kind each.
 
 A UserShard hosts many logical per-user actors: the shard host with the user kind (``USER_KIND``: the plain
-``UserState`` and the op table of ``UserOps``). Entity ops arrive in batches (``call_batch``) from each api
+``UserState`` and the handlers of the user ops: presence, profile, posts, engagement, follows, recommendations).
+Entity ops (typed structs, domain/ops.py) arrive in batches (``call_batch``) from each api
 process's ShardClient and run under their entity's lock. Shard-level calls: ``push`` (route stored events to
 the gateways holding the recipients' sockets), ``heartbeat``/``register`` (gateways keep their socket lists
 in sync; a restarted shard has a new ``epoch`` and gateways re-register), and background jobs: the outbox
@@ -21,15 +22,22 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import recommendations, retention
+from actors.after_commit import AfterCommit
 from actors.chat import ChatOps, ChatState
+from actors.engagement import EngagementOps
 from actors.fanout import FanoutWorker
+from actors.follows import FollowOps
+from actors.posts import PostOps
+from actors.profile import ProfileOps
+from actors.recommendations import RecommendationOps
 from actors.runtime.delivery import Delivery, PushItem
-from actors.runtime.host import Op, Result, ShardHost, ShardKind
+from actors.runtime.host import Done, Result, ShardHost, ShardKind
 from actors.runtime.registry import shard_index, shard_name
 from actors.runtime.services import Services
 from actors.runtime.topology import retire_stale_shards
 from actors.runtime.versioning import shard_fingerprint
-from actors.user import UserOps, UserState
+from actors.user import PresenceOps, UserState
+from domain.ops import ChatOp, Op, UserOp
 from storage.config import Settings
 
 log = logging.getLogger("i9lyfe.shard")
@@ -44,7 +52,15 @@ USER_KIND: ShardKind[UserState] = ShardKind(
     name="user",
     state=UserState,
     keep=UserState.holds_anything,
-    ops=lambda host: UserOps(host.services).table(),
+    ops=UserOp,
+    handlers=lambda host: [
+        PresenceOps(host.services),
+        ProfileOps(host.services),
+        PostOps(host.services),
+        EngagementOps(host.services),
+        FollowOps(host.services),
+        RecommendationOps(host.services),
+    ],
     sockets_of=lambda state, gateway: state.presence.socket_count(gateway),
     count=lambda settings: settings.user_shards,
 )
@@ -60,6 +76,7 @@ class UserShardCore(ShardHost[UserState]):
         self._peers = peers  # callable shard index -> handle (for delivery from inside a shard)
         self._consume_fanout = fanout  # the Ray shard is a feed fan-out consumer; an in-process core (tests) is not
         self.delivery: Delivery | None = None
+        self.after: AfterCommit | None = None
         self.fanout: FanoutWorker | None = None
         self.every("outbox relay", RELAY_INTERVAL_S, self._relay)
         self.every("retention purge", retention.PURGE_INTERVAL_S, self._purge)
@@ -67,6 +84,7 @@ class UserShardCore(ShardHost[UserState]):
 
     async def on_ready(self, services: Services) -> None:
         self.delivery = Delivery(services, self._push_to_peer, self.settings.user_shards)
+        self.after = AfterCommit(services, self.delivery)
         # Every UserShard is a consumer of the feed fan-out queue, under a stable name: restarted, it resumes
         # its own unfinished jobs (actors/fanout.py).
         if self._consume_fanout:
@@ -74,6 +92,10 @@ class UserShardCore(ShardHost[UserState]):
             consumer = f"user-shard-{self.index}-{shard_fingerprint(self.settings)}"
             self.fanout = FanoutWorker(services, consumer, self._push_to_peer, user_shards=self.settings.user_shards)
             self.daemon("feed fan-out", self.fanout.run)
+
+    async def finish(self, done: Done[Any]) -> None:
+        assert self.after is not None, "made in on_ready"
+        await self.after.run(done)
 
     @property
     def gateway_users(self) -> dict[str, set[int]]:
@@ -119,7 +141,8 @@ CHAT_KIND: ShardKind[ChatState] = ShardKind(
     name="chat",
     state=ChatState,
     keep=ChatState.holds_anything,
-    ops=lambda host: host.chat_ops().table(),
+    ops=ChatOp,
+    handlers=lambda host: [host.chat_ops()],
     count=lambda settings: settings.chat_shards,
 )
 TYPING_CHECK_S = 1.0
@@ -135,11 +158,17 @@ class ChatShardCore(ShardHost[ChatState]):
         super().__init__(CHAT_KIND, index, settings)
         self._user_shard = user_shard  # callable user shard index -> handle
         self.ops: ChatOps | None = None
+        self.after: AfterCommit | None = None
         self.every("typing expiry", TYPING_CHECK_S, self._expire_typing)
 
     async def on_ready(self, services: Services) -> None:
         delivery = Delivery(services, self._push_to_user_shard, self.settings.user_shards)
-        self.ops = ChatOps(services, delivery, self._ephemeral)
+        self.after = AfterCommit(services, delivery, self._ephemeral)
+        self.ops = ChatOps(services, self._ephemeral)
+
+    async def finish(self, done: Done[Any]) -> None:
+        assert self.after is not None, "made in on_ready"
+        await self.after.run(done)
 
     def chat_ops(self) -> ChatOps:
         assert self.ops is not None, "made in on_ready"
@@ -206,7 +235,7 @@ class Shard:
     async def ping(self) -> dict[str, Any]:
         return await self.core.ping(node=self._node)
 
-    async def call_batch(self, ops: list[Op]) -> list[Result]:
+    async def call_batch(self, ops: list[Op[Any]]) -> list[Result]:
         return await self.core.call_batch(ops)
 
     async def push(self, items: list[PushItem]) -> int:

@@ -26,6 +26,7 @@ from api.schemas.auth import (
 )
 from api.schemas.common import error_responses
 from domain.errors import DomainError
+from domain.ops import CloseSessions
 
 log = logging.getLogger("i9lyfe.auth")
 # Per IP: every /auth request in "auth", but token refreshes in their own, generous "auth_refresh" bucket, so
@@ -39,7 +40,8 @@ def _socket_closer(ctx: AppContext) -> accounts.CloseSockets:
     async def close(user_id: int, session_ids: list[int]) -> None:
         """Best effort: the user's shard tells the gateways to close these sessions' sockets (4401)."""
         try:
-            await ctx.users.call("sessions_revoked", user_id, session_ids, deadline_s=CLOSE_SOCKETS_S)
+            op = CloseSessions(user_id=user_id, session_ids=session_ids)
+            await ctx.users.call(op, deadline_s=CLOSE_SOCKETS_S)
         except DomainError as err:
             log.warning(
                 "open sockets of revoked sessions not closed",

@@ -22,6 +22,9 @@ from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_c
 from api.responses import Encoded, encoded, no_content
 from api.schemas.chats import Chat, ChatPage, EditMessage, Message, MessagePage, React, ReadUpTo, SendMessage, StartChat
 from api.schemas.common import error_responses
+from domain import chat as chat_rules
+from domain import ops
+from domain.chat import send_op
 from domain.errors import NotFound, ValidationFailed
 from domain.rules import RuleError, normalize_username
 from storage import chats as chat_store
@@ -161,7 +164,7 @@ async def history(
 async def send_message(request: Request, chat_id: ChatId, body: SendMessage, user: User, ctx: Ctx) -> Encoded:
     """Send a message (201); the same `client_id` again (a retry, over HTTP or the socket) returns the same
     message (200), and with a different body 422 `idempotency_key_reused`."""
-    result = await ctx.chats.call("send", chat_id, user.user_id, body.model_dump(exclude_none=True))
+    result = await ctx.chats.call(send_op(chat_id, user.user_id, body.model_dump(exclude_none=True)))
     return encoded(request, result["message"], status_code=201 if result["created"] else 200)
 
 
@@ -175,7 +178,10 @@ async def edit_message(
     request: Request, chat_id: ChatId, message_id: MessageId, body: EditMessage, user: User, ctx: Ctx
 ) -> Encoded:
     """Edit a text message (sender only); `edited_at` is set and both members get `chat.message_edited`."""
-    view = await ctx.chats.call("edit", chat_id, user.user_id, message_id, body.text)
+    text = chat_rules.text(body.text, "text", chat_rules.MAX_TEXT)
+    view = await ctx.chats.call(
+        ops.EditMessage(chat_id=chat_id, user_id=user.user_id, message_id=message_id, text=text)
+    )
     return encoded(request, view)
 
 
@@ -194,7 +200,8 @@ async def delete_message(
 ) -> Response:
     """`?for=me` hides the message from me only (either member's message); `?for=everyone` (sender only) leaves
     `deleted: true` with no text, media or caption for both."""
-    await ctx.chats.call("delete", chat_id, user.user_id, message_id, scope)
+    op = ops.DeleteMessage(chat_id=chat_id, user_id=user.user_id, message_id=message_id, scope=scope)  # type: ignore[arg-type]
+    await ctx.chats.call(op)
     return no_content()
 
 
@@ -206,7 +213,9 @@ async def delete_message(
 )
 async def react(request: Request, chat_id: ChatId, message_id: MessageId, body: React, user: User, ctx: Ctx) -> Encoded:
     """React with one emoji (one per member per message; a new one replaces mine)."""
-    view = await ctx.chats.call("react", chat_id, user.user_id, message_id, body.emoji)
+    emoji = chat_rules.check_emoji(body.emoji)
+    op = ops.ReactToMessage(chat_id=chat_id, user_id=user.user_id, message_id=message_id, emoji=emoji)
+    view = await ctx.chats.call(op)
     return encoded(request, view)
 
 
@@ -218,7 +227,7 @@ async def react(request: Request, chat_id: ChatId, message_id: MessageId, body: 
 )
 async def unreact(chat_id: ChatId, message_id: MessageId, user: User, ctx: Ctx) -> Response:
     """Remove my reaction (nothing happens when there is none)."""
-    await ctx.chats.call("unreact", chat_id, user.user_id, message_id)
+    await ctx.chats.call(ops.UnreactToMessage(chat_id=chat_id, user_id=user.user_id, message_id=message_id))
     return no_content()
 
 
@@ -231,5 +240,5 @@ async def unreact(chat_id: ChatId, message_id: MessageId, user: User, ctx: Ctx) 
 async def mark_read(chat_id: ChatId, body: ReadUpTo, user: User, ctx: Ctx) -> Response:
     """I have read up to `seq` (never past the last message: 422 `seq_out_of_range`); the peer gets
     `chat.receipt`."""
-    await ctx.chats.call("progress", chat_id, user.user_id, "read", body.seq)
+    await ctx.chats.call(ops.ReportProgress(chat_id=chat_id, user_id=user.user_id, kind="read", seq=body.seq))
     return no_content()

@@ -1,9 +1,9 @@
 """Reactions, comments and replies, reposts, saves and the /me lists built from them (issue 11).
 
-Writes go through the acting user's UserShard entity (actors/engagement.py via actors/user.py); afterwards the
-committed events are published, and each post whose counts changed gets one small "counts changed" message on
-its topic channel, which the gateways coalesce into ``post.counts`` / ``comment.counts`` for their subscribed
-sockets (api/ws/live_counts.py). Reads go straight to storage, one query per kind.
+Writes are typed ops of the acting user's UserShard entity (actors/engagement.py); after commit the entity publishes
+the events, and each post whose counts changed gets one small "counts changed" message on its topic channel, which
+the gateways coalesce into ``post.counts`` / ``comment.counts`` for their subscribed sockets (api/ws/live_counts.py).
+Reads go straight to storage, one query per kind.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-import msgpack
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from actors import engagement
-from actors.chat import check_emoji
 from api import presenters
 from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of, optional_token_user
 from api.pagination import DEFAULT_LIMIT, PAGE_PARAMETERS, Cursor, Limit, decode_cursor, encode_cursor, read_page
@@ -36,7 +33,10 @@ from api.schemas.engagement import (
     Saved,
 )
 from api.schemas.posts import PostPage
+from domain import ops
+from domain.chat import check_emoji
 from domain.errors import NotFound
+from domain.posts import body_hash, check_comment
 from storage import engagement as store
 from storage import live_cache
 from storage.views import comment_views
@@ -47,34 +47,6 @@ router = APIRouter(tags=["engagement"])
 CommentId = Annotated[int, Path(ge=1, le=(1 << 63) - 1, description="A comment id")]
 MARK_ERRORS = error_responses(401, 404, 429)
 EmojiFilter = Annotated[str | None, Query(min_length=1, max_length=32, description="Only reactions with this emoji")]
-
-
-async def _after_write(ctx: Ctx, outcome: engagement.Outcome) -> None:
-    """Publish the committed events, then tell the gateways which posts' and comments' counts changed."""
-    if outcome.events:
-        try:
-            await ctx.delivery.publish(outcome.events)
-        except Exception as exc:  # stored with the write: the outbox relay delivers them later
-            log.warning("engagement events left to the relay", extra={"fields": {"error": repr(exc)}})
-    changed: dict[int, list[int]] = {pid: [] for pid in outcome.posts}
-    for comment_id, post_id in outcome.comments:
-        changed.setdefault(post_id, []).append(comment_id)
-    if not changed:
-        return
-    keys = ctx.services.keys
-    try:
-        async with ctx.services.redis.pipeline(transaction=False) as pipe:
-            # Cached reads of these posts and of their comments are stale from now on.
-            await live_cache.bump(ctx.services.redis, keys, list(outcome.posts), pipe)
-            await live_cache.bump_keys(
-                ctx.services.redis, [live_cache.comments_version_key(keys, pid) for pid in changed], pipe
-            )
-            for post_id, comment_ids in changed.items():
-                message = {"type": "counts.dirty", "data": {"post_id": post_id, "comment_ids": comment_ids}}
-                pipe.publish(keys.post_channel(post_id), msgpack.packb(message, use_bin_type=True))
-            await pipe.execute()
-    except Exception as exc:  # the next change or a fetch shows them (cached reads expire: storage/live_cache.py)
-        log.warning("live counts not published", extra={"fields": {"error": repr(exc)}})
 
 
 def _viewer_id(viewer: Any) -> int | None:
@@ -119,16 +91,15 @@ async def comments(request: Request, post_id: PostId) -> Encoded:
 )
 async def react_post(request: Request, post_id: PostId, body: Reaction, user: User, ctx: Ctx) -> Encoded:
     """React with one emoji (one per user per post; another emoji replaces yours without counting twice)."""
-    outcome: engagement.Outcome = await ctx.users.call("react_post", user.user_id, post_id, body.emoji)
-    await _after_write(ctx, outcome)
-    return encoded(request, outcome.result)
+    op = ops.ReactToPost(user_id=user.user_id, post_id=post_id, emoji=check_emoji(body.emoji))
+    return encoded(request, await ctx.users.call(op))
 
 
 @router.delete(
     "/posts/{post_id}/reaction", status_code=204, responses=error_responses(401, 404, 429), dependencies=[WriteLimit]
 )
 async def unreact_post(post_id: PostId, user: User, ctx: Ctx) -> Response:
-    await _after_write(ctx, await ctx.users.call("unreact_post", user.user_id, post_id))
+    await ctx.users.call(ops.UnreactToPost(user_id=user.user_id, post_id=post_id))
     return no_content()
 
 
@@ -172,9 +143,8 @@ async def post_reactors(
 
 
 async def _mark(request: Request, ctx: Ctx, user: Any, post_id: int, kind: str, on: bool) -> Encoded:
-    outcome: engagement.Outcome = await ctx.users.call("mark_post", user.user_id, post_id, kind, on)
-    await _after_write(ctx, outcome)
-    return encoded(request, outcome.result)
+    op = ops.SetRepost if kind == "repost" else ops.SetSave
+    return encoded(request, await ctx.users.call(op(user_id=user.user_id, post_id=post_id, on=on)))
 
 
 @router.put(
@@ -253,11 +223,19 @@ async def add_comment(
 async def _comment(
     request: Request, ctx: Ctx, user: Any, post_id: int | None, parent_id: int | None, body: NewComment, key: str | None
 ) -> Encoded:
-    outcome: engagement.Outcome = await ctx.users.call(
-        "comment", user.user_id, post_id, parent_id, body.model_dump(exclude_none=True), key
+    raw = body.model_dump(exclude_none=True)
+    text, media_id = check_comment(body.text, body.media_id)
+    op = ops.AddComment(
+        user_id=user.user_id,
+        post_id=post_id,
+        parent_id=parent_id,
+        text=text,
+        media_id=media_id,
+        idempotency_key=key,
+        body_hash=body_hash({"post_id": post_id, "parent_id": parent_id, **raw}),
     )
-    await _after_write(ctx, outcome)
-    return encoded(request, outcome.result, status_code=outcome.status)
+    created = await ctx.users.call(op)
+    return encoded(request, created.body, status_code=created.status)
 
 
 @router.get(
@@ -281,7 +259,7 @@ async def get_comment(request: Request, comment_id: CommentId, viewer: MaybeUser
 )
 async def delete_comment(comment_id: CommentId, user: User, ctx: Ctx) -> Response:
     """Delete a comment (its author, or the post's author); its replies go too."""
-    await _after_write(ctx, await ctx.users.call("delete_comment", user.user_id, comment_id))
+    await ctx.users.call(ops.DeleteComment(user_id=user.user_id, comment_id=comment_id))
     return no_content()
 
 
@@ -329,9 +307,8 @@ async def replies(
     dependencies=[WriteLimit],
 )
 async def react_comment(request: Request, comment_id: CommentId, body: Reaction, user: User, ctx: Ctx) -> Encoded:
-    outcome: engagement.Outcome = await ctx.users.call("react_comment", user.user_id, comment_id, body.emoji)
-    await _after_write(ctx, outcome)
-    return encoded(request, outcome.result)
+    op = ops.ReactToComment(user_id=user.user_id, comment_id=comment_id, emoji=check_emoji(body.emoji))
+    return encoded(request, await ctx.users.call(op))
 
 
 @router.delete(
@@ -341,7 +318,7 @@ async def react_comment(request: Request, comment_id: CommentId, body: Reaction,
     dependencies=[WriteLimit],
 )
 async def unreact_comment(comment_id: CommentId, user: User, ctx: Ctx) -> Response:
-    await _after_write(ctx, await ctx.users.call("unreact_comment", user.user_id, comment_id))
+    await ctx.users.call(ops.UnreactToComment(user_id=user.user_id, comment_id=comment_id))
     return no_content()
 
 

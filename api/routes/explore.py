@@ -21,7 +21,7 @@ from api.reads.explore import CURSOR_PATTERN, Position
 from api.responses import Encoded, encoded, no_content
 from api.schemas.common import error_responses
 from api.schemas.recs import ExplorePage, Feedback, Knobs, KnobsUpdate, SuggestionList
-from domain import ranking
+from domain import ops, ranking
 from domain.errors import ValidationFailed
 from domain.ranking import Ranked
 from storage import graph as graph_store
@@ -130,7 +130,7 @@ async def explore_feedback(body: Feedback, user: User, ctx: Ctx) -> Response:
     them as often) and halves the weight of its interests; `more` raises its author (x1.5 a signal, at most x3)
     and doubles its interests' weight. The post itself is not shown again. One signal per post: the latest
     counts. An unknown post is 404."""
-    await ctx.users.call("explore_feedback", user.user_id, int(body.post_id), body.signal)
+    await ctx.users.call(ops.GiveExploreFeedback(user_id=user.user_id, post_id=int(body.post_id), signal=body.signal))
     return no_content()
 
 
@@ -149,8 +149,13 @@ async def get_knobs(request: Request, user: User, ctx: Ctx) -> Encoded:
 )
 async def put_knobs(request: Request, body: KnobsUpdate, user: User, ctx: Ctx) -> Encoded:
     """Change some or all knobs (the others keep their values); returns them all."""
-    changes = body.model_dump(exclude_none=True)
-    return encoded(request, await ctx.users.call("set_recommendation_knobs", user.user_id, changes))
+    op = ops.SetRecommendationKnobs(
+        user_id=user.user_id,
+        recency_weight=body.recency_weight,
+        hide_reposts=body.hide_reposts,
+        per_author_cap=body.per_author_cap,
+    )
+    return encoded(request, await ctx.users.call(op))
 
 
 @router.get("/suggestions/users", response_model=SuggestionList, responses=error_responses(401, 422, 503))

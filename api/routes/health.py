@@ -38,7 +38,7 @@ async def readyz(request: Request, ctx: Ctx) -> Response:
         return await ctx.services.redis.ping()
 
     async def ray_shard() -> Any:
-        return await ctx.user_shard_handles[0].ping.remote()
+        return await ctx.users.ping(0)
 
     probes: dict[str, Callable[[], Awaitable[Any]]] = {"postgres": postgres, "redis": redis, "ray": ray_shard}
     checks: dict[str, str] = {}

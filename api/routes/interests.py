@@ -20,6 +20,7 @@ from api.schemas.common import error_responses
 from api.schemas.posts import PostPage
 from api.schemas.recs import Interest, InterestPage
 from api.schemas.users import FollowState
+from domain import ops
 from domain.errors import NotFound
 from storage import interests as store
 
@@ -88,7 +89,7 @@ async def interest_posts(
 
 
 async def _follow(request: Request, ctx: Ctx, user: Any, slug: str, on: bool) -> Encoded:
-    following: bool = await ctx.users.call("follow_interest", user.user_id, _slug(slug), on)
+    following = await ctx.users.call(ops.FollowInterest(user_id=user.user_id, slug=_slug(slug), on=on))
     return encoded(request, {"following": following})
 
 

@@ -10,7 +10,9 @@ from api.responses import Encoded, encoded
 from api.schemas.common import error_responses
 from api.schemas.media import SetAvatar
 from api.schemas.users import Me, PatchMe
+from domain import ops
 from domain.errors import NotFound, Unauthenticated
+from domain.rules import check_profile_changes
 from storage import users as user_store
 from storage.errors import RowNotFound
 
@@ -36,7 +38,8 @@ async def get_me(request: Request) -> Encoded:
 )
 async def patch_me(request: Request, body: PatchMe, user: User, ctx: Ctx) -> Encoded:
     """Change name, bio, birthday or username (409 `username_taken`)."""
-    row = await ctx.users.call("update_profile", user.user_id, body.model_dump(exclude_unset=True))
+    changes = check_profile_changes(body.model_dump(exclude_unset=True))
+    row = await ctx.users.call(ops.UpdateProfile(user_id=user.user_id, changes=changes))
     return encoded(request, presenters.me(row))
 
 
@@ -46,12 +49,12 @@ async def patch_me(request: Request, body: PatchMe, user: User, ctx: Ctx) -> Enc
 async def put_avatar(request: Request, body: SetAvatar, user: User, ctx: Ctx) -> Encoded:
     """Set the avatar to one of your own completed uploads (`purpose: avatar`, an image); 422 `invalid_media`
     for anything else, someone else's media included. The avatar's URL is stable and public."""
-    row = await ctx.users.call("set_avatar", user.user_id, int(body.media_id))
+    row = await ctx.users.call(ops.SetAvatar(user_id=user.user_id, media_id=int(body.media_id)))
     return encoded(request, presenters.me(row))
 
 
 @router.delete("/me/avatar", response_model=Me, responses=error_responses(401, 404, 429), dependencies=[WriteLimit])
 async def delete_avatar(request: Request, user: User, ctx: Ctx) -> Encoded:
     """Remove the avatar (`avatar` becomes null); the upload itself stays yours."""
-    row = await ctx.users.call("set_avatar", user.user_id, None)
+    row = await ctx.users.call(ops.SetAvatar(user_id=user.user_id, media_id=None))
     return encoded(request, presenters.me(row))

@@ -109,18 +109,17 @@ async def _outbox(ctx: AppContext) -> OutboxCounts | None:
         return None
 
 
-async def _ping(handle: Any) -> dict[str, Any] | None:
+async def _ping(ctx: AppContext, k: int) -> dict[str, Any] | None:
     try:
         async with asyncio.timeout(SCRAPE_WAIT_S):
-            result: dict[str, Any] = await handle.ping.remote()
-            return result
+            return await ctx.users.ping(k)
     except Exception:
         return None
 
 
 async def read_state(ctx: AppContext) -> ScrapeState:
-    handles = ctx.user_shard_handles
-    outbox, *pings = await asyncio.gather(_outbox(ctx), *(_ping(h) for h in handles))
+    shards = range(len(ctx.users.shards))
+    outbox, *pings = await asyncio.gather(_outbox(ctx), *(_ping(ctx, k) for k in shards))
     return ScrapeState(outbox, [("user", k, ping) for k, ping in enumerate(pings)])
 
 

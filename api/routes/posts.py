@@ -1,7 +1,7 @@
 """/posts, a user's posts, hashtag pages and /me/mentions (issue 11).
 
-Creating and deleting go through the author's UserShard entity (actors/posts.py via actors/user.py): one Ray hop,
-one transaction; the committed events are published here afterwards. Reads go straight to storage and hydrate a
+Creating and deleting are typed ops of the author's UserShard entity (actors/posts.py): one Ray hop, one transaction,
+and the entity publishes the committed events after it. Reads go straight to storage and hydrate a
 page with one query per kind (storage/posts.py ``hydrate``).
 """
 
@@ -14,17 +14,17 @@ import asyncpg
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response
 
-from actors import posts as post_actions
 from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of, optional_token_user
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded, no_content
 from api.routes.users import OPTIONAL_BEARER, Username
 from api.schemas.common import error_responses
 from api.schemas.posts import CreatePost, Hashtag, Post, PostPage
+from domain import ops
 from domain.errors import NotFound
 from domain.post_text import normalize_tag
+from domain.posts import body_hash, check_post
 from storage import engagement as engagement_store
-from storage import live_cache
 from storage import posts as post_store
 from storage import users as user_store
 from storage.views import public_post
@@ -56,15 +56,6 @@ async def _page(ctx: Ctx, viewer: Any, rows: list[Any], limit: int) -> dict[str,
     return {"items": items, "next_cursor": cursor}
 
 
-async def _publish(ctx: Ctx, events: list[Any]) -> None:
-    if not events:
-        return
-    try:
-        await ctx.delivery.publish(events)
-    except Exception as exc:  # stored with the post: the outbox relay delivers them later
-        log.warning("post events left to the relay", extra={"fields": {"error": repr(exc)}})
-
-
 @router.post(
     "/posts",
     status_code=201,
@@ -77,10 +68,17 @@ async def create_post(
 ) -> Encoded:
     """Create a post from your own completed uploads. With `Idempotency-Key`, a retry with the same body returns
     the original post (the same key with another body: 422 `idempotency_key_reused`)."""
-    created: post_actions.Created = await ctx.users.call(
-        "create_post", user.user_id, body.model_dump(exclude_none=True), idempotency_key
+    raw = body.model_dump(exclude_none=True)
+    type_, caption, media_ids = check_post(body.type, body.caption, body.media_ids)
+    op = ops.CreatePost(
+        user_id=user.user_id,
+        type=type_,  # type: ignore[arg-type]  # one of POST_TYPES, checked
+        caption=caption,
+        media_ids=media_ids,
+        idempotency_key=idempotency_key,
+        body_hash=body_hash(raw),
     )
-    await _publish(ctx, created.events)
+    created = await ctx.users.call(op)
     return encoded(request, public_post(created.body), status_code=created.status)
 
 
@@ -107,14 +105,7 @@ async def get_post(request: Request, post_id: PostId) -> Encoded:
 )
 async def delete_post(post_id: PostId, user: User, ctx: Ctx) -> Response:
     """Delete your post: it leaves every list, hashtag page and count (author only: 403 for others)."""
-    await ctx.users.call("delete_post", user.user_id, post_id)
-    try:
-        keys = ctx.services.keys  # gone from cached reads at once, with its comments
-        await live_cache.bump_keys(
-            ctx.services.redis, [live_cache.version_key(keys, post_id), live_cache.comments_version_key(keys, post_id)]
-        )
-    except Exception as exc:  # cached reads of it expire within live_cache.TTL_S
-        log.warning("post version not bumped", extra={"fields": {"error": repr(exc), "post_id": post_id}})
+    await ctx.users.call(ops.DeletePost(user_id=user.user_id, post_id=post_id))
     return no_content()
 
 

@@ -15,17 +15,13 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from actors.runtime.delivery import OutboxEvent
 from actors.runtime.topology import describe_shards
 from api.deps import Ctx
 from api.responses import Encoded, encoded
 from api.schemas.common import Strict
 from domain.errors import Unavailable
-from storage import db
 
 router = APIRouter(prefix="/_test", tags=["test-only"], include_in_schema=False)
-
-TEST_EVENT = "test.event"
 
 
 class EventsBody(Strict):
@@ -37,15 +33,9 @@ class EventsBody(Strict):
 
 @router.post("/events")
 async def emit(request: Request, body: EventsBody, ctx: Ctx) -> Encoded:
+    assert ctx.test_events is not None, "made whenever these routes are mounted"
     recipients = [int(r) for r in body.recipients]
-    batch = [OutboxEvent.make(recipients, TEST_EVENT, {"n": i, "note": body.note}) for i in range(body.count)]
-    delivery = ctx.delivery
-    async with db.transaction(ctx.services.pool) as conn:
-        await delivery.stage(conn, batch)
-    if not body.publish:
-        return encoded(request, {"outbox_ids": [str(e.id) for e in batch]})
-    appended = await delivery.publish(batch)
-    return encoded(request, {"event_ids": {str(u): [appended[e.id][u] for e in batch] for u in recipients}})
+    return encoded(request, await ctx.test_events.emit(recipients, body.count, body.note, publish=body.publish))
 
 
 class WorkerPidMiddleware:
@@ -77,7 +67,7 @@ async def whoami(request: Request) -> Encoded:
 @router.get("/shard_ping")
 async def shard_ping(request: Request, ctx: Ctx) -> Encoded:
     """This worker's pid and user shard 0's ping (its pid and call counter)."""
-    return encoded(request, {"pid": os.getpid(), "shard": await ctx.user_shard_handles[0].ping.remote()})
+    return encoded(request, {"pid": os.getpid(), "shard": await ctx.users.ping(0)})
 
 
 @router.get("/shards")
@@ -85,7 +75,7 @@ async def shards(request: Request, ctx: Ctx) -> Encoded:
     """Every shard's ping; 503 while one of them cannot answer (its node died and it is restarting)."""
     try:
         async with asyncio.timeout(10):
-            pings = await asyncio.gather(*(handle.ping.remote() for handle in ctx.user_shard_handles))
+            pings = await asyncio.gather(*(ctx.users.ping(k) for k in range(len(ctx.users.shards))))
     except Exception as exc:
         raise Unavailable("A shard is restarting; try again.", retry_after=1) from exc
     return encoded(request, list(pings))
@@ -96,7 +86,7 @@ async def chat_shards(request: Request, ctx: Ctx) -> Encoded:
     """Every ChatShard's ping (its pid, for the tests that kill one); 503 while one cannot answer."""
     try:
         async with asyncio.timeout(10):
-            pings = await asyncio.gather(*(handle.ping.remote() for handle in ctx.chat_shard_handles))
+            pings = await asyncio.gather(*(ctx.chats.ping(k) for k in range(len(ctx.chats.shards))))
     except Exception as exc:
         raise Unavailable("A shard is restarting; try again.", retry_after=1) from exc
     return encoded(request, list(pings))

@@ -14,14 +14,15 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Path, Request
 
-from actors.follows import FollowResult
 from api import presenters
 from api.deps import Ctx, MaybeUser, User, WriteLimit
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from api.responses import Encoded, encoded
 from api.schemas.common import error_responses
 from api.schemas.users import FollowState, Profile, UserPage
+from domain import ops
 from domain.errors import NotFound
+from domain.rules import RuleError, normalize_username
 from storage import graph as graph_store
 from storage import users as user_store
 
@@ -126,16 +127,6 @@ async def get_following(
     return await _page(request, ctx, viewer, username, limit, cursor, followers=False)
 
 
-async def _publish(ctx: Ctx, result: FollowResult) -> None:
-    """Publish the committed event; on failure the outbox relay delivers it later (it is already stored)."""
-    if result.event is None:
-        return
-    try:
-        await ctx.delivery.publish([result.event])
-    except Exception as exc:
-        log.warning("follow event left to the relay", extra={"fields": {"error": repr(exc)}})
-
-
 @router.put(
     "/users/{username}/follow",
     response_model=FollowState,
@@ -145,9 +136,8 @@ async def _publish(ctx: Ctx, result: FollowResult) -> None:
 async def follow(request: Request, username: Username, user: User, ctx: Ctx) -> Encoded:
     """Follow this user (idempotent: following again changes nothing); 422 for yourself. The user gets a
     `follow` notification, live on the socket, once per follow."""
-    result: FollowResult = await ctx.users.call("follow", user.user_id, username)
-    await _publish(ctx, result)
-    return encoded(request, {"following": result.following})
+    following = await ctx.users.call(ops.Follow(user_id=user.user_id, username=_followee(username)))
+    return encoded(request, {"following": following})
 
 
 @router.delete(
@@ -158,5 +148,13 @@ async def follow(request: Request, username: Username, user: User, ctx: Ctx) -> 
 )
 async def unfollow(request: Request, username: Username, user: User, ctx: Ctx) -> Encoded:
     """Stop following this user (idempotent: `following` false whether or not you were)."""
-    result: FollowResult = await ctx.users.call("unfollow", user.user_id, username)
-    return encoded(request, {"following": result.following})
+    following = await ctx.users.call(ops.Unfollow(user_id=user.user_id, username=_followee(username)))
+    return encoded(request, {"following": following})
+
+
+def _followee(username: str) -> str:
+    """A username that cannot exist is a user that does not: 404."""
+    try:
+        return normalize_username(username)
+    except RuleError as exc:
+        raise NotFound("No such user.") from exc

@@ -40,7 +40,7 @@ FEED_ATTACH_S = 3.0
 
 
 class Gateway:
-    def __init__(self, services: Services, users: ShardClient, handles: list[Any], posts: PostReader) -> None:
+    def __init__(self, services: Services, users: ShardClient, posts: PostReader) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.services = services
         self.users = users
@@ -52,7 +52,7 @@ class Gateway:
         self.by_topic: dict[str, set[Conn]] = defaultdict(set)
         self.pubsub: aioredis.client.PubSub = services.redis.pubsub(ignore_subscribe_messages=True)
         self.replayer = Replayer(self.streams)
-        self.sync = ShardSync(self.id, users, handles, self.streams, self.replayer, lambda: self.by_user)
+        self.sync = ShardSync(self.id, users, self.streams, self.replayer, lambda: self.by_user)
         self._tasks: list[asyncio.Task[None]] = []
         self._sub_lock = asyncio.Lock()
         self.draining = False  # shutting down: new sockets are refused (api/ws/drain.py)

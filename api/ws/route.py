@@ -30,8 +30,10 @@ from api.ws.admission import RETRY_AFTER_S, HandshakeGate
 from api.ws.connection import CLOSE_TIMEOUT_S, Conn
 from api.ws.gateway import Gateway
 from domain import events, rules
+from domain.chat import path_id, send_op
 from domain.errors import DomainError, MalformedBody, NotFound, Unauthenticated, Unavailable, ValidationFailed
 from domain.errors import Forbidden as ForbiddenError
+from domain.ops import GetPresence, ProgressKind, ReportProgress, SetTyping
 from storage import users as user_store
 from storage.streams import is_stream_id
 
@@ -223,7 +225,7 @@ async def _act(ctx: AppContext, gateway: Gateway, conn: Conn, action: str, data:
             raise ValidationFailed({"topic": f"at most {MAX_TOPICS} subscriptions per socket"})
         await gateway.subscribe(conn, channel)
         if kind == "presence":
-            snapshot = await ctx.users.call("presence", int(channel.rsplit(":", 1)[1]))
+            snapshot = await ctx.users.call(GetPresence(user_id=int(channel.rsplit(":", 1)[1])))
             version = int(snapshot.pop("version", 0))
             if not conn.presence_snapshot(channel, version):
                 return {"topic": data.topic}, None  # a newer live transition already went out
@@ -234,24 +236,20 @@ async def _act(ctx: AppContext, gateway: Gateway, conn: Conn, action: str, data:
     raise DomainError(f"The action {action!r} is not available yet.", code="not_implemented")
 
 
-def _chat_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 19 or not 0 < int(value) < (1 << 63):
-        raise NotFound("No such chat.")
-    return int(value)
-
-
 async def _chat_action(ctx: AppContext, conn: Conn, action: str, data: Any) -> dict[str, Any]:
     """A chat action through the chat's ChatShard entity (the same ops as the HTTP routes)."""
     chats = ctx.chats
-    chat_id = _chat_id(data.chat_id)
+    chat_id = path_id(data.chat_id, "chat")
     if action == "chat.send":
         body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None and k != "chat_id"}
-        result = await chats.call("send", chat_id, conn.user_id, body)
+        result = await chats.call(send_op(chat_id, conn.user_id, body))
         return dict(result["message"])
     if action == "chat.typing":
-        return dict(await chats.call("typing", chat_id, conn.user_id, data.typing))
-    kind = "delivered" if action == "chat.delivered" else "read"
-    return dict(await chats.call("progress", chat_id, conn.user_id, kind, data.seq))
+        typing = await chats.call(SetTyping(chat_id=chat_id, user_id=conn.user_id, typing=data.typing))
+        return typing
+    kind: ProgressKind = "delivered" if action == "chat.delivered" else "read"
+    receipt = await chats.call(ReportProgress(chat_id=chat_id, user_id=conn.user_id, kind=kind, seq=data.seq))
+    return receipt
 
 
 async def _resolve_topic(ctx: AppContext, kind: str, name: str) -> str:

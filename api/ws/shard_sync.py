@@ -20,12 +20,12 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from actors.runtime.client import ShardClient
 from api.ws.connection import Conn
 from api.ws.replay import Replayer
 from domain.errors import DomainError
+from domain.ops import Connect, Disconnect
 from storage.streams import Streams, parse_stream_id
 
 log = logging.getLogger("i9lyfe.gateway")
@@ -41,14 +41,12 @@ class ShardSync:
         self,
         gateway_id: str,
         users: ShardClient,
-        handles: list[Any],
         streams: Streams,
         replayer: Replayer,
         sockets: Callable[[], dict[int, set[Conn]]],
     ) -> None:
         self.gateway_id = gateway_id
         self.users = users
-        self.handles = handles
         self.streams = streams
         self.replayer = replayer
         self._sockets = sockets
@@ -67,9 +65,8 @@ class ShardSync:
         raises, and a remembered disconnect of the user is kept for the next re-registration."""
         departed = self.departed.pop(conn.user_id, None)
         try:
-            await self.users.call(
-                "connect", conn.user_id, self.gateway_id, conn.id, self.next_seq(), deadline_s=SHARD_CALL_S
-            )
+            op = Connect(user_id=conn.user_id, gateway=self.gateway_id, socket_id=conn.id, seq=self.next_seq())
+            await self.users.call(op, deadline_s=SHARD_CALL_S)
         except BaseException:
             if departed is not None:
                 self.departed.setdefault(conn.user_id, departed)
@@ -79,9 +76,10 @@ class ShardSync:
         closed_at = conn.closed_at or time.time()
         seq = self.next_seq()
         try:
-            await self.users.call(
-                "disconnect", conn.user_id, self.gateway_id, conn.id, seq, closed_at, deadline_s=SHARD_CALL_S
+            op = Disconnect(
+                user_id=conn.user_id, gateway=self.gateway_id, socket_id=conn.id, seq=seq, closed_at=closed_at
             )
+            await self.users.call(op, deadline_s=SHARD_CALL_S)
         except DomainError as exc:  # the shard is restarting: the next heartbeat re-registers with this close
             self.departed[conn.user_id] = closed_at
             log.warning("disconnect not registered yet", extra={"fields": {"user": conn.user_id, "error": exc.code}})
@@ -92,7 +90,9 @@ class ShardSync:
         while True:
             started = time.monotonic()
             await asyncio.gather(
-                *(self._heartbeat(k) for k in range(len(self.handles))), self._check_tails(), return_exceptions=True
+                *(self._heartbeat(k) for k in range(len(self.users.shards))),
+                self._check_tails(),
+                return_exceptions=True,
             )
             await asyncio.sleep(max(0.1, HEARTBEAT_S - (time.monotonic() - started)))
 
@@ -112,7 +112,7 @@ class ShardSync:
         count = sum(len(v) for v in local.values())
         try:
             async with asyncio.timeout(SHARD_CALL_S):
-                reply = await self.handles[k].heartbeat.remote(self.gateway_id, count)
+                reply = await self.users.heartbeat(k, self.gateway_id, count)
         except Exception as exc:
             log.warning("shard heartbeat failed", extra={"fields": {"shard": k, "error": repr(exc)}})
             return
@@ -126,7 +126,7 @@ class ShardSync:
         seq, local, departed = self._snapshot(k)
         try:
             async with asyncio.timeout(SHARD_CALL_S):
-                await self.handles[k].register.remote(self.gateway_id, local, seq, departed)
+                await self.users.register(k, self.gateway_id, local, seq, departed)
         except Exception as exc:
             log.warning("shard re-registration failed", extra={"fields": {"shard": k, "error": repr(exc)}})
             return

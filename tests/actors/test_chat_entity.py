@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from actors.chat import ChatOps, ChatState
-from actors.runtime.delivery import Delivery
 from actors.runtime.services import Services
+from domain.chat import send_op
 from domain.errors import NotFound, ValidationFailed
+from domain.ops import ReportProgress
 from storage import chats as chat_store
 from storage import db, ids
 from storage import users as user_store
@@ -37,7 +38,19 @@ async def _nothing(*_args: Any) -> None:
 
 
 def ops_of(services: Services) -> ChatOps:
-    return ChatOps(services, Delivery(services, _nothing, 1), _nothing)  # type: ignore[arg-type]
+    return ChatOps(services, _nothing)
+
+
+async def send(ops: ChatOps, state: ChatState, user_id: int, client_id: str) -> dict[str, Any]:
+    """A text message through the op handler (the host would publish its events after it)."""
+    done = await ops.send(state, send_op(state.chat_id, user_id, text(client_id)))
+    return done.result
+
+
+async def progress(ops: ChatOps, state: ChatState, user_id: int, kind: str, seq: int) -> dict[str, Any]:
+    op = ReportProgress(chat_id=state.chat_id, user_id=user_id, kind=kind, seq=seq)  # type: ignore[arg-type]
+    done = await ops.progress(state, op)
+    return done.result
 
 
 async def a_chat(services: Services) -> tuple[int, int, int]:
@@ -70,15 +83,15 @@ async def test_a_stale_second_holder_reloads_and_writes_the_next_seq(services: S
     chat_id, a, b = await a_chat(services)
     first, second = ops_of(services), ops_of(services)
     old, new = ChatState(chat_id), ChatState(chat_id)
-    assert (await first.send(old, a, text("one")))["message"]["seq"] == 1
-    assert (await second.send(new, b, text("two")))["message"]["seq"] == 2  # the restarted holder loads seq 1
+    assert (await send(first, old, a, "one"))["message"]["seq"] == 1
+    assert (await send(second, new, b, "two"))["message"]["seq"] == 2  # the restarted holder loads seq 1
     assert old.last_seq == 1  # the stale holder still thinks 1 is the last
-    assert (await first.send(old, a, text("three")))["message"]["seq"] == 3
-    assert (await second.send(new, b, text("four")))["message"]["seq"] == 4
+    assert (await send(first, old, a, "three"))["message"]["seq"] == 3
+    assert (await send(second, new, b, "four"))["message"]["seq"] == 4
     rows = await services.pool.fetch("SELECT seq, client_id FROM messages WHERE chat_id = $1 ORDER BY seq", chat_id)
     assert [(r["seq"], r["client_id"]) for r in rows] == [(1, "one"), (2, "two"), (3, "three"), (4, "four")]
     # A retry on the other holder is still the same message.
-    again = await second.send(new, a, text("one"))
+    again = await send(second, new, a, "one")
     assert again["created"] is False and again["message"]["seq"] == 1
 
 
@@ -87,19 +100,19 @@ async def test_receipts_move_forward_only_and_never_past_the_last_seq(services: 
     ops = ops_of(services)
     state = ChatState(chat_id)
     for n in range(3):
-        await ops.send(state, a, text(f"m{n}"))
-    assert await ops.progress(state, b, "delivered", 2) == {
+        await send(ops, state, a, f"m{n}")
+    assert await progress(ops, state, b, "delivered", 2) == {
         "chat_id": str(chat_id),
         "username": state.members[b].username,
         "delivered_seq": 2,
         "read_seq": 0,
     }
-    assert (await ops.progress(state, b, "read", 3))["delivered_seq"] == 3  # reading implies delivery
-    assert (await ops.progress(state, b, "read", 1))["read_seq"] == 3  # never backwards
+    assert (await progress(ops, state, b, "read", 3))["delivered_seq"] == 3  # reading implies delivery
+    assert (await progress(ops, state, b, "read", 1))["read_seq"] == 3  # never backwards
     with pytest.raises(ValidationFailed):
-        await ops.progress(state, b, "read", 4)
+        await progress(ops, state, b, "read", 4)
     with pytest.raises(NotFound):
-        await ops.progress(state, ids.new_id(), "read", 1)  # not a member
+        await progress(ops, state, ids.new_id(), "read", 1)  # not a member
     stored = await services.pool.fetchrow(
         "SELECT delivered_seq, read_seq FROM chat_members WHERE chat_id = $1 AND user_id = $2", chat_id, b
     )

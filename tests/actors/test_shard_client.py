@@ -10,7 +10,8 @@ import pytest
 
 from actors.runtime.client import ShardClient
 from actors.runtime.shards import UserShardCore
-from domain.errors import ValidationFailed
+from domain.errors import NotFound
+from domain.ops import Follow, Touch
 from storage.config import Settings
 from tests.conftest import REDIS_URL, TEST_JWT_SECRET
 
@@ -51,7 +52,7 @@ async def test_concurrent_calls_ride_in_few_batches_and_each_gets_its_own_result
 ) -> None:
     client = ShardClient([_InProcess(c) for c in cores], max_batch=64)
     user_ids = list(range(1_000, 1_400))
-    results = await asyncio.gather(*(client.call("touch", uid) for uid in user_ids))
+    results = await asyncio.gather(*(client.call(Touch(user_id=uid)) for uid in user_ids))
     assert len(results) == 400
     assert all(isinstance(r, str) for r in results)
     assert client.ops_sent == 400
@@ -64,15 +65,14 @@ async def test_concurrent_calls_ride_in_few_batches_and_each_gets_its_own_result
 
 async def test_one_failing_op_does_not_fail_its_batch(cores: list[UserShardCore]) -> None:
     client = ShardClient([_InProcess(c) for c in cores])
-    good = client.call("touch", 7)
-    bad = client.call("update_profile", 7, {"name": ""})
+    good = client.call(Touch(user_id=7))
+    bad = client.call(Follow(user_id=7, username="nobody_at_all"))
     results = await asyncio.gather(good, bad, return_exceptions=True)
     assert isinstance(results[0], str)
-    assert isinstance(results[1], ValidationFailed)
-    assert results[1].details["fields"] == {"name": "must not be empty"}
+    assert isinstance(results[1], NotFound)
 
 
 async def test_without_batching_every_op_is_its_own_call(cores: list[UserShardCore]) -> None:
     client = ShardClient([_InProcess(c) for c in cores], max_batch=1)
-    await asyncio.gather(*(client.call("touch", uid) for uid in range(50)))
+    await asyncio.gather(*(client.call(Touch(user_id=uid)) for uid in range(50)))
     assert client.batches_sent == 50

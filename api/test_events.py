@@ -1,0 +1,33 @@
+"""Test events (APP_ENV=test only): an event source for the realtime tests, before and besides the features that
+emit real events. They take the real write path: outbox rows committed, then published by ``Delivery`` to the
+recipients' streams and, through their UserShards, to their sockets. ``publish=False`` stages the rows only: a
+crash between commit and publish, left to the outbox relay. Made only when the test routes are mounted
+(api/routes/testing.py); no other deployment has it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.runtime.client import ShardClient
+from actors.runtime.delivery import Delivery, OutboxEvent
+from actors.runtime.services import Services
+from storage import db
+
+TEST_EVENT = "test.event"
+
+
+class TestEvents:
+    __test__ = False  # not a pytest class
+
+    def __init__(self, services: Services, users: ShardClient) -> None:
+        self.services = services
+        self.delivery = Delivery(services, users.push, len(users.shards))
+
+    async def emit(self, recipients: list[int], count: int, note: str, *, publish: bool) -> dict[str, Any]:
+        batch = [OutboxEvent.make(recipients, TEST_EVENT, {"n": i, "note": note}) for i in range(count)]
+        async with db.transaction(self.services.pool) as conn:
+            await self.delivery.stage(conn, batch)
+        if not publish:
+            return {"outbox_ids": [str(e.id) for e in batch]}
+        appended = await self.delivery.publish(batch)
+        return {"event_ids": {str(u): [appended[e.id][u] for e in batch] for u in recipients}}
