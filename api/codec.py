@@ -23,6 +23,7 @@ import uuid
 from typing import Any
 
 import msgpack
+import msgspec
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -69,11 +70,13 @@ def wants_msgpack(accept: str | None) -> bool:
     return best_mp > 0 and best_mp >= best_json
 
 
+_JSON_ENCODER = msgspec.json.Encoder(enc_hook=str)
+_MSGPACK_ENCODER = msgspec.msgpack.Encoder(enc_hook=str)
+
+
 def encode(obj: Any, as_msgpack: bool) -> bytes:
-    if as_msgpack:
-        packed: bytes = msgpack.packb(obj, use_bin_type=True, datetime=False, default=str)
-        return packed
-    return orjson.dumps(obj, default=str)
+    """A wire struct (domain/wire) or plain data in the negotiated format, once."""
+    return _MSGPACK_ENCODER.encode(obj) if as_msgpack else _JSON_ENCODER.encode(obj)
 
 
 def error_body(err: DomainError, request_id: str | None) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """The OpenAPI document, complete, and Swagger UI served by the app itself (no CDN, no internet).
 
-``document(app)`` is FastAPI's document from the declared models (``response_model=`` / ``responses=``), completed
-with what every operation can answer whatever its route declares, so that the document grows with each route:
+``document(app)`` is FastAPI's document of the routes (paths, parameters, security, and what each route declares
+with ``api/contract.py operation``: its operationId, its body and answers as references to the wire structs), whose
+``components/schemas`` are generated from those structs (domain/wire) with ``msgspec.json.schema_components``:
+the structs are the one definition of every object. It is completed with what every operation can answer whatever
+its route declares, so that the document grows with each route:
 - 500 ``internal`` and 503 ``unavailable`` (with ``Retry-After``) everywhere; 401 wherever a token is accepted;
   400 (malformed body), 413 and 415 on every method that carries a body; 422 wherever there is a body or a
   parameter, in our error shape (FastAPI's own ``HTTPValidationError`` is not what we send);
@@ -27,7 +30,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.codec import JSON, MSGPACK
-from api.schemas.common import STATUS_DESCRIPTIONS, ErrorResponse
+from api.contract import SCHEMAS, STATUS_DESCRIPTIONS
+from domain.wire import schema
 
 OPENAPI_URL = "/openapi.json"
 DOCS_URL = "/docs"
@@ -96,9 +100,9 @@ def document(app: FastAPI) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
-    error_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas.update(error_schema.pop("$defs", {}))
-    schemas.setdefault("ErrorResponse", error_schema)
+    ordered = sorted(SCHEMAS, key=lambda cls: cls.__name__)  # a stable document
+    _, components = schema.components(ordered, ref_template="#/components/schemas/{name}")
+    schemas.update(components)
     for item in doc.get("paths", {}).values():
         for method, op in item.items():
             complete_operation(method, op)

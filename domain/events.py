@@ -10,9 +10,16 @@ the action's data, both raising ``FrameError`` (answered with an ``ack`` error, 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
+
+from domain.wire.base import Count, Id, Inbound, Seq, Timestamp, Username, Wire
+from domain.wire.chats import Message, MessageType, NewMessage
+from domain.wire.media import Media, MediaKind
+from domain.wire.notifications import Notification, NotificationType
+from domain.wire.posts import Comment, CommentCounts, CommentMy, Post, PostCounts, PostMy, PostType
+from domain.wire.users import UserSummary
 
 # --- Limits and close codes -----------------------------------------------------------------------------------------
 
@@ -50,172 +57,59 @@ NOTIFICATION_EVENT = "notification"
 
 SUBPROTOCOLS: dict[str, str] = {"i9.json": "json", "i9.msgpack": "msgpack"}  # subprotocol -> fmt; default json
 
-# --- Field types ----------------------------------------------------------------------------------------------------
+# --- The objects of API.md section 2 are the HTTP ones (domain/wire), re-exported for the socket's users -----------
 
-Id = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")]  # time-ordered 64-bit id as a decimal string
-Timestamp = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]  # RFC 3339 UTC
-Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_.]{3,30}$")]
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
-
-MediaKind = Literal["image", "video", "audio", "file"]
-PostType = Literal["photo", "video", "reel"]
-MessageType = Literal["text", "voice", "image", "video", "audio", "file"]
-NotificationType = Literal[
-    "follow",
-    "reaction_post",
-    "reaction_comment",
-    "comment_post",
-    "reply_comment",
-    "mention_post",
-    "mention_comment",
-    "repost",
+__all__ = [
+    "Comment",
+    "CommentCounts",
+    "CommentMy",
+    "Count",
+    "Id",
+    "Media",
+    "MediaKind",
+    "Message",
+    "MessageType",
+    "Notification",
+    "NotificationType",
+    "Post",
+    "PostCounts",
+    "PostMy",
+    "PostType",
+    "Seq",
+    "Timestamp",
+    "UserSummary",
+    "Username",
 ]
-
-
-class _Wire(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of every wire struct: immutable, keyword construction."""
-
-
-# --- Objects of API.md section 2 ------------------------------------------------------------------------------------
-
-
-class UserSummary(_Wire, frozen=True, omit_defaults=True):
-    """A user; `followed_by_me` / `follows_me` are present only when the reader is known."""
-
-    id: Id
-    username: Username
-    name: str
-    avatar: str | None
-    followed_by_me: bool | None = None
-    follows_me: bool | None = None
-
-
-class Media(_Wire, frozen=True, omit_defaults=True):
-    id: Id
-    kind: MediaKind
-    content_type: str
-    size: Count
-    url: str
-    state: Literal["pending", "ready"] | None = None
-    width: int | None = None
-    height: int | None = None
-    duration_ms: int | None = None
-    blurhash: str | None = None
-    name: str | None = None
-    thumbnail_url: str | None = None
-
-
-class PostCounts(_Wire, frozen=True):
-    reactions: Count
-    comments: Count
-    reposts: Count
-    saves: Count
-
-
-class PostMy(_Wire, frozen=True):
-    reaction: str | None
-    reposted: bool
-    saved: bool
-
-
-class Post(_Wire, frozen=True):
-    id: Id
-    author: UserSummary
-    type: PostType
-    caption: str | None
-    media: list[Media]
-    mentions: list[str]
-    hashtags: list[str]
-    counts: PostCounts
-    reactions_summary: dict[str, int]
-    my: PostMy
-    created_at: Timestamp
-
-
-class CommentCounts(_Wire, frozen=True):
-    reactions: Count
-    replies: Count
-
-
-class CommentMy(_Wire, frozen=True):
-    reaction: str | None
-
-
-class Comment(_Wire, frozen=True):
-    id: Id
-    post_id: Id
-    parent_id: Id | None
-    author: UserSummary
-    text: str | None
-    media: Media | None
-    mentions: list[str]
-    counts: CommentCounts
-    my: CommentMy
-    created_at: Timestamp
-
-
-class Notification(_Wire, frozen=True, kw_only=True, omit_defaults=True):
-    """`post`, `comment` and `emoji` are present when the notification type has them."""
-
-    id: Id
-    type: NotificationType
-    actor: UserSummary
-    post: Post | None = None
-    comment: Comment | None = None
-    emoji: str | None = None
-    created_at: Timestamp
-    read: bool
-
-
-class Message(_Wire, frozen=True):
-    """A chat message. `reactions` maps an emoji to the usernames who reacted with it."""
-
-    id: Id
-    chat_id: Id
-    seq: Annotated[int, msgspec.Meta(ge=1)]
-    client_id: str
-    sender: UserSummary
-    type: MessageType
-    text: str | None
-    media: Media | None
-    caption: str | None
-    reply_to: Id | None
-    reactions: dict[str, list[str]]
-    deleted: bool
-    created_at: Timestamp
-    edited_at: Timestamp | None
-
 
 # --- Event data -----------------------------------------------------------------------------------------------------
 
 
-class FeedPostEvent(_Wire, frozen=True):
+class FeedPostEvent(Wire, frozen=True):
     feed_item_id: Id
     post_id: Id
     author: UserSummary
     reposted_by: UserSummary | None = None
 
 
-class PostCountsEvent(_Wire, frozen=True):
+class PostCountsEvent(Wire, frozen=True):
     post_id: Id
     counts: PostCounts
     reactions_summary: dict[str, int]
 
 
-class CommentCountsEvent(_Wire, frozen=True):
+class CommentCountsEvent(Wire, frozen=True):
     comment_id: Id
     post_id: Id
     counts: CommentCounts
 
 
-class PresenceEvent(_Wire, frozen=True):
+class PresenceEvent(Wire, frozen=True):
     username: Username
     online: bool
     last_seen: Timestamp | None
 
 
-class ChatReactionEvent(_Wire, frozen=True):
+class ChatReactionEvent(Wire, frozen=True):
     chat_id: Id
     message_id: Id
     emoji: str
@@ -223,20 +117,20 @@ class ChatReactionEvent(_Wire, frozen=True):
     added: bool
 
 
-class ChatReceiptEvent(_Wire, frozen=True):
+class ChatReceiptEvent(Wire, frozen=True):
     chat_id: Id
     username: Username
     delivered_seq: Seq
     read_seq: Seq
 
 
-class ChatTypingEvent(_Wire, frozen=True):
+class ChatTypingEvent(Wire, frozen=True):
     chat_id: Id
     username: Username
     typing: bool
 
 
-class ResyncRequired(_Wire, frozen=True):
+class ResyncRequired(Wire, frozen=True):
     """Events after the socket's position are no longer kept: the first frame when `since` is older than
     retention or was lost, or mid-stream when the socket fell behind retention. Refetch state over HTTP, then
     keep the live events. `oldest_id` is the oldest event still kept (null when none)."""
@@ -245,13 +139,13 @@ class ResyncRequired(_Wire, frozen=True):
     oldest_id: str | None
 
 
-class AckError(_Wire, frozen=True, omit_defaults=True):
+class AckError(Wire, frozen=True, omit_defaults=True):
     code: str
     message: str
     details: dict[str, Any] | None = None
 
 
-class Ack(_Wire, frozen=True, omit_defaults=True):
+class Ack(Wire, frozen=True, omit_defaults=True):
     """Answer to a client frame: `result` when `ok` is true, `error` when it is false (never both)."""
 
     ref: str | None
@@ -309,46 +203,39 @@ STORED_EVENTS: frozenset[str] = frozenset(
 # --- Client frames and action data ----------------------------------------------------------------------------------
 
 
-class _Inbound(_Wire, frozen=True, forbid_unknown_fields=True):
+class _Inbound(Wire, frozen=True, forbid_unknown_fields=True):
     """Inbound structs reject unknown fields."""
 
 
-class ClientFrame(_Inbound, frozen=True, kw_only=True):
+class ClientFrame(Inbound, frozen=True, kw_only=True):
     ref: str | None = None
     action: str
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class SubscribeAction(_Inbound, frozen=True):
+class SubscribeAction(Inbound, frozen=True):
     topic: Annotated[str, msgspec.Meta(description="`post:<id>` (live counts) or `presence:<username>`.")]
 
 
-class ChatSendAction(_Inbound, frozen=True):
-    """As the body of POST /chats/{id}/messages, plus `chat_id`. A repeated `client_id` returns the same message."""
+class ChatSendAction(NewMessage, frozen=True, kw_only=True):
+    """As the body of POST /chats/{id}/messages (NewMessage), plus `chat_id`: the same `client_id` again answers."""
 
     chat_id: str
-    client_id: str
-    type: MessageType
-    text: str | None = None
-    media_id: str | None = None
-    caption: str | None = None
-    reply_to: str | None = None
-    duration_ms: int | None = None
 
 
-class ChatTypingAction(_Inbound, frozen=True):
+class ChatTypingAction(Inbound, frozen=True):
     chat_id: str
     typing: bool
 
 
-class ChatProgressAction(_Inbound, frozen=True):
+class ChatProgressAction(Inbound, frozen=True):
     """Delivered or read up to and including `seq`."""
 
     chat_id: str
     seq: Seq
 
 
-class PingAction(_Inbound, frozen=True):
+class PingAction(Inbound, frozen=True):
     pass
 
 
@@ -365,7 +252,7 @@ ACTION_DATA: dict[str, type[msgspec.Struct]] = {
 }
 
 
-class ServerFrame(_Wire, frozen=True):
+class ServerFrame(Wire, frozen=True):
     id: str | None
     type: str
     data: Any

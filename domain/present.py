@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from domain.signing import UrlSigner
+from domain.wire.media import Media
+from domain.wire.users import Me, Profile, UserSummary
 
 PRIVATE_URL_TTL_S = 24 * 3600  # a signed download URL of not-yet-public media works for a day
 
@@ -63,3 +65,80 @@ def media_view(base_url: str, signer: UrlSigner, row: Any) -> dict[str, Any]:
     if row["thumb_key"] is not None:
         out["thumbnail_url"] = media_url(base_url, signer, row, "thumb")
     return out
+
+
+# ------------------------------------------------------------ the same objects as wire structs (domain/wire)
+
+
+def user_summary(
+    row: Mapping[str, Any], base_url: str, *, followed_by_me: bool | None = None, follows_me: bool | None = None
+) -> UserSummary:
+    """A UserSummary of a row with ``id, username, name, avatar_media_id``; the flags only when the reader is known
+    (then both are set)."""
+    media_id = row["avatar_media_id"]
+    return UserSummary(
+        id=str(row["id"]),
+        username=row["username"],
+        name=row["name"],
+        avatar=None if media_id is None else public_media_url(base_url, int(media_id)),
+        followed_by_me=followed_by_me,
+        follows_me=None if followed_by_me is None else bool(follows_me),
+    )
+
+
+def profile(
+    row: Mapping[str, Any], base_url: str, *, followed_by_me: bool | None = None, follows_me: bool | None = None
+) -> Profile:
+    """A Profile of a users row (storage/users.py columns)."""
+    media_id = row["avatar_media_id"]
+    return Profile(
+        id=str(row["id"]),
+        username=row["username"],
+        name=row["name"],
+        avatar=None if media_id is None else public_media_url(base_url, int(media_id)),
+        followed_by_me=followed_by_me,
+        follows_me=None if followed_by_me is None else bool(follows_me),
+        bio=row["bio"],
+        followers_count=row["followers_count"],
+        following_count=row["following_count"],
+        posts_count=row["posts_count"],
+        created_at=rfc3339(row["created_at"]),
+    )
+
+
+def me(row: Mapping[str, Any], base_url: str) -> Me:
+    """The caller's own account (a users row with ``email`` and ``birthday``)."""
+    media_id = row["avatar_media_id"]
+    return Me(
+        id=str(row["id"]),
+        username=row["username"],
+        name=row["name"],
+        avatar=None if media_id is None else public_media_url(base_url, int(media_id)),
+        followed_by_me=False,
+        follows_me=False,
+        bio=row["bio"],
+        followers_count=row["followers_count"],
+        following_count=row["following_count"],
+        posts_count=row["posts_count"],
+        created_at=rfc3339(row["created_at"]),
+        email=row["email"],
+        birthday=row["birthday"].isoformat(),
+    )
+
+
+def media(base_url: str, signer: UrlSigner, row: Any) -> Media:
+    """The Media of a media row (storage/media/store.py columns)."""
+    return Media(
+        id=str(row["id"]),
+        kind=row["kind"],
+        content_type=row["content_type"],
+        size=row["size"] if row["size"] is not None else row["declared_size"],
+        url=media_url(base_url, signer, row),
+        state=row["state"],
+        width=row["width"],
+        height=row["height"],
+        duration_ms=row["duration_ms"],
+        blurhash=row["blurhash"],
+        name=row["name"],
+        thumbnail_url=None if row["thumb_key"] is None else media_url(base_url, signer, row, "thumb"),
+    )

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from domain import events as ev  # noqa: E402
+from domain.wire import schema  # noqa: E402
 
 OUT = REPO / "docs" / "asyncapi.yaml"
 SCHEMAS = "#/components/schemas/{name}"
@@ -136,6 +137,7 @@ PHOTO = ev.Media(
     content_type="image/jpeg",
     size=48213,
     url="/api/v1/media/1100000000000000100",
+    state="ready",
     width=1080,
     height=1350,
     blurhash="LEHV6nWB2yk8pyo0adR*.7kCMdnj",
@@ -266,7 +268,7 @@ def _schemas() -> tuple[dict[str, str], dict[str, Any]]:
     types: list[type[msgspec.Struct]] = list(
         dict.fromkeys([ev.ServerFrame, ev.ClientFrame, *ev.EVENT_DATA.values(), *ev.ACTION_DATA.values()])
     )
-    refs, components = msgspec.json.schema_components(types, ref_template=SCHEMAS)
+    refs, components = schema.components(types, ref_template=SCHEMAS)
     by_name = {cls.__name__: ref["$ref"] for cls, ref in zip(types, refs, strict=True)}
     return by_name, dict(sorted(components.items()))
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
+import msgspec
 
 from actors.runtime.batching import Coalescer
 from actors.runtime.registry import shard_index
@@ -36,6 +36,7 @@ PushItem = tuple[int, str, str, bytes, str]  # (user id, event id, type, msgpack
 PushFn = Callable[[int, list[PushItem]], Awaitable[Any]]
 AppendItem = tuple[int, list[int], str, bytes]
 AppendResult = dict[int, Appended] | Exception  # per event: where it landed, or why its append failed
+_PACK = msgspec.msgpack.Encoder()
 JOB_PREFIX = "job."  # outbox rows of this type are jobs for a worker queue (job.<queue>), not user events
 
 
@@ -47,8 +48,9 @@ class OutboxEvent:
     data: bytes  # msgpack of the event's data object
 
     @staticmethod
-    def make(recipients: Sequence[int], type_: str, data: dict[str, Any]) -> OutboxEvent:
-        return OutboxEvent(ids.new_id(), sorted(set(recipients)), type_, msgpack.packb(data, use_bin_type=True))
+    def make(recipients: Sequence[int], type_: str, data: Any) -> OutboxEvent:
+        """``data``: the event's wire struct (domain/wire, domain/events.py) or plain data, stored as MessagePack."""
+        return OutboxEvent(ids.new_id(), sorted(set(recipients)), type_, _PACK.encode(data))
 
 
 class Delivery:

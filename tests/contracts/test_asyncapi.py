@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from domain import events as ev
+from domain.wire import schema as wire_schema
 from tests.asyncapi_frames import server_frame
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,7 +118,7 @@ def test_document_describes_the_socket() -> None:
 
 
 def _assert_data_schema(message: dict[str, Any], cls: type[msgspec.Struct]) -> None:
-    (ref,), components = msgspec.json.schema_components([cls], ref_template="#/components/schemas/{name}")
+    (ref,), components = wire_schema.components([cls], ref_template="#/components/schemas/{name}")
     assert message["payload"]["properties"]["data"] == ref
     schemas = _doc()["components"]["schemas"]
     for name, schema in components.items():
