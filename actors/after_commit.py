@@ -29,6 +29,7 @@ from actors.runtime.host import Done
 from actors.runtime.services import Services
 from storage import live_cache
 from storage import users as user_store
+from storage.outage import OUTAGES
 
 log = logging.getLogger("i9lyfe.after_commit")
 
@@ -139,8 +140,8 @@ class AfterCommit:
             return
         try:
             await self.delivery.publish(events, push_later=True)
-        except Exception as exc:
-            log.warning("events left to the outbox relay", extra={"fields": {"error": repr(exc)}})
+        except Exception as exc:  # stored with the write: the outbox relay delivers them
+            OUTAGES.note("events left to the outbox relay", exc, log)
 
     async def effects(self, effects: Sequence[Effect]) -> None:
         if not effects:
@@ -148,7 +149,7 @@ class AfterCommit:
         try:
             await self._effects(effects)
         except Exception as exc:  # caches expire (storage/live_cache.py TTL_S) and timelines are rebuilt on read
-            log.warning("after-commit effects not carried out", extra={"fields": {"error": repr(exc)}})
+            OUTAGES.note("after-commit effects not carried out", exc, log)
 
     async def _effects(self, effects: Sequence[Effect]) -> None:
         services = self.services

@@ -89,8 +89,9 @@ def install(app: FastAPI) -> None:
         return response
 
     async def on_overload(request: Request, exc: Exception) -> Response:
-        err = as_unavailable(exc)  # a pool past its deadline, an unreachable PostgreSQL or Redis: 503
-        assert err is not None
+        err = as_unavailable(exc)  # a pool past its deadline, an unreachable PostgreSQL, Redis or Ray: 503
+        if err is None:
+            raise exc  # a bug that happens to be an OSError (a missing file): the codec makes it a logged 500
         return error_response(request, err)
 
     app.add_exception_handler(DomainError, on_domain)

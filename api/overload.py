@@ -1,47 +1,26 @@
 """Overload and unreachable dependencies are 503 ``unavailable`` with ``Retry-After``, never a 500.
 
-Every pool waits with a deadline (storage/redis.py, storage/db.py, domain/passwords.py, actors/runtime/client.py); what
-each raises past it, and what an unreachable or too slow PostgreSQL or Redis raises, is listed here once, for
-the HTTP error handlers (api/errors.py), the codec's last resort (api/codec.py) and the socket handshake
-(api/ws/route.py). They are logged as one warning line, without a stack: they say the server is busy, not
-that the code is wrong.
+Every pool waits with a deadline (storage/redis.py, storage/db.py, domain/passwords.py, actors/runtime/client.py);
+what each raises past it, and what an unreachable, restarting or too slow PostgreSQL, Redis or Ray raises, is
+known in one place, storage/outage.py. This is its answer for the HTTP error handlers (api/errors.py), the
+codec's last resort (api/codec.py) and the socket handshake (api/ws/route.py): a 503, with the failure counted in
+its dependency's outage (one warning when the outage starts, one info line when it ends, per process: not a line
+per request). Anything else is a bug: None here, a 500 with a request id, logged with its stack by the caller.
 """
 
 from __future__ import annotations
 
 import logging
 
-import asyncpg
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from domain.errors import Unavailable
+from storage.outage import OUTAGE_TYPES, unavailable_or_none
 
 log = logging.getLogger("i9lyfe.overload")
 
-RETRY_AFTER_S = 1
-
-SHED: tuple[type[Exception], ...] = (
-    RedisConnectionError,  # a pool wait past its deadline ("No connection available."), refused, reset
-    RedisTimeoutError,  # connect or reply past socket_timeout
-    TimeoutError,  # storage.db.PoolTimeout, asyncpg's command_timeout, our own asyncio deadlines
-    ConnectionError,  # the OS: refused, reset, broken pipe
-    asyncpg.exceptions.PostgresConnectionError,  # the connection failed or went away
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, out of memory or disk
-    asyncpg.exceptions.OperatorInterventionError,  # cannot connect now, admin shutdown, statement cancelled
-)
+# The exception classes the HTTP handlers are registered for (an instance may still be a bug: as_unavailable decides).
+SHED: tuple[type[Exception], ...] = OUTAGE_TYPES
 
 
 def as_unavailable(exc: BaseException) -> Unavailable | None:
     """The 503 to answer ``exc`` with, or None when ``exc`` is a bug (a 500)."""
-    if isinstance(exc, Unavailable):
-        return exc
-    if not isinstance(exc, SHED):
-        return None
-    log.warning("shed: a dependency is overloaded or unreachable", extra={"fields": {"error": _describe(exc)}})
-    return Unavailable("The server is busy; try again shortly.", retry_after=RETRY_AFTER_S)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return unavailable_or_none(exc, "requests are answered 503", log)

@@ -19,18 +19,22 @@ class DomainError(Exception):
         self.details: dict[str, Any] = details or {}
         super().__init__(self.message)
 
-    def to_wire(self) -> tuple[str, int, str, dict[str, Any]]:
-        return (self.code, self.http_status, self.message, self.details)
+    def to_wire(self) -> tuple[str, int, str, dict[str, Any], int | None]:
+        """The error as plain data to cross Ray (its ``Retry-After`` included, for a 429 or a 503)."""
+        return (self.code, self.http_status, self.message, self.details, getattr(self, "retry_after", None))
 
     @staticmethod
-    def from_wire(wire: tuple[str, int, str, dict[str, Any]]) -> DomainError:
-        code, status, message, details = wire
+    def from_wire(wire: tuple[Any, ...]) -> DomainError:
+        code, status, message, details = wire[:4]
+        retry_after = wire[4] if len(wire) > 4 else None
         cls = _BY_STATUS.get(status, DomainError)
         err = cls.__new__(cls)  # the subclasses' __init__ signatures differ; restore the fields directly
         Exception.__init__(err, message)
         err.message, err.code, err.details, err.http_status = message, code, dict(details), status
         if isinstance(err, RateLimited):
             err.retry_after = int(details.get("retry_after", 1))
+        elif isinstance(err, Unavailable) and retry_after is not None:
+            err.retry_after = max(1, int(retry_after))
         return err
 
 

@@ -3,11 +3,17 @@
 Every use of the pool has a deadline: waiting for a connection (``pool.acquire()``, ``pool.fetchrow(...)``,
 ``transaction``) takes at most ``ACQUIRE_TIMEOUT_S`` and then raises ``PoolTimeout``; a statement runs at most
 ``COMMAND_TIMEOUT_S`` (asyncpg cancels it and raises ``TimeoutError``). The api answers both with 503.
+
+An unreachable PostgreSQL is an outage (storage/outage.py): it is logged once per outage per process, not once per
+failure (asyncpg's pool logs each failed attempt to restore its connection floor with a stack: those records are
+counted instead), and it ends with the first new connection (or acquire) that succeeds. Nothing needs a
+restart: a pool replaces its lost connections on demand.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from storage.errors import UniqueViolation
+from storage.outage import OUTAGES, PoolLogFilter
 
 Connection = asyncpg.Connection
 Pool = asyncpg.Pool
@@ -22,9 +29,15 @@ Pool = asyncpg.Pool
 ACQUIRE_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 10.0
 
+log = logging.getLogger("i9lyfe.db")
+# asyncpg's pool logs every failed attempt to restore its floor (min_size) with a stack, 1-60 s apart per pool.
+_FLOOR_FILTER = PoolLogFilter("restoring a connection pool's floor failed", log)
+
 
 class PoolTimeout(TimeoutError):
     """No connection of the pool became free within its acquire deadline: the pool is exhausted."""
+
+    outage_of = "postgresql"  # overloaded: a 503 (storage/outage.py)
 
 
 class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg is untyped
@@ -41,9 +54,16 @@ class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg is untyped
     async def _acquire(self, wait_s: float | None) -> Any:  # asyncpg calls it positionally
         budget = self.acquire_timeout if wait_s is None else wait_s
         try:
-            return await super()._acquire(budget)
+            connection = await super()._acquire(budget)
         except TimeoutError as exc:
             raise PoolTimeout(f"no database connection became free within {budget:g} s") from exc
+        OUTAGES.ok("postgresql")  # a dict look-up unless an outage is going on
+        return connection
+
+    async def _get_new_connection(self) -> Any:
+        connection = await super()._get_new_connection()
+        OUTAGES.ok("postgresql")  # PostgreSQL took a new connection: an outage is over
+        return connection
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -86,6 +106,7 @@ async def create_pool(
     command_timeout: float = COMMAND_TIMEOUT_S,
     extra_settings: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
+    logging.getLogger("asyncpg.pool").addFilter(_FLOOR_FILTER)  # once: a filter already there is not added again
     pool = BoundedPool(
         dsn,
         acquire_timeout=acquire_timeout,

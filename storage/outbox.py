@@ -17,7 +17,9 @@ RELAY_AFTER_S = 5.0  # rows younger than this are still being published by their
 LEASE_S = 60.0  # a claimed row is left alone by other relays this long; a publish gets half of it
 BACKOFF_BASE_S = 2.0  # wait after the first failed attempt, doubled after each further one ...
 BACKOFF_CAP_S = 600.0  # ... up to this
-MAX_ATTEMPTS = 16  # then the row is parked as dead (about 80 min of retries: a Redis outage of an hour)
+MAX_ATTEMPTS = 16  # then the row is parked as dead (about 80 min of retries); attempts that failed only because
+# a dependency was down are given back (record_failures ``refund``): an outage does not use a row up
+OUTAGE_WAIT_S = 30.0  # the wait after an attempt a dependency's outage failed
 
 
 def backoff_s(attempts: int, jitter: float | None = None) -> float:
@@ -89,10 +91,15 @@ async def claim_due(
 
 
 async def record_failures(
-    conn: asyncpg.Connection | asyncpg.Pool, failures: list[tuple[int, str, float]], max_attempts: int
+    conn: asyncpg.Connection | asyncpg.Pool,
+    failures: list[tuple[int, str, float]],
+    max_attempts: int,
+    refund: frozenset[int] = frozenset(),
 ) -> list[asyncpg.Record]:
     """For rows ``(id, error, backoff seconds)`` whose attempt failed: keep the error and wait the backoff, or
-    park the row as dead when it has had ``max_attempts``. Returns ``id, type, attempts, last_error, dead_at``."""
+    park the row as dead when it has had ``max_attempts``. Rows in ``refund`` failed only because a dependency was
+    down (storage/outage.py): their attempt is given back and they are never parked for it (the retry window still
+    bounds them). Returns ``id, type, attempts, last_error, dead_at``."""
     if not failures:
         return []
     return list(
@@ -100,14 +107,16 @@ async def record_failures(
             """UPDATE outbox o
                SET last_error = f.error,
                    next_attempt_at = now() + make_interval(secs => f.wait),
-                   dead_at = CASE WHEN o.attempts >= $4 THEN now() END
-               FROM unnest($1::bigint[], $2::text[], $3::float8[]) AS f (id, error, wait)
+                   attempts = o.attempts - CASE WHEN f.refund THEN 1 ELSE 0 END,
+                   dead_at = CASE WHEN o.attempts >= $4 AND NOT f.refund THEN now() END
+               FROM unnest($1::bigint[], $2::text[], $3::float8[], $5::bool[]) AS f (id, error, wait, refund)
                WHERE o.id = f.id AND o.sent_at IS NULL AND o.dead_at IS NULL
                RETURNING o.id, o.type, o.attempts, o.last_error, o.dead_at""",
             [f[0] for f in failures],
             [f[1][:500] for f in failures],
             [f[2] for f in failures],
             max_attempts,
+            [f[0] in refund for f in failures],
         )
     )
 

@@ -1,4 +1,10 @@
-"""Redis client, key naming (every key lives under one configurable prefix) and the id generator's node lease."""
+"""Redis client, key naming (every key lives under one configurable prefix) and the id generator's node lease.
+
+An unreachable Redis is an outage (storage/outage.py): callers count its failures (one warning per outage per
+process), and the first new connection that Redis accepts ends it. A Redis that comes back, even empty, needs no
+restart: connections are made anew on demand (a pooled one the old server closed is replaced on its first use),
+and the node lease is checked at once (``NodeLease``).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,27 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from storage.ids import NODES, IdGenerator
+from storage.outage import OUTAGES, is_outage
 
 log = logging.getLogger("i9lyfe.node_lease")
+
+
+async def _connected(connection: Any) -> None:
+    """Each new connection's handshake (``redis_connect_func``), then: Redis answers, so an outage is over."""
+    try:
+        await connection.on_connect()
+    except RuntimeError as exc:  # uvloop: the server closed the socket under the handshake (it is going away)
+        raise RedisConnectionError(f"the connection closed during its handshake: {exc}") from exc
+    OUTAGES.ok("redis")
 
 
 def create_client(
@@ -31,6 +51,10 @@ def create_client(
         socket_connect_timeout=socket_timeout_s,
         socket_timeout=socket_timeout_s,
         health_check_interval=30,
+        # A connection the server closed (Redis restarted) is only found out when used: such a command is sent
+        # once more on a new connection. Not past a timeout: under overload that would double the wait.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        redis_connect_func=_connected,
     )
     return aioredis.Redis.from_pool(pool)
 
@@ -96,6 +120,9 @@ class Keys:
         return self("sugg", f"{{{user_id}}}", limit)
 
 
+RENEW_RETRY_S = 1.0  # after a failed renewal, the next try (Redis is down: the lease may be running out)
+
+
 class NoFreeNode(RuntimeError):
     """Every id node number is leased by a live process: refuse to start rather than mint someone else's ids."""
 
@@ -129,8 +156,10 @@ class NodeLease:
     before the command was sent, so it never outlasts the key). If a renewal finds the key gone or someone
     else's (the process stalled past the TTL, or Redis lost it), the node is dropped at once, the loss is
     logged as an error and another node is acquired: no id is ever minted with a node another process may
-    hold, at the price of ``NodeNotHeld`` errors until a node is held again. Renewal failures of Redis itself
-    are retried; minting stops when the lease runs out meanwhile.
+    hold, at the price of ``NodeNotHeld`` errors (503s) until a node is held again. Renewal failures of Redis itself
+    are retried every ``RENEW_RETRY_S`` and logged once per outage (storage/outage.py); minting stops when the lease
+    runs out meanwhile. When Redis answers again after an outage the lease is checked at once: a Redis restarted
+    empty lost it, and another node is acquired.
     """
 
     def __init__(
@@ -157,6 +186,7 @@ class NodeLease:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._task: asyncio.Task[None] | None = None
+        self._forget_recovery: Callable[[], None] = lambda: None
 
     @property
     def ttl_ms(self) -> int:
@@ -217,25 +247,39 @@ class NodeLease:
 
     def start_renewing(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._renew_forever(), name="node-lease-renewal")
+            loop = asyncio.get_running_loop()
+            wake = asyncio.Event()
 
-    async def _renew_forever(self) -> None:
+            # Redis answers again after an outage: check the lease now (a Redis restarted empty lost it), not at the
+            # next renewal, so that no id is minted with a node another process may take meanwhile.
+            def check_now() -> None:
+                loop.call_soon_threadsafe(wake.set)
+
+            self._forget_recovery = OUTAGES.on_recovery("redis", check_now)
+            self._task = loop.create_task(self._renew_forever(wake), name="node-lease-renewal")
+
+    async def _renew_forever(self, wake: asyncio.Event) -> None:
         interval = self.ttl_s / 3
+        wait = interval
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await wake.wait()
+            wake.clear()
+            wait = interval
             try:
                 async with asyncio.timeout(interval):
                     if self.node is not None:
                         await self.renew()
                     if self.node is None:
                         node = await self.acquire()
-                        log.warning("id node lease re-acquired", extra={"fields": {"node": node}})
+                        log.info("id node lease re-acquired", extra={"fields": {"node": node}})
             except NoFreeNode as exc:
                 log.error("id node lease: %s; retrying", exc)
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("id node lease renewal failed (retrying): %r", exc)
-            except Exception:  # keep renewing whatever happened; minting stops by itself if the lease runs out
-                log.exception("id node lease renewal failed (retrying)")
+            except Exception as exc:  # keep renewing whatever happened; minting stops by itself if the lease runs out
+                # Redis unreachable: one warning per outage, and another try soon (the lease may run out meanwhile).
+                if OUTAGES.note("id node lease renewal failed (retrying)", exc, log):
+                    wait = min(interval, RENEW_RETRY_S)
 
     async def release(self) -> None:
         """Stop renewing and give the node back (if it is still ours); the generator stops minting with it."""
@@ -244,11 +288,14 @@ class NodeLease:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self._forget_recovery()
         node, token = self.node, self._token
         self._drop()
         if node is None:
             return
         try:
             await self._release(keys=[self.keys.node_lease(node)], args=[token])
-        except (RedisError, OSError) as exc:  # it expires on its own
-            log.warning("id node lease release failed: %r", exc)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            OUTAGES.note("id node lease release failed (it expires by itself)", exc, log)

@@ -15,6 +15,7 @@ from actors.runtime.metrics import SHARD_BATCH_SIZE, SHARD_CALL_ERROR, SHARD_CAL
 from actors.runtime.registry import shard_index
 from domain.errors import DomainError, Unavailable
 from domain.ops import Op
+from storage.outage import OUTAGES
 
 log = logging.getLogger("i9lyfe.shardclient")
 
@@ -64,7 +65,7 @@ class ShardClient:
             async with asyncio.timeout(deadline_s):
                 status, value = await self._batches.submit(self.shard_for(op.entity), op)
         except TimeoutError as exc:
-            log.warning("shard call timed out", extra={"fields": {"op": type(op).__name__, "timeout_s": deadline_s}})
+            OUTAGES.failed("ray", "shard calls time out", exc, log)  # one warning per outage per process
             raise Unavailable(
                 "The realtime service did not answer in time; try again.", retry_after=RETRY_AFTER_S
             ) from exc
@@ -103,7 +104,7 @@ class ShardClient:
             results: list[tuple[str, Any]] = await self.shards[k].call_batch.remote(ops)
         except Exception as exc:
             SHARD_CALL_ERROR.observe(time.perf_counter() - started)
-            log.warning("shard call failed", extra={"fields": {"shard": k, "error": repr(exc)}})
+            OUTAGES.failed("ray", "shard calls fail", exc, log)
             raise Unavailable("The realtime service is restarting; try again.", retry_after=RETRY_AFTER_S) from exc
         SHARD_CALL_OK.observe(time.perf_counter() - started)
         return results

@@ -28,6 +28,7 @@ from actors.runtime.services import Services
 from storage import db, ids
 from storage import outbox as outbox_store
 from storage.jobs import JobQueue
+from storage.outage import OUTAGES, dependency_of, describe
 from storage.streams import Appended, Streams
 
 log = logging.getLogger("i9lyfe.delivery")
@@ -145,7 +146,7 @@ class Delivery:
             if not background:
                 raise
             # Nobody waits for this: the relay re-publishes the rows (at-least-once; clients de-duplicate by id).
-            log.warning("outbox rows not marked sent", extra={"fields": {"error": repr(exc)}})
+            OUTAGES.note("outbox rows not marked sent (the relay re-publishes them)", exc, log)
 
     async def _append_batch(self, _key: int, items: list[AppendItem]) -> list[AppendResult]:
         try:
@@ -175,9 +176,7 @@ class Delivery:
         try:
             await self._pushes.submit(shard, item)
         except Exception as exc:
-            log.warning(
-                "live push failed; retrying in background", extra={"fields": {"shard": shard, "error": repr(exc)}}
-            )
+            OUTAGES.note("live push failed; retrying in background", exc, log)
             task = asyncio.get_running_loop().create_task(self._retry(shard, item))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -221,19 +220,29 @@ class Delivery:
         outcomes = await asyncio.gather(*(self._publish_by(deadline, e) for e in events))
         sent = [e.id for e, error in zip(events, outcomes, strict=True) if error is None]
         attempts = {int(r["id"]): int(r["attempts"]) for r in claimed}
+        # Failed only because Redis or PostgreSQL was down: the attempt is given back (not a publish that hung).
+        outage = frozenset(
+            e.id
+            for e, error in zip(events, outcomes, strict=True)
+            if error is not None and dependency_of(error) in ("redis", "postgresql")
+        )
         failed = [
-            (e.id, error, outbox_store.backoff_s(attempts[e.id]))
+            (
+                e.id,
+                describe(error),
+                outbox_store.OUTAGE_WAIT_S if e.id in outage else outbox_store.backoff_s(attempts[e.id]),
+            )
             for e, error in zip(events, outcomes, strict=True)
             if error is not None
         ]
         await outbox_store.mark_sent(pool, sent)
         retrying = []
-        for row in await outbox_store.record_failures(pool, failed, max_attempts):
+        for row in await outbox_store.record_failures(pool, failed, max_attempts, refund=outage):
             if row["dead_at"] is not None:
                 _log_dead(row)
             else:
                 retrying.append(row)
-        if retrying:
+        if retrying and not any(OUTAGES.down(d) for d in ("postgresql", "redis", "ray")):  # else counted there
             log.warning(
                 "outbox rows failed; will retry", extra={"fields": {**_row_fields(retrying[0]), "rows": len(retrying)}}
             )
@@ -241,13 +250,13 @@ class Delivery:
             log.info("outbox relayed", extra={"fields": {"events": len(sent), "failed": len(failed)}})
         return len(sent)
 
-    async def _publish_by(self, deadline: float, event: OutboxEvent) -> str | None:
+    async def _publish_by(self, deadline: float, event: OutboxEvent) -> Exception | None:
         """Publish one event (appends and pushes of concurrent calls still share batches); its error or None."""
         try:
             async with asyncio.timeout_at(deadline):
                 await self.publish([event], mark=False)
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return exc
         return None
 
 

@@ -38,6 +38,7 @@ from actors.runtime.services import Services
 from domain.errors import DomainError, Internal
 from domain.ops import GATEWAY_OPS, ExpireGateway, GatewayOp, Op, SyncGateway, op_types
 from storage.config import Settings
+from storage.outage import OUTAGES, is_outage, unavailable_or_none
 
 log = logging.getLogger("i9lyfe.shard")
 
@@ -171,8 +172,11 @@ class ShardHost(Generic[S]):
             await asyncio.sleep(seconds)
             try:
                 await job()
-            except Exception:
-                log.exception("shard job failed", extra={"fields": {"job": name, "kind": self.kind.name}})
+            except Exception as exc:
+                if is_outage(exc):  # PostgreSQL or Redis down: counted, one warning per outage per process
+                    OUTAGES.note(f"shard job {name!r} failed", exc, log)
+                else:
+                    log.exception("shard job failed", extra={"fields": {"job": name, "kind": self.kind.name}})
 
     async def _maintain(self) -> None:
         now = time.monotonic()
@@ -219,7 +223,10 @@ class ShardHost(Generic[S]):
             value = await self.table.run(op.entity, lambda state: self._run(fn, state, op))
         except DomainError as exc:
             return ("err", exc.to_wire())
-        except Exception:
+        except Exception as exc:
+            shed = unavailable_or_none(exc, "shard ops are answered 503", log)
+            if shed is not None:  # PostgreSQL or Redis down: 503 with Retry-After, one warning per outage
+                return ("err", shed.to_wire())
             log.exception(
                 "shard op failed",
                 extra={"fields": {"op": type(op).__name__, "kind": self.kind.name, "shard": self.index}},

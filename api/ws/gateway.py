@@ -31,12 +31,14 @@ from domain.errors import Unavailable
 from domain.events import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED, FEED_POST_EVENT
 from storage import feed as feed_store
 from storage.live_cache import CACHE_CHANNEL
+from storage.outage import OUTAGES
 from storage.streams import Streams
 
 log = logging.getLogger("i9lyfe.gateway")
 
 REDIS_CALL_S = 5.0
 FEED_ATTACH_S = 3.0
+RESUBSCRIBE_S = 0.5  # between tries to resubscribe while Redis is unreachable
 
 
 class Gateway:
@@ -107,11 +109,9 @@ class Gateway:
                 message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("pubsub read failed; resubscribing")
-                await asyncio.sleep(0.5)
-                with contextlib.suppress(Exception):
-                    await self._resubscribe()
+            except Exception as exc:
+                OUTAGES.note("the gateway's pub/sub connection failed; resubscribing", exc, log)
+                await self._reconnect()
                 continue
             if message is None:
                 continue
@@ -120,14 +120,29 @@ class Gateway:
             except Exception:
                 log.exception("bad pubsub message")
 
+    async def _reconnect(self) -> None:
+        """Resubscribe every ``RESUBSCRIBE_S`` until Redis answers (each failure counted in its outage, one warning
+        per outage), then catch every socket up from the streams."""
+        while True:
+            await asyncio.sleep(RESUBSCRIBE_S)
+            try:
+                await self._resubscribe()
+                return
+            except Exception as exc:
+                OUTAGES.note("the gateway's pub/sub connection failed; resubscribing", exc, log)
+
     async def _resubscribe(self) -> None:
         with contextlib.suppress(Exception):
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            async with asyncio.timeout(REDIS_CALL_S):
+                await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        # A topic subscribed from now on goes to the new connection; one subscribed before is in by_topic.
         self.pubsub = self.services.redis.pubsub(ignore_subscribe_messages=True)
         async with asyncio.timeout(REDIS_CALL_S):
             await self.pubsub.subscribe(self.channel, self.cache_channel, *self.by_topic.keys())
+        log.info("gateway resubscribed", extra={"fields": {"topics": len(self.by_topic)}})
         self.posts.clear()  # invalidations published meanwhile were missed
-        # Anything published meanwhile is in the streams: catch every socket up.
+        # Anything published meanwhile is in the streams: catch every socket up (a socket whose position the
+        # stream no longer holds, as after a Redis restarted empty, gets resync_required).
         for conns in list(self.by_user.values()):
             for conn in list(conns):
                 self.replayer.schedule(conn)
@@ -241,7 +256,7 @@ class Gateway:
             try:
                 await self.unsubscribe(conn, topic)
             except Exception as exc:  # Redis unreachable: the subscription goes with the pub/sub reconnect
-                log.warning("unsubscribe failed", extra={"fields": {"error": repr(exc)}})
+                OUTAGES.note("unsubscribing a closed socket's topic failed", exc, log)
         await self.sync.disconnect(conn)
 
     async def _quietly(self, work: Any) -> None:
@@ -249,7 +264,7 @@ class Gateway:
             async with asyncio.timeout(REDIS_CALL_S):
                 await work
         except Exception as exc:
-            log.warning("author subscription change failed", extra={"fields": {"error": repr(exc)}})
+            OUTAGES.note("an author subscription change failed", exc, log)
 
     async def attach_feed(self, conn: Conn) -> None:
         """A socket's feed: its user's timeline kept alive (or rebuilt, so that fan-out reaches it), and the
@@ -266,7 +281,9 @@ class Gateway:
                         return
                     await self.subscribe(conn, self.services.keys.author_channel(author))
         except Exception as exc:
-            log.warning("feed attach failed", extra={"fields": {"error": repr(exc)}})
+            OUTAGES.note(
+                "a socket's feed attach failed (it reads right; live posts of big authors are missed)", exc, log
+            )
 
     async def start_stream(self, conn: Conn, since: str | None) -> bool:
         return await self.replayer.start(conn, since)

@@ -17,6 +17,7 @@ import logging
 
 from api.ws.connection import CLOSE_SLOW, Conn
 from api.ws.frames import FrameCache
+from storage.outage import OUTAGES
 from storage.streams import StreamInfo, Streams, parse_stream_id
 
 log = logging.getLogger("i9lyfe.gateway")
@@ -96,7 +97,7 @@ class Replayer:
             log.warning("catch-up timed out", extra={"fields": {"user": conn.user_id}})
             conn.close_soon(CLOSE_SLOW, "too slow: catch-up timed out; reconnect with since")
         except Exception as exc:  # Redis unreachable: the next heartbeat tries again
-            log.warning("catch-up failed", extra={"fields": {"user": conn.user_id, "error": repr(exc)}})
+            OUTAGES.note("a socket's catch-up failed (the next heartbeat tries again)", exc, log)
         finally:
             self._running.pop(conn.id, None)  # before go_live, which may find another gap and ask again
             conn.go_live()

@@ -26,6 +26,7 @@ from api.ws.connection import Conn
 from api.ws.replay import Replayer
 from domain.errors import DomainError
 from domain.ops import Connect, Disconnect
+from storage.outage import OUTAGES
 from storage.streams import Streams, parse_stream_id
 
 log = logging.getLogger("i9lyfe.gateway")
@@ -82,7 +83,7 @@ class ShardSync:
             await self.users.call(op, deadline_s=SHARD_CALL_S)
         except DomainError as exc:  # the shard is restarting: the next heartbeat re-registers with this close
             self.departed[conn.user_id] = closed_at
-            log.warning("disconnect not registered yet", extra={"fields": {"user": conn.user_id, "error": exc.code}})
+            OUTAGES.note("a socket's disconnect is not registered yet (the next heartbeat sends it)", exc, log)
 
     # ------------------------------------------------------------ heartbeat
 
@@ -114,7 +115,7 @@ class ShardSync:
             async with asyncio.timeout(SHARD_CALL_S):
                 reply = await self.users.heartbeat(k, self.gateway_id, count)
         except Exception as exc:
-            log.warning("shard heartbeat failed", extra={"fields": {"shard": k, "error": repr(exc)}})
+            OUTAGES.note("a shard heartbeat failed", exc, log)
             return
         previous = self.epochs.get(k)
         restarted = previous is not None and previous != reply["epoch"]
@@ -128,7 +129,7 @@ class ShardSync:
             async with asyncio.timeout(SHARD_CALL_S):
                 await self.users.register(k, self.gateway_id, local, seq, departed)
         except Exception as exc:
-            log.warning("shard re-registration failed", extra={"fields": {"shard": k, "error": repr(exc)}})
+            OUTAGES.note("a shard re-registration failed (the next heartbeat tries again)", exc, log)
             return
         self.registrations += 1
         for uid, closed_at in departed.items():

@@ -217,3 +217,27 @@ async def test_an_event_with_one_corrupt_recipient_stream_writes_nothing_so_retr
         await streams.append([(987654321, [good, bad], "test.event", msgpack.packb({"n": 1}))])
     assert await stream_ids(services, good) == []  # before the check, each try appended to the good stream
     await services.redis.delete(streams.stream_key(bad), streams.stream_key(good))
+
+
+async def test_attempts_that_failed_because_redis_was_down_are_given_back(services: Services) -> None:
+    """An outage does not use a row up: its attempts are refunded (never parked as dead for it), it waits
+    OUTAGE_WAIT_S, and it is delivered once Redis answers again."""
+    import dataclasses
+
+    import redis.asyncio as aioredis
+
+    down = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # nothing listens there
+    try:
+        broken = Delivery(dataclasses.replace(services, redis=down), Pushes(), shards=2)
+        event = await stage(services, broken, [7], 1)
+        for _ in range(3):
+            await make_due(services, event.id)
+            assert await broken.relay_once(older_than_s=0.0, max_attempts=2) == 0
+            row = await outbox_row(services, event.id)
+            assert (row["attempts"], row["dead_at"]) == (0, None), row
+            assert row["wait"].total_seconds() > outbox_store.OUTAGE_WAIT_S - 5
+    finally:
+        await down.aclose()
+    await make_due(services, event.id)
+    assert await Delivery(services, Pushes(), shards=2).relay_once(older_than_s=0.0) == 1
+    assert [n for _, n in await stream_ids(services, 7)] == [1]
