@@ -22,11 +22,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from actors.after_commit import LiveOnly
 from actors.media import check_attachable
 from actors.runtime.delivery import OutboxEvent
 from actors.runtime.host import Done
+from domain import present
 from domain.errors import Forbidden, NotFound, ValidationFailed
+from domain.events import ChatReactionEvent, ChatReceiptEvent
 from domain.ops import (
     DeleteMessage,
     EditMessage,
@@ -36,7 +40,9 @@ from domain.ops import (
     SetTyping,
     UnreactToMessage,
 )
-from domain.present import media_view, rfc3339_or_none, summary
+from domain.present import public_media_url, rfc3339, rfc3339_or_none
+from domain.wire.chats import Message, Typing
+from domain.wire.users import UserSummary
 from storage import chats as chat_store
 from storage import db, ids
 from storage import outbox as outbox_store
@@ -85,39 +91,37 @@ class ChatState:
         return peer
 
 
-def message_view(row: Any, media: Any | None, base_url: str, signer: Any) -> dict[str, Any]:
-    """The Message wire object (API.md 2) of a message row (storage/chats.py columns) and its media row."""
+def message_view(row: Any, media_row: Any | None, base_url: str, signer: Any) -> Message:
+    """The Message (API.md 2) of a message row (storage/chats.py columns) and its media row."""
     deleted = bool(row["deleted"])
-    media_out = None
-    if media is not None and not deleted:
-        media_out = media_view(base_url, signer, media)
-        if row["duration_ms"] is not None and "duration_ms" not in media_out:
-            media_out["duration_ms"] = row["duration_ms"]
-    sender = summary(
-        {
-            "id": row["sender_id"],
-            "username": row["sender_username"],
-            "name": row["sender_name"],
-            "avatar_media_id": row["sender_avatar_media_id"],
-        },
-        base_url,
+    attached = None
+    if media_row is not None and not deleted:
+        attached = present.media(base_url, signer, media_row)
+        if row["duration_ms"] is not None and attached.duration_ms is None:
+            attached = msgspec.structs.replace(attached, duration_ms=row["duration_ms"])
+    avatar_id = row["sender_avatar_media_id"]
+    sender = UserSummary(
+        id=str(row["sender_id"]),
+        username=row["sender_username"],
+        name=row["sender_name"],
+        avatar=None if avatar_id is None else public_media_url(base_url, int(avatar_id)),
     )
-    return {
-        "id": str(row["id"]),
-        "chat_id": str(row["chat_id"]),
-        "seq": int(row["seq"]),
-        "client_id": row["client_id"],
-        "sender": sender,
-        "type": row["type"],
-        "text": None if deleted else row["text"],
-        "media": media_out,
-        "caption": None if deleted else row["caption"],
-        "reply_to": None if row["reply_to"] is None else str(row["reply_to"]),
-        "reactions": {} if deleted else chat_store.reactions_of(row),
-        "deleted": deleted,
-        "created_at": rfc3339_or_none(row["created_at"]),
-        "edited_at": rfc3339_or_none(row["edited_at"]),
-    }
+    return Message(
+        id=str(row["id"]),
+        chat_id=str(row["chat_id"]),
+        seq=int(row["seq"]),
+        client_id=row["client_id"],
+        sender=sender,
+        type=row["type"],
+        text=None if deleted else row["text"],
+        media=attached,
+        caption=None if deleted else row["caption"],
+        reply_to=None if row["reply_to"] is None else str(row["reply_to"]),
+        reactions={} if deleted else chat_store.reactions_of(row),
+        deleted=deleted,
+        created_at=rfc3339(row["created_at"]),
+        edited_at=rfc3339_or_none(row["edited_at"]),
+    )
 
 
 def same_send(op: SendMessage, row: Any) -> bool:
@@ -163,7 +167,7 @@ class ChatOps:
             raise NotFound("No such chat.")  # non-members learn nothing, not even that the chat exists
         return member
 
-    async def _view(self, conn: Any, row: Any) -> dict[str, Any]:
+    async def _view(self, conn: Any, row: Any) -> Message:
         media = None
         if row["media_id"] is not None:
             media = await media_store.find_media(conn, int(row["media_id"]))
@@ -175,15 +179,15 @@ class ChatOps:
             raise NotFound("No such message.")
         return row
 
-    async def _stage(self, conn: Any, recipients: list[int], type_: str, data: dict[str, Any]) -> OutboxEvent:
+    async def _stage(self, conn: Any, recipients: list[int], type_: str, data: msgspec.Struct) -> OutboxEvent:
         event = OutboxEvent.make(recipients, type_, data)
         await outbox_store.insert_events(conn, [(event.id, event.recipients, event.type, event.data)])
         return event
 
     # ------------------------------------------------------------ send
 
-    async def send(self, state: ChatState, op: SendMessage) -> Done[dict[str, Any]]:
-        """A new message (``created``: true), or the one this ``client_id`` already made (false)."""
+    async def send(self, state: ChatState, op: SendMessage) -> Done[tuple[Message, bool]]:
+        """A new message (and true), or the one this ``client_id`` already made (and false)."""
         await self.check_member(state, op.user_id)
         pool = self.services.pool
         for attempt in (1, 2):
@@ -207,10 +211,10 @@ class ChatOps:
                         "This client_id was used for a different message.",
                         code="idempotency_key_reused",
                     ) from exc
-                return Done({"message": await self._view(pool, existing), "created": False})
+                return Done((await self._view(pool, existing), False))
         raise AssertionError("unreachable")
 
-    async def _insert(self, state: ChatState, op: SendMessage) -> Done[dict[str, Any]]:
+    async def _insert(self, state: ChatState, op: SendMessage) -> Done[tuple[Message, bool]]:
         now = dt.datetime.now(dt.UTC)
         message_id = ids.new_id()
         sender_id = op.user_id
@@ -273,11 +277,11 @@ class ChatOps:
             view = message_view(row, media, self.base_url, self.signer)
             event = await self._stage(conn, list(state.members), "chat.message", view)
         state.last_seq = seq
-        return Done({"message": view, "created": True}, events=[event])
+        return Done((view, True), events=[event])
 
     # ------------------------------------------------------------ edit, delete, reactions
 
-    async def edit(self, state: ChatState, op: EditMessage) -> Done[dict[str, Any]]:
+    async def edit(self, state: ChatState, op: EditMessage) -> Done[Message]:
         """The text was cleaned at the edge (domain/chat.py)."""
         await self.check_member(state, op.user_id)
         async with db.transaction(self.services.pool) as conn:
@@ -299,8 +303,9 @@ class ChatOps:
             row = await self._message(conn, state, op.message_id)
             if op.scope == "me":
                 await chat_store.hide_for(conn, int(row["id"]), op.user_id)
-                view = dict(await self._view(conn, row), deleted=True, text=None, media=None, caption=None)
-                view["reactions"] = {}
+                view = msgspec.structs.replace(
+                    await self._view(conn, row), deleted=True, text=None, media=None, caption=None, reactions={}
+                )
                 event = await self._stage(conn, [op.user_id], "chat.message_deleted", view)  # my devices only
             else:
                 if row["sender_id"] != op.user_id:
@@ -312,7 +317,7 @@ class ChatOps:
                 event = await self._stage(conn, list(state.members), "chat.message_deleted", view)
         return Done(None, events=[event])
 
-    async def react(self, state: ChatState, op: ReactToMessage) -> Done[dict[str, Any]]:
+    async def react(self, state: ChatState, op: ReactToMessage) -> Done[Message]:
         """The emoji was checked at the edge (domain/chat.py ``check_emoji``)."""
         member = await self.check_member(state, op.user_id)
         chosen = op.emoji
@@ -323,18 +328,16 @@ class ChatOps:
             previous = await chat_store.set_reaction(conn, int(row["id"]), op.user_id, chosen)
             events = []
             if previous != chosen:
-                base = {"chat_id": str(state.chat_id), "message_id": str(row["id"]), "username": member.username}
-                if previous is not None:
-                    events.append(
-                        await self._stage(
-                            conn, list(state.members), "chat.reaction", {**base, "emoji": previous, "added": False}
-                        )
+                changes = [(previous, False)] if previous is not None else []
+                for emoji, added in [*changes, (chosen, True)]:
+                    data = ChatReactionEvent(
+                        chat_id=str(state.chat_id),
+                        message_id=str(row["id"]),
+                        emoji=emoji,
+                        username=member.username,
+                        added=added,
                     )
-                events.append(
-                    await self._stage(
-                        conn, list(state.members), "chat.reaction", {**base, "emoji": chosen, "added": True}
-                    )
-                )
+                    events.append(await self._stage(conn, list(state.members), "chat.reaction", data))
             view = await self._view(conn, await self._message(conn, state, row["id"]))
         return Done(view, events=events)
 
@@ -345,19 +348,19 @@ class ChatOps:
             removed = await chat_store.remove_reaction(conn, int(row["id"]), op.user_id)
             if removed is None:
                 return Done(None)
-            data = {
-                "chat_id": str(state.chat_id),
-                "message_id": str(row["id"]),
-                "emoji": removed,
-                "username": member.username,
-                "added": False,
-            }
+            data = ChatReactionEvent(
+                chat_id=str(state.chat_id),
+                message_id=str(row["id"]),
+                emoji=removed,
+                username=member.username,
+                added=False,
+            )
             event = await self._stage(conn, list(state.members), "chat.reaction", data)
         return Done(None, events=[event])
 
     # ------------------------------------------------------------ receipts and typing
 
-    async def progress(self, state: ChatState, op: ReportProgress) -> Done[dict[str, Any]]:
+    async def progress(self, state: ChatState, op: ReportProgress) -> Done[ChatReceiptEvent]:
         """Delivered or read up to ``seq``: watermarks only move forward, never past the last message; reading
         implies delivery. The peer (and the member's other devices) get ``chat.receipt`` when one moved."""
         member = await self.check_member(state, op.user_id)
@@ -369,12 +372,9 @@ class ChatOps:
                 raise ValidationFailed({"seq": f"beyond the last message ({state.last_seq})"}, code="seq_out_of_range")
         delivered = max(member.delivered, seq)
         read = max(member.read, seq) if op.kind == "read" else member.read
-        receipt = {
-            "chat_id": str(state.chat_id),
-            "username": member.username,
-            "delivered_seq": delivered,
-            "read_seq": read,
-        }
+        receipt = ChatReceiptEvent(
+            chat_id=str(state.chat_id), username=member.username, delivered_seq=delivered, read_seq=read
+        )
         if (delivered, read) == (member.delivered, member.read):
             return Done(receipt)
         async with db.transaction(self.services.pool) as conn:
@@ -383,7 +383,7 @@ class ChatOps:
         member.delivered, member.read = delivered, read
         return Done(receipt, events=[event])
 
-    async def typing(self, state: ChatState, op: SetTyping) -> Done[dict[str, Any]]:
+    async def typing(self, state: ChatState, op: SetTyping) -> Done[Typing]:
         member = await self.check_member(state, op.user_id)
         was = op.user_id in state.typing
         if op.typing:
@@ -391,7 +391,7 @@ class ChatOps:
         else:
             state.typing.pop(op.user_id, None)
         effects = [self._tell_typing(state, member, op.typing)] if op.typing != was else []
-        return Done({"chat_id": str(state.chat_id), "typing": op.typing}, effects=effects)
+        return Done(Typing(chat_id=str(state.chat_id), typing=op.typing), effects=effects)
 
     def _tell_typing(self, state: ChatState, member: Member, typing: bool) -> LiveOnly:
         peer = state.peer_of(member.user_id)

@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import orjson
+import msgspec
 
 from actors import fanout
 from actors.after_commit import CountsChanged, Effect, MergedPost
 from actors.media import check_attachable
-from actors.posts import Created
 from actors.runtime.delivery import OutboxEvent
 from actors.runtime.host import Done
 from actors.runtime.services import Services
@@ -36,7 +35,18 @@ from domain.ops import (
     UnreactToComment,
     UnreactToPost,
 )
-from domain.present import rfc3339, summary
+from domain.present import rfc3339, user_summary
+from domain.wire.notifications import Notification, NotificationType
+from domain.wire.posts import (
+    Comment,
+    CommentEngagement,
+    PostCounts,
+    PostEngagement,
+    PostMy,
+    Reposted,
+    Saved,
+)
+from domain.wire.users import UserSummary
 from storage import db, ids
 from storage import engagement as store
 from storage import notifications as notification_store
@@ -44,11 +54,12 @@ from storage import outbox as outbox_store
 from storage import posts as post_store
 from storage import users as user_store
 from storage.media import store as media_store
-from storage.views import comment_views, post_views, public_post
+from storage.views import comment_views, post_views
 
 COMMENT_PURPOSES = frozenset({"comment"})
 COMMENT_KINDS = frozenset({"image", "video"})
 COMMENT_ROUTE = "POST /comments"
+_COMMENT = msgspec.json.Decoder(Comment)
 
 
 def _done(
@@ -63,11 +74,11 @@ def _done(
     return Done(result, events=events, effects=[*effects, *more])
 
 
-async def _actor(conn: Any, user_id: int, base_url: str) -> dict[str, Any]:
+async def _actor(conn: Any, user_id: int, base_url: str) -> UserSummary:
     row = await user_store.get_summary_row(conn, user_id)
     if row is None:
         raise NotFound("No such user.")
-    return summary(row, base_url)
+    return user_summary(row, base_url)
 
 
 async def _notify(
@@ -75,16 +86,16 @@ async def _notify(
     settings: Any,
     *,
     owner_id: int,
-    type_: str,
+    type_: NotificationType,
     actor_id: int,
     post_id: int,
     comment_id: int | None = None,
     emoji: str | None = None,
     shared: dict[str, Any] | None = None,
 ) -> OutboxEvent | None:
-    """Store one notification and its realtime event; nobody is notified of their own actions. ``shared``: one
-    dict for every notification of an op, so the actor and the (new) comment are read once, not per recipient;
-    the post is read per recipient, for their own ``my`` flags."""
+    """Store one notification and its realtime event (a Notification); nobody is notified of their own actions.
+    ``shared``: one dict for every notification of an op, so the actor and the (new) comment are read once, not
+    per recipient; the post is read per recipient, for their own ``my`` flags."""
     if owner_id == actor_id:
         return None
     note = await notification_store.insert_notification(
@@ -100,23 +111,22 @@ async def _notify(
     shared = {} if shared is None else shared
     if "actor" not in shared:
         shared["actor"] = await _actor(conn, actor_id, settings.public_base_url)
-    data: dict[str, Any] = {
-        "id": str(note["id"]),
-        "type": type_,
-        "actor": shared["actor"],
-        "created_at": rfc3339(note["created_at"]),
-        "read": False,
-    }
     post = (await post_views(conn, settings, [post_id], owner_id)).get(post_id)
-    if post is not None:
-        data["post"] = public_post(post)
+    comment = None
     if comment_id is not None:
         if "comment" not in shared:
             shared["comment"] = (await comment_views(conn, settings, [comment_id], owner_id)).get(comment_id)
-        if shared["comment"] is not None:
-            data["comment"] = shared["comment"]
-    if emoji is not None:
-        data["emoji"] = emoji
+        comment = shared["comment"]
+    data = Notification(
+        id=str(note["id"]),
+        type=type_,
+        actor=shared["actor"],
+        post=post,
+        comment=comment,
+        emoji=emoji,
+        created_at=rfc3339(note["created_at"]),
+        read=False,
+    )
     event = OutboxEvent.make([owner_id], NOTIFICATION_EVENT, data)
     await outbox_store.insert_events(conn, [(event.id, event.recipients, event.type, event.data)])
     return event
@@ -133,16 +143,23 @@ async def _post_author(conn: asyncpg.Connection, post_id: int) -> int:
     return author
 
 
-async def counts_of(conn: Any, post_id: int, user_id: int) -> dict[str, Any]:
+async def counts_of(conn: Any, post_id: int, user_id: int) -> PostEngagement:
     counts = (await store.post_counts(conn, [post_id]))[post_id]
     mine = (await store.my_flags(conn, user_id, [post_id]))[post_id]
-    return {"post_id": str(post_id), **counts, "my": mine}
+    return PostEngagement(
+        post_id=str(post_id),
+        counts=PostCounts(**counts["counts"]),
+        reactions_summary=counts["reactions_summary"],
+        my=PostMy(**mine),
+    )
 
 
 # ------------------------------------------------------------ post reactions
 
 
-async def react_post(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, chosen: str) -> Done[Any]:
+async def react_post(
+    pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, chosen: str
+) -> Done[PostEngagement]:
     events = []
     async with db.transaction(pool) as conn:
         author = await _post_author(conn, post_id)
@@ -176,8 +193,8 @@ async def unreact_post(pool: asyncpg.Pool, user_id: int, post_id: int) -> Done[A
 
 
 async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, kind: str, on: bool) -> Done[Any]:
-    """Repost or save (``on``) and undo (idempotent): ``{reposted|saved: bool}``."""
-    table, counter, flag = ("reposts", "reposts", "reposted") if kind == "repost" else ("saves", "saves", "saved")
+    """Repost or save (``on``) and undo (idempotent): ``Reposted`` or ``Saved``."""
+    table, counter = ("reposts", "reposts") if kind == "repost" else ("saves", "saves")
     events = []
     async with db.transaction(pool) as conn:
         author = await _post_author(conn, post_id)
@@ -204,7 +221,8 @@ async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, ki
                 if kind == "repost":
                     await _unnotify(conn, "repost", user_id, post_id, None)
     merged = [MergedPost(user_id)] if kind == "repost" and on and changed else []
-    return _done({flag: on}, events, posts=[post_id] if changed else [], more=merged)
+    result = Reposted(reposted=on) if kind == "repost" else Saved(saved=on)
+    return _done(result, events, posts=[post_id] if changed else [], more=merged)
 
 
 # ------------------------------------------------------------ comments
@@ -221,7 +239,7 @@ async def comment(
     media_id: int | None,
     key: str | None,
     digest: bytes,
-) -> Done[Any]:
+) -> Done[Comment]:
     """A comment on a post, or a reply to a comment (any depth), checked at the edge (domain/posts.py).
     Idempotency-Key as for posts."""
     if key is not None:
@@ -233,7 +251,7 @@ async def comment(
                     "This Idempotency-Key was used for a different comment.",
                     code="idempotency_key_reused",
                 )
-            return _done(Created(int(kept["status"]), orjson.loads(kept["response"])))
+            return _done(_COMMENT.decode(kept["response"]))  # always a 201's
     now = dt.datetime.now(dt.UTC)
     comment_id = ids.new_id()
     events: list[OutboxEvent] = []
@@ -266,6 +284,7 @@ async def comment(
         found = await post_store.find_user_ids(conn, named) if named else {}
         mentioned = [found[n] for n in named if n in found]
         await store.insert_comment_mentions(conn, comment_id, mentioned)
+        type_: NotificationType
         if parent is not None:
             target, type_ = int(parent["author_id"]), "reply_comment"
         else:
@@ -300,9 +319,9 @@ async def comment(
             events += [event] if event else []
         view = (await comment_views(conn, settings, [comment_id], user_id))[comment_id]
         if key is not None:
-            await post_store.save_idempotent(conn, user_id, COMMENT_ROUTE, key, digest, 201, orjson.dumps(view))
+            await post_store.save_idempotent(conn, user_id, COMMENT_ROUTE, key, digest, 201, msgspec.json.encode(view))
     changed_comments = [(int(parent["id"]), post_id)] if parent is not None else []
-    return _done(Created(201, view), events, posts=[post_id], comments=changed_comments)
+    return _done(view, events, posts=[post_id], comments=changed_comments)
 
 
 async def delete_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> Done[Any]:
@@ -321,7 +340,9 @@ async def delete_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> D
     return _done(None, posts=[post_id], comments=parents)
 
 
-async def react_comment(pool: asyncpg.Pool, settings: Any, user_id: int, comment_id: int, chosen: str) -> Done[Any]:
+async def react_comment(
+    pool: asyncpg.Pool, settings: Any, user_id: int, comment_id: int, chosen: str
+) -> Done[CommentEngagement]:
     events = []
     async with db.transaction(pool) as conn:
         row = await store.get_comment(conn, comment_id, lock=True)
@@ -345,7 +366,7 @@ async def react_comment(pool: asyncpg.Pool, settings: Any, user_id: int, comment
         elif previous != chosen:
             await _renotify_emoji(conn, "reaction_comment", user_id, post_id, comment_id, chosen)
         view = (await comment_views(conn, settings, [comment_id], user_id))[comment_id]
-    result = {"comment_id": str(comment_id), "post_id": str(post_id), "counts": view["counts"], "my": view["my"]}
+    result = CommentEngagement(comment_id=str(comment_id), post_id=str(post_id), counts=view.counts, my=view.my)
     return _done(result, events, comments=[(comment_id, post_id)] if previous != chosen else [])
 
 
@@ -368,19 +389,19 @@ class EngagementOps:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def react_post(self, state: UserState, op: ReactToPost) -> Done[Any]:
+    async def react_post(self, state: UserState, op: ReactToPost) -> Done[PostEngagement]:
         return await react_post(self.services.pool, self.services.settings, state.user_id, op.post_id, op.emoji)
 
     async def unreact_post(self, state: UserState, op: UnreactToPost) -> Done[Any]:
         return await unreact_post(self.services.pool, state.user_id, op.post_id)
 
-    async def set_repost(self, state: UserState, op: SetRepost) -> Done[Any]:
+    async def set_repost(self, state: UserState, op: SetRepost) -> Done[Reposted]:
         return await mark(self.services.pool, self.services.settings, state.user_id, op.post_id, "repost", op.on)
 
-    async def set_save(self, state: UserState, op: SetSave) -> Done[Any]:
+    async def set_save(self, state: UserState, op: SetSave) -> Done[Saved]:
         return await mark(self.services.pool, self.services.settings, state.user_id, op.post_id, "save", op.on)
 
-    async def add_comment(self, state: UserState, op: AddComment) -> Done[Any]:
+    async def add_comment(self, state: UserState, op: AddComment) -> Done[Comment]:
         return await comment(
             self.services.pool,
             self.services.settings,
@@ -396,7 +417,7 @@ class EngagementOps:
     async def delete_comment(self, state: UserState, op: DeleteComment) -> Done[Any]:
         return await delete_comment(self.services.pool, state.user_id, op.comment_id)
 
-    async def react_comment(self, state: UserState, op: ReactToComment) -> Done[Any]:
+    async def react_comment(self, state: UserState, op: ReactToComment) -> Done[CommentEngagement]:
         settings = self.services.settings
         return await react_comment(self.services.pool, settings, state.user_id, op.comment_id, op.emoji)
 

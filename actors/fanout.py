@@ -34,18 +34,21 @@ from typing import Any
 
 import asyncpg
 import msgpack
+import msgspec
 
 from actors.runtime.delivery import OutboxEvent, PushItem
 from actors.runtime.registry import shard_index
-from domain.events import FEED_POST_EVENT
-from domain.present import summary
+from domain.events import FEED_POST_EVENT, FeedPostEvent
+from domain.present import user_summary
 from storage import feed as feed_store
 from storage import users as user_store
 from storage.jobs import Job, JobQueue
+from storage.outage import OUTAGES, is_outage
 from storage.streams import STREAM_MAXLEN, STREAM_TTL_S
 from storage.timelines import Entry, Timelines
 
 log = logging.getLogger("i9lyfe.feed")
+_PACK = msgspec.msgpack.Encoder()
 
 FEED_JOB = "job.feed"  # outbox type of a fan-out job
 FEED_QUEUE = "feed"
@@ -110,8 +113,11 @@ class FanoutWorker:
                     await self.handle(job)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("fan-out loop failed; retrying")
+            except Exception as exc:
+                if is_outage(exc):  # Redis or PostgreSQL down: one warning per outage per process
+                    OUTAGES.note("fan-out loop failed; retrying", exc, log)
+                else:
+                    log.exception("fan-out loop failed; retrying")
                 resumed = False
                 await asyncio.sleep(1.0)
 
@@ -153,20 +159,20 @@ class FanoutWorker:
         if entry.author_id not in people or poster not in people:
             return Outcome(entry.entry_id, 0, 0, False)  # the account is gone
         base = self.settings.public_base_url
-        event = {
-            "feed_item_id": str(entry.entry_id),
-            "post_id": str(entry.post_id),
-            "author": summary(people[entry.author_id], base),
-            "reposted_by": summary(people[poster], base) if entry.via else None,
-        }
-        packed = msgpack.packb(event, use_bin_type=True)
+        event = FeedPostEvent(
+            feed_item_id=str(entry.entry_id),
+            post_id=str(entry.post_id),
+            author=user_summary(people[entry.author_id], base),
+            reposted_by=user_summary(people[poster], base) if entry.via else None,
+        )
+        packed = _PACK.encode(event)
         if not entry.via:  # the author's own timeline (no event: the author knows)
             await self.timelines.fan_out(
                 entry, [entry.author_id], [False], FEED_POST_EVENT, packed,
                 stream_maxlen=STREAM_MAXLEN, stream_ttl_s=STREAM_TTL_S,
             )  # fmt: skip
         if int(people[poster]["followers_count"]) > self.settings.fanout_max_followers:
-            frame = msgpack.packb({"type": FEED_POST_EVENT, "data": event}, use_bin_type=True)
+            frame = _PACK.encode({"type": FEED_POST_EVENT, "data": event})
             await self.services.redis.publish(self.services.keys.author_channel(poster), frame)
             return Outcome(entry.entry_id, 0, 0, True)
         position = _position(await self.services.redis.hget(self.progress_key, job.id))

@@ -19,7 +19,8 @@ from actors.user import UserState
 from domain.errors import NotFound, ValidationFailed
 from domain.events import NOTIFICATION_EVENT
 from domain.ops import Follow, Unfollow
-from domain.present import rfc3339, summary
+from domain.present import rfc3339, user_summary
+from domain.wire.notifications import Notification
 from storage import db, ids
 from storage import graph as graph_store
 from storage import notifications as notification_store
@@ -56,13 +57,13 @@ class FollowOps:
             note = await notification_store.insert_notification(
                 conn, notification_id=ids.new_id(), owner_id=followee_id, type_="follow", actor_id=follower_id
             )
-            data = {
-                "id": str(note["id"]),
-                "type": "follow",
-                "actor": summary(actor, self.services.settings.public_base_url),
-                "created_at": rfc3339(note["created_at"]),
-                "read": False,
-            }
+            data = Notification(
+                id=str(note["id"]),
+                type="follow",
+                actor=user_summary(actor, self.services.settings.public_base_url),
+                created_at=rfc3339(note["created_at"]),
+                read=False,
+            )
             event = OutboxEvent.make([followee_id], NOTIFICATION_EVENT, data)
             await outbox_store.insert_events(conn, [(event.id, event.recipients, event.type, event.data)])
         return Done(True, events=[event], effects=self._after(state, followee_id, True))

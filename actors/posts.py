@@ -11,11 +11,10 @@ goes into the author's own timeline after commit (actors/after_commit.py).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import orjson
+import msgspec
 
 from actors import fanout
 from actors.after_commit import MergedPost, OwnTimeline, post_gone
@@ -28,34 +27,30 @@ from domain import post_text
 from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.events import NOTIFICATION_EVENT
 from domain.ops import CreatePost, DeletePost
-from domain.present import rfc3339, summary
+from domain.present import rfc3339
+from domain.wire.notifications import Notification
+from domain.wire.posts import Post
 from storage import db, ids
 from storage import interests as interest_store
 from storage import notifications as notification_store
 from storage import outbox as outbox_store
 from storage import posts as post_store
 from storage.media import store as media_store
-from storage.views import post_views, public_post
+from storage.views import post_views
 
 POST_PURPOSES = frozenset({"post"})
 CREATE_ROUTE = "POST /posts"
 
-
-@dataclass(frozen=True)
-class Created:
-    """A created post's answer: 201 and the Post, or a retry's stored status and body."""
-
-    status: int
-    body: dict[str, Any]
+_POST = msgspec.json.Decoder(Post)
 
 
 class PostOps:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def create_post(self, state: UserState, op: CreatePost) -> Done[Created]:
+    async def create_post(self, state: UserState, op: CreatePost) -> Done[Post]:
         """A new post by this user (checked at the edge: domain/posts.py), or, for a repeated Idempotency-Key,
-        the stored answer."""
+        the stored answer (always a 201's)."""
         pool, settings, author_id, key = self.services.pool, self.services.settings, state.user_id, op.idempotency_key
         if key is not None:
             kept = await post_store.find_idempotent(pool, author_id, CREATE_ROUTE, key)
@@ -66,7 +61,7 @@ class PostOps:
                         "This Idempotency-Key was used for a different post.",
                         code="idempotency_key_reused",
                     )
-                return Done(Created(int(kept["status"]), orjson.loads(kept["response"])))
+                return Done(_POST.decode(kept["response"]))
         now = dt.datetime.now(dt.UTC)
         post_id = ids.new_id()
         media_ids, caption = op.media_ids, op.caption
@@ -95,10 +90,10 @@ class PostOps:
             events.append(job)
             if key is not None:
                 await post_store.save_idempotent(
-                    conn, author_id, CREATE_ROUTE, key, op.body_hash, 201, orjson.dumps(public_post(view))
+                    conn, author_id, CREATE_ROUTE, key, op.body_hash, 201, msgspec.json.encode(view)
                 )
         effects = [OwnTimeline(author_id, post_id), MergedPost(author_id)]
-        return Done(Created(201, public_post(view)), events=events, effects=effects)
+        return Done(view, events=events, effects=effects)
 
     async def delete_post(self, state: UserState, op: DeletePost) -> Done[None]:
         """Only the author deletes a post (403 for others); it leaves cached reads at once."""
@@ -113,13 +108,9 @@ class PostOps:
 
 
 async def _mention_notifications(
-    conn: asyncpg.Connection, settings: Any, author_id: int, post_id: int, mentioned: list[int], post: dict[str, Any]
+    conn: asyncpg.Connection, settings: Any, author_id: int, post_id: int, mentioned: list[int], post: Post
 ) -> list[OutboxEvent]:
     events = []
-    actor = summary(
-        {"id": author_id, **{k.removeprefix("author_"): v for k, v in post["_author"].items()}},
-        settings.public_base_url,
-    )
     for user_id in mentioned:
         if user_id == author_id:
             continue  # nobody is notified of their own actions
@@ -131,14 +122,14 @@ async def _mention_notifications(
             actor_id=author_id,
             post_id=post_id,
         )
-        data = {
-            "id": str(note["id"]),
-            "type": "mention_post",
-            "actor": actor,
-            "post": public_post(post),
-            "created_at": rfc3339(note["created_at"]),
-            "read": False,
-        }
+        data = Notification(
+            id=str(note["id"]),
+            type="mention_post",
+            actor=post.author,
+            post=post,
+            created_at=rfc3339(note["created_at"]),
+            read=False,
+        )
         event = OutboxEvent.make([user_id], NOTIFICATION_EVENT, data)
         await outbox_store.insert_events(conn, [(event.id, event.recipients, event.type, event.data)])
         events.append(event)

@@ -5,8 +5,6 @@ explore feedback, the feed and explore knobs, following interests; and the refre
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 
 from actors.after_commit import follows_changed
@@ -17,6 +15,7 @@ from domain import ranking
 from domain.errors import NotFound
 from domain.ops import FollowInterest, GiveExploreFeedback, SetRecommendationKnobs
 from domain.ranking import Knobs
+from domain.wire import recs as wire
 from storage import db, ids
 from storage import interests as interest_store
 from storage import posts as post_store
@@ -41,7 +40,7 @@ class RecommendationOps:
             await store.save_feedback(conn, state.user_id, op.post_id, int(author), slugs, SIGNALS[op.signal])
         return Done(None)
 
-    async def set_knobs(self, state: UserState, op: SetRecommendationKnobs) -> Done[dict[str, Any]]:
+    async def set_knobs(self, state: UserState, op: SetRecommendationKnobs) -> Done[wire.Knobs]:
         """Apply the given knobs (the others keep their values) and return them all; hide_reposts changes the
         feed, so its cached pages go stale."""
         async with db.transaction(self.services.pool) as conn:
@@ -54,7 +53,7 @@ class RecommendationOps:
             await store.put_knobs(
                 conn, state.user_id, merged.recency_weight, merged.hide_reposts, merged.per_author_cap
             )
-        return Done(merged.to_wire(), effects=[follows_changed(self.services, state.user_id)])
+        return Done(wire.Knobs(**merged.to_wire()), effects=[follows_changed(self.services, state.user_id)])
 
     async def follow_interest(self, state: UserState, op: FollowInterest) -> Done[bool]:
         """Follow or unfollow an interest (idempotent); 404 for a slug not in the catalogue."""

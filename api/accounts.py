@@ -7,12 +7,12 @@ belong to one user (logout, profile edits) go through that user's UserShard enti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -21,11 +21,14 @@ from actors.runtime.services import Services
 from domain import rules
 from domain import throttle as th
 from domain.errors import Conflict, Gone, InvalidCredentials, NotFound, Unauthenticated, ValidationFailed
+from domain.present import me, rfc3339
 from domain.tokens import new_code, new_refresh_token
+from domain.wire.accounts import BEARER, FlowStarted, FlowVerified, Tokens, UserWithTokens, day
 from storage import auth as auth_store
 from storage import db, ids
 from storage import users as user_store
 from storage.errors import RowNotFound, UniqueViolation
+from storage.outage import OUTAGES
 
 log = logging.getLogger("i9lyfe.accounts")
 
@@ -55,8 +58,8 @@ def _spawn(coro: Coroutine[Any, Any, None]) -> None:
 async def _send_quietly(services: Services, to: str, subject: str, body: str) -> None:
     try:
         await services.mailer.send(to, subject, body)
-    except Exception:
-        log.exception("mail delivery failed", extra={"fields": {"subject": subject}})
+    except Exception as exc:  # the SMTP server down: one warning per outage; anything else with its stack
+        OUTAGES.note(f"mail delivery failed ({subject})", exc, log)
 
 
 def _mail_code(services: Services, email: str, subject: str, first_line: str) -> None:
@@ -81,19 +84,12 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass(frozen=True)
-class IssuedTokens:
-    access_token: str
-    refresh_token: str
-    expires_in: int
+def _tokens(access_token: str, refresh_token: str, expires_in: int) -> Tokens:
+    return Tokens(access_token=access_token, refresh_token=refresh_token, token_type=BEARER, expires_in=expires_in)
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "access_token": self.access_token,
-            "refresh_token": self.refresh_token,
-            "token_type": "Bearer",
-            "expires_in": self.expires_in,
-        }
+
+def _signed_in(services: Services, user: asyncpg.Record, tokens: Tokens) -> UserWithTokens:
+    return UserWithTokens(user=me(user, services.settings.public_base_url), tokens=tokens)
 
 
 def parse_flow_id(value: str) -> int:
@@ -210,7 +206,7 @@ async def _peek_verified_flow(services: Services, kind: str, flow_id: int) -> as
 # ---------------------------------------------------------------- signup
 
 
-async def signup_start(services: Services, email_raw: str) -> dict[str, Any]:
+async def signup_start(services: Services, email_raw: str) -> FlowStarted:
     """Same answer whether or not the address has an account (no enumeration): a registered address gets a
     flow that can never complete and a notice instead of a code."""
     email = _email_field(email_raw)
@@ -220,14 +216,14 @@ async def signup_start(services: Services, email_raw: str) -> dict[str, Any]:
         _spawn(_send_quietly(services, email, SIGNUP_NOTICE_SUBJECT, SIGNUP_NOTICE_BODY))
     else:
         _mail_code(services, email, f"Your i9lyfe code: {code}", f"Your i9lyfe signup code is {code}.")
-    return {"flow_id": str(flow_id), "expires_at": expires_at}
+    return FlowStarted(flow_id=str(flow_id), expires_at=rfc3339(expires_at))
 
 
 async def signup_verify(
     services: Services, flow_id: str, code: str, throttle: th.Throttle | None = None
-) -> dict[str, Any]:
+) -> FlowVerified:
     row = await _verify_code(services, SIGNUP, flow_id, code, throttle)
-    return {"flow_id": str(row["id"]), "email": row["email"]}
+    return FlowVerified(flow_id=str(row["id"]), email=row["email"])
 
 
 async def signup_complete(
@@ -237,18 +233,19 @@ async def signup_complete(
     username: str,
     name: str,
     password: str,
-    birthday: dt.date,
+    birthday: str,
     bio: str | None,
     user_agent: str,
     ip: str,
-) -> tuple[asyncpg.Record, IssuedTokens]:
+) -> UserWithTokens:
+    """``birthday`` as on the wire (YYYY-MM-DD); every bad field is named at once."""
     flow_id = parse_flow_id(flow_id_text)
     flow = await _peek_verified_flow(services, SIGNUP, flow_id)
     values, errors = _field_errors(
         {
             "username": lambda: rules.normalize_username(username),
             "name": lambda: rules.check_name(name),
-            "birthday": lambda: rules.check_birthday(birthday),
+            "birthday": lambda: rules.check_birthday(day(birthday)),
             "bio": lambda: rules.check_bio(bio or ""),
         }
     )
@@ -279,7 +276,7 @@ async def signup_complete(
         if conflict is None:
             raise  # not the client's doing (say a primary-key clash): an internal error, logged with its stack
         raise conflict from exc
-    return user, tokens
+    return _signed_in(services, user, tokens)
 
 
 def signup_conflict(exc: UniqueViolation) -> Conflict | None:
@@ -296,7 +293,7 @@ def signup_conflict(exc: UniqueViolation) -> Conflict | None:
 
 async def _create_session(
     services: Services, conn: asyncpg.Connection, user_id: int, user_agent: str, ip: str
-) -> IssuedTokens:
+) -> Tokens:
     session_id = ids.new_id()
     refresh = new_refresh_token()
     await auth_store.insert_session(
@@ -308,7 +305,7 @@ async def _create_session(
         user_agent=user_agent,
         ip=ip,
     )
-    return IssuedTokens(services.tokens.issue_access(user_id, session_id), refresh, services.tokens.access_ttl_s)
+    return _tokens(services.tokens.issue_access(user_id, session_id), refresh, services.tokens.access_ttl_s)
 
 
 async def login(
@@ -318,7 +315,7 @@ async def login(
     user_agent: str,
     ip: str,
     throttle: th.Throttle | None = None,
-) -> tuple[asyncpg.Record, IssuedTokens]:
+) -> UserWithTokens:
     """Failed logins count per account (``login_account``), whichever IP they come from; past the limit even
     the right password is 429. A login naming no account counts the same way, under its own text."""
     row = await user_store.find_login(services.pool, login_raw) if 0 < len(login_raw) <= 254 else None
@@ -335,10 +332,10 @@ async def login(
         await user_store.update_password_hash_if_unchanged(services.pool, int(row["id"]), stored, new_hash)
     async with db.transaction(services.pool) as conn:
         tokens = await _create_session(services, conn, int(row["id"]), user_agent, ip)
-    return row, tokens
+    return _signed_in(services, row, tokens)
 
 
-async def refresh(services: Services, refresh_token: str, close_sockets: CloseSockets | None = None) -> IssuedTokens:
+async def refresh(services: Services, refresh_token: str, close_sockets: CloseSockets | None = None) -> Tokens:
     """Rotate. A reused token (the theft signal) revokes its session: its tokens stop working at once and
     ``close_sockets`` is asked to close the session's open sockets before the 401."""
     digest = _refresh_digest(services, refresh_token)
@@ -364,7 +361,7 @@ async def refresh(services: Services, refresh_token: str, close_sockets: CloseSo
             await close_sockets(int(row["user_id"]), [reused_session])
         raise Unauthenticated("This refresh token was already used; the session is revoked.", reason="refresh_reused")
     access = services.tokens.issue_access(int(row["user_id"]), session_id)
-    return IssuedTokens(access, new_refresh, services.tokens.access_ttl_s)
+    return _tokens(access, new_refresh, services.tokens.access_ttl_s)
 
 
 async def logout(services: Services, session_id: int) -> bool:
@@ -379,7 +376,7 @@ async def logout(services: Services, session_id: int) -> bool:
 # ---------------------------------------------------------------- password reset
 
 
-async def reset_start(services: Services, email_raw: str) -> dict[str, Any]:
+async def reset_start(services: Services, email_raw: str) -> FlowStarted:
     """Same answer whether or not the email has an account (no enumeration)."""
     email = _email_field(email_raw)
     user_id = await user_store.find_user_id_by_email(services.pool, email)
@@ -391,14 +388,14 @@ async def reset_start(services: Services, email_raw: str) -> dict[str, Any]:
             f"Your i9lyfe password reset code: {code}",
             f"Your i9lyfe password reset code is {code}. If you did not ask for it, your password stays the same.",
         )
-    return {"flow_id": str(flow_id), "expires_at": expires_at}
+    return FlowStarted(flow_id=str(flow_id), expires_at=rfc3339(expires_at))
 
 
 async def reset_verify(
     services: Services, flow_id: str, code: str, throttle: th.Throttle | None = None
-) -> dict[str, Any]:
+) -> FlowVerified:
     row = await _verify_code(services, RESET, flow_id, code, throttle)
-    return {"flow_id": str(row["id"]), "email": row["email"]}
+    return FlowVerified(flow_id=str(row["id"]), email=row["email"])
 
 
 async def reset_complete(services: Services, flow_id_text: str, new_password: str) -> tuple[int, list[int]]:
@@ -407,7 +404,8 @@ async def reset_complete(services: Services, flow_id_text: str, new_password: st
     flow = await _peek_verified_flow(services, RESET, flow_id)
     username = ""
     if flow["user_id"] is not None:
-        username = await services.pool.fetchval("SELECT username FROM users WHERE id = $1", flow["user_id"]) or ""
+        with contextlib.suppress(RowNotFound):  # erased meanwhile: the update below says so
+            username = (await user_store.get_user(services.pool, int(flow["user_id"])))["username"]
     try:
         rules.check_password(new_password, username=username, email=flow["email"])
     except rules.RuleError as exc:

@@ -15,7 +15,7 @@ from actors.runtime.client import ShardClient
 from actors.runtime.services import Services
 from actors.runtime.shards import connect_ray, disconnect_ray, get_or_create_chat_shards, get_or_create_user_shards
 from actors.runtime.topology import check_shard_count
-from api import errors, metrics_dir, openapi, presenters
+from api import errors, metrics_dir, openapi
 from api.codec import CodecMiddleware
 from api.deps import AppContext
 from api.headers import SecurityHeaders
@@ -84,7 +84,6 @@ def tune_gc() -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     setup_logging(settings.log_level)
-    presenters.configure(settings.public_base_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

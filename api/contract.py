@@ -4,7 +4,7 @@ encoded from the outbound ones, and what each operation says in OpenAPI, generat
 A route declares itself with ``operation(...)`` (its short ``operationId``, the struct it answers, its body
 struct, the error statuses it adds) and takes its body with ``body(Struct)``; api/openapi.py turns every struct
 named so into ``components/schemas`` with ``msgspec.json.schema_components``. Path ids are ints in the code and
-strings in the document (``IdPath``): a JavaScript client must never hold a 64-bit id as a number.
+strings in the document (``PathId``): a JavaScript client must never hold a 64-bit id as a number.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from fastapi import Depends, Path, Request
-from pydantic import WithJsonSchema
+from fastapi import Depends, Request
+from pydantic import BeforeValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from api.codec import JSON
-from domain.errors import MalformedBody, ValidationFailed
+from domain.errors import MalformedBody, NotFound, ValidationFailed
 from domain.wire.errors import ErrorResponse
 
 T = TypeVar("T")
@@ -32,13 +33,20 @@ OPERATION_ID = re.compile(r"^[a-z][A-Za-z0-9]{2,40}$")
 SCHEMAS: set[type[msgspec.Struct]] = {ErrorResponse}
 
 
-def IdPath(description: str) -> Any:  # noqa: N802 (a type, as FastAPI reads it)
-    """A path id: an int for the route, a decimal string in the document (a number out of range is 422)."""
-    return Annotated[
-        int,
-        Path(ge=1, le=MAX_ID, description=description),
-        WithJsonSchema({"type": "string", "pattern": ID_PATTERN, "description": description}),
-    ]
+def _path_id(value: Any) -> int:
+    """A path id: 1-19 digits (else 422, as the document's pattern says); one that cannot exist (0, past 64 bits) is
+    a 404, as one that does not."""
+    if not (isinstance(value, str) and value.isdigit() and value.isascii() and len(value) <= 19):
+        raise PydanticCustomError("id", "must be an id: 1-19 digits")
+    number = int(value)
+    if not 0 < number <= MAX_ID:
+        raise NotFound()
+    return number
+
+
+# A path id: an int for the route, a decimal string in the document (a JavaScript client must not hold a 64-bit id
+# as a number). Use as ``Annotated[PathId, Path(description="A post id")]``.
+PathId = Annotated[int, BeforeValidator(_path_id), WithJsonSchema({"type": "string", "pattern": ID_PATTERN})]
 
 
 STATUS_DESCRIPTIONS: dict[int, str] = {
@@ -137,6 +145,18 @@ def field_error(exc: msgspec.ValidationError, prefix: str = "") -> tuple[str, st
     return "body", reason
 
 
+def _whole_numbers(value: Any) -> Any:
+    """A float with no fractional part as an int: JSON Schema's ``integer`` admits ``382197.0`` (so does a client
+    that only has floats), and an int is accepted where a float is wanted."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -197,12 +217,13 @@ def decode_body(raw: bytes, cls: type[T]) -> T:
         raise ValidationFailed({"body": "is required"})
     try:
         obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 in a string is a ValueError of its own
         raise MalformedBody("The JSON body could not be parsed.") from None
     except RecursionError:
         raise MalformedBody("The JSON body is nested too deeply.") from None
     if not isinstance(obj, dict):
         raise MalformedBody("The request body must be an object.")
+    obj = _whole_numbers(obj)
     try:
         value = msgspec.convert(obj, cls, strict=True)
     except msgspec.ValidationError:

@@ -67,6 +67,12 @@ def _both_media_types(content: dict[str, Any]) -> None:
 
 
 def complete_operation(method: str, op: dict[str, Any]) -> None:
+    if "security" in op:  # FastAPI adds the bearer scheme again where a route also declares it: once each
+        unique: list[dict[str, Any]] = []
+        for requirement in op["security"]:
+            if requirement not in unique:
+                unique.append(requirement)
+        op["security"] = unique
     responses: dict[str, Any] = op.setdefault("responses", {})
     statuses = {500, 503}
     if method in BODY_METHODS:

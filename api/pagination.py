@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Query, Request
 
@@ -37,6 +38,23 @@ _MAX_ID = 2**63 - 1
 
 def encode_cursor(at: dt.datetime, item_id: int) -> str:
     return f"{(at - _EPOCH) // dt.timedelta(microseconds=1)}-{item_id}"
+
+
+Row = TypeVar("Row")
+
+
+def keyset(rows: Sequence[Row], limit: int, position: Callable[[Row], Any]) -> tuple[list[Row], Any | None]:
+    """A page of a keyset query that asked for ``limit + 1`` rows: at most ``limit`` rows, and the position of
+    the last of them when more follow (None on the last page). ``position`` names a row's place in the list:
+    ``(time, id)`` for ``encode_cursor``, or whatever cursor a list keeps (search's scores)."""
+    page = list(rows[:limit])
+    return page, position(page[-1]) if len(rows) > limit and page else None
+
+
+def page_of(rows: Sequence[Row], limit: int, at: str, key: str) -> tuple[list[Row], str | None]:
+    """``keyset`` with the usual cursor: the row's time column ``at`` and id column ``key``, encoded."""
+    page, last = keyset(rows, limit, lambda row: (row[at], int(row[key])))  # type: ignore[index]
+    return page, None if last is None else encode_cursor(*last)
 
 
 def decode_cursor(cursor: str | None) -> tuple[dt.datetime, int] | None:

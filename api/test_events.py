@@ -6,7 +6,9 @@ crash between commit and publish, left to the outbox relay. Made only when the t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from actors.runtime.client import ShardClient
 from actors.runtime.delivery import Delivery, OutboxEvent
@@ -14,6 +16,20 @@ from actors.runtime.services import Services
 from storage import db
 
 TEST_EVENT = "test.event"
+
+
+UserId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,19}$")]
+
+
+class EmitEvents(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of POST /_test/events: ``count`` events to each of ``recipients`` (user ids)."""
+
+    recipients: Annotated[
+        list[Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,19}$")]], msgspec.Meta(min_length=1, max_length=1000)
+    ]
+    count: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    publish: bool = True  # False stages the outbox rows only: a crash between commit and publish
+    note: str = ""
 
 
 class TestEvents:

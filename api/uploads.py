@@ -28,13 +28,16 @@ import asyncpg
 from actors.runtime.services import Services
 from domain import media_inspect as inspect
 from domain import media_rules as rules
+from domain import present
 from domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
-from domain.present import media_url, media_view
+from domain.present import media_url
 from domain.signing import UrlSigner
+from domain.wire.media import CreatedMedia, Media, UploadInstructions
 from storage import ids
 from storage.media import MediaBackend, UploadTarget, incoming_key, object_key, thumb_key
 from storage.media import store as media_store
 from storage.media.backends import url_signer
+from storage.media.local import Upload
 
 log = logging.getLogger("i9lyfe.media")
 T = TypeVar("T")
@@ -120,6 +123,25 @@ class MediaService:
         target = self.backend.upload_target(media_id, incoming_key(media_id), ctype, size, expires_at)
         return row, target
 
+    def created(self, row: asyncpg.Record, target: UploadTarget) -> CreatedMedia:
+        """What ``POST /media`` answers: the new media's id and where to send its bytes."""
+        return CreatedMedia(
+            media_id=str(row["id"]),
+            upload=UploadInstructions(method=target.method, url=target.url, headers=target.headers),
+            expires_at=present.rfc3339(target.expires_at),
+        )
+
+    # ------------------------------------------------------------ the bytes (local backend)
+
+    async def find(self, media_id: int) -> asyncpg.Record | None:
+        """A media row, whoever owns it (an upload URL or a download decides who may use it)."""
+        return await media_store.find_media(self.services.pool, media_id)
+
+    def open_upload(self, media_id: int) -> Upload:
+        """Where the bytes of a declared upload are written as they arrive (local backend)."""
+        upload: Upload = self.backend.open_upload(incoming_key(media_id))  # type: ignore[attr-defined]
+        return upload
+
     # ------------------------------------------------------------ complete
 
     async def owned(self, owner_id: int, media_id: int) -> asyncpg.Record:
@@ -192,5 +214,5 @@ class MediaService:
     def url(self, row: asyncpg.Record | dict[str, Any], variant: str = "original") -> str:
         return media_url(self.base_url, self.signer, row, variant)
 
-    def view(self, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-        return media_view(self.base_url, self.signer, row)
+    def view(self, row: asyncpg.Record | dict[str, Any]) -> Media:
+        return present.media(self.base_url, self.signer, row)

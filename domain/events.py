@@ -15,7 +15,17 @@ from typing import Annotated, Any
 import msgspec
 
 from domain.wire.base import Count, Id, Inbound, Seq, Timestamp, Username, Wire
-from domain.wire.chats import Message, MessageType, NewMessage
+from domain.wire.chats import (
+    Message,
+    MessageType,
+    NewAudioMessage,
+    NewFileMessage,
+    NewImageMessage,
+    NewTextMessage,
+    NewVideoMessage,
+    NewVoiceMessage,
+    new_message_type,
+)
 from domain.wire.media import Media, MediaKind
 from domain.wire.notifications import Notification, NotificationType
 from domain.wire.posts import Comment, CommentCounts, CommentMy, Post, PostCounts, PostMy, PostType
@@ -217,10 +227,52 @@ class SubscribeAction(Inbound, frozen=True):
     topic: Annotated[str, msgspec.Meta(description="`post:<id>` (live counts) or `presence:<username>`.")]
 
 
-class ChatSendAction(NewMessage, frozen=True, kw_only=True):
-    """As the body of POST /chats/{id}/messages (NewMessage), plus `chat_id`: the same `client_id` again answers."""
+class ChatSendText(NewTextMessage, frozen=True, kw_only=True):
+    """`chat.send` of a text message: the body of POST /chats/{id}/messages (NewTextMessage) plus `chat_id`."""
 
     chat_id: str
+
+
+class ChatSendVoice(NewVoiceMessage, frozen=True, kw_only=True):
+    """`chat.send` of a voice message: NewVoiceMessage plus `chat_id`."""
+
+    chat_id: str
+
+
+class ChatSendAudio(NewAudioMessage, frozen=True, kw_only=True):
+    """`chat.send` of an audio message: NewAudioMessage plus `chat_id`."""
+
+    chat_id: str
+
+
+class ChatSendImage(NewImageMessage, frozen=True, kw_only=True):
+    """`chat.send` of an image message: NewImageMessage plus `chat_id`."""
+
+    chat_id: str
+
+
+class ChatSendVideo(NewVideoMessage, frozen=True, kw_only=True):
+    """`chat.send` of a video message: NewVideoMessage plus `chat_id`."""
+
+    chat_id: str
+
+
+class ChatSendFile(NewFileMessage, frozen=True, kw_only=True):
+    """`chat.send` of a file message: NewFileMessage plus `chat_id`."""
+
+    chat_id: str
+
+
+# `chat.send`'s data by its `type`: the new message of that type (domain/wire/chats.py NEW_MESSAGE) plus `chat_id`.
+CHAT_SEND: dict[str, type[msgspec.Struct]] = {
+    "text": ChatSendText,
+    "voice": ChatSendVoice,
+    "audio": ChatSendAudio,
+    "image": ChatSendImage,
+    "video": ChatSendVideo,
+    "file": ChatSendFile,
+}
+ChatSendAction = ChatSendText | ChatSendVoice | ChatSendAudio | ChatSendImage | ChatSendVideo | ChatSendFile
 
 
 class ChatTypingAction(Inbound, frozen=True):
@@ -241,7 +293,8 @@ class PingAction(Inbound, frozen=True):
 
 ActionData = SubscribeAction | ChatSendAction | ChatTypingAction | ChatProgressAction | PingAction
 
-ACTION_DATA: dict[str, type[msgspec.Struct]] = {
+# The data of each action: a struct, or (`chat.send`) a union of structs told apart by their `type`.
+ACTION_DATA: dict[str, Any] = {
     "subscribe": SubscribeAction,
     "unsubscribe": SubscribeAction,
     "chat.send": ChatSendAction,
@@ -367,6 +420,14 @@ def decode_action(frame: ClientFrame) -> Any:
             {"action": frame.action, "known": sorted(ACTION_DATA)},
             ref=frame.ref,
         )
+    if frame.action == "chat.send":  # the struct of the message's `type`
+        kind = frame.data.get("type")
+        why = new_message_type(kind)
+        if why is not None:
+            raise FrameError(
+                "validation_failed", "The action data is invalid.", {"fields": {"type": why}}, ref=frame.ref
+            )
+        cls = CHAT_SEND[str(kind)]
     try:
         return msgspec.convert(frame.data, cls, strict=True)
     except RecursionError:

@@ -16,6 +16,11 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
+from domain.events import ChatReceiptEvent
+from domain.wire.chats import Message, Typing
+from domain.wire.posts import Comment, CommentEngagement, Post, PostEngagement, Reposted, Saved
+from domain.wire.recs import Knobs
+
 R = TypeVar("R")
 
 MessageKind = Literal["text", "voice", "image", "video", "audio", "file"]
@@ -121,7 +126,7 @@ class SetAvatar(UserOp[dict[str, Any]], frozen=True, kw_only=True):
 # Posts
 
 
-class CreatePost(UserOp[Any], frozen=True, kw_only=True):
+class CreatePost(UserOp[Post], frozen=True, kw_only=True):
     type: PostType
     caption: str
     media_ids: list[int]
@@ -133,7 +138,7 @@ class DeletePost(UserOp[None], frozen=True, kw_only=True):
     post_id: int
 
 
-class ReactToPost(UserOp[dict[str, Any]], frozen=True, kw_only=True):
+class ReactToPost(UserOp[PostEngagement], frozen=True, kw_only=True):
     post_id: int
     emoji: str
 
@@ -142,17 +147,17 @@ class UnreactToPost(UserOp[None], frozen=True, kw_only=True):
     post_id: int
 
 
-class SetRepost(UserOp[dict[str, bool]], frozen=True, kw_only=True):
+class SetRepost(UserOp[Reposted], frozen=True, kw_only=True):
     post_id: int
     on: bool
 
 
-class SetSave(UserOp[dict[str, bool]], frozen=True, kw_only=True):
+class SetSave(UserOp[Saved], frozen=True, kw_only=True):
     post_id: int
     on: bool
 
 
-class AddComment(UserOp[Any], frozen=True, kw_only=True):
+class AddComment(UserOp[Comment], frozen=True, kw_only=True):
     """A comment on ``post_id``, or a reply to ``parent_id`` (exactly one is set)."""
 
     post_id: int | None = None
@@ -167,7 +172,7 @@ class DeleteComment(UserOp[None], frozen=True, kw_only=True):
     comment_id: int
 
 
-class ReactToComment(UserOp[dict[str, Any]], frozen=True, kw_only=True):
+class ReactToComment(UserOp[CommentEngagement], frozen=True, kw_only=True):
     comment_id: int
     emoji: str
 
@@ -199,7 +204,7 @@ class GiveExploreFeedback(UserOp[None], frozen=True, kw_only=True):
     signal: Signal
 
 
-class SetRecommendationKnobs(UserOp[dict[str, Any]], frozen=True, kw_only=True):
+class SetRecommendationKnobs(UserOp[Knobs], frozen=True, kw_only=True):
     """The knobs to change (None: keep)."""
 
     recency_weight: float | None = None
@@ -222,8 +227,9 @@ class ChatOp(Op[R], frozen=True, kw_only=True):
         return self.chat_id
 
 
-class SendMessage(ChatOp[dict[str, Any]], frozen=True, kw_only=True):
-    """A checked draft (domain/chat.py ``check_draft``); answers ``{"message", "created"}``."""
+class SendMessage(ChatOp[tuple[Message, bool]], frozen=True, kw_only=True):
+    """A checked draft (domain/chat.py ``check_draft``); answers the message and whether this send made it (false:
+    the same ``client_id`` was sent before)."""
 
     client_id: str
     type: MessageKind
@@ -234,7 +240,7 @@ class SendMessage(ChatOp[dict[str, Any]], frozen=True, kw_only=True):
     reply_to: int | None = None
 
 
-class EditMessage(ChatOp[dict[str, Any]], frozen=True, kw_only=True):
+class EditMessage(ChatOp[Message], frozen=True, kw_only=True):
     message_id: int
     text: str
 
@@ -244,7 +250,7 @@ class DeleteMessage(ChatOp[None], frozen=True, kw_only=True):
     scope: DeleteScope
 
 
-class ReactToMessage(ChatOp[dict[str, Any]], frozen=True, kw_only=True):
+class ReactToMessage(ChatOp[Message], frozen=True, kw_only=True):
     message_id: int
     emoji: str
 
@@ -253,14 +259,14 @@ class UnreactToMessage(ChatOp[None], frozen=True, kw_only=True):
     message_id: int
 
 
-class ReportProgress(ChatOp[dict[str, Any]], frozen=True, kw_only=True):
+class ReportProgress(ChatOp[ChatReceiptEvent], frozen=True, kw_only=True):
     """Delivered or read up to and including ``seq``."""
 
     kind: ProgressKind
     seq: int
 
 
-class SetTyping(ChatOp[dict[str, Any]], frozen=True, kw_only=True):
+class SetTyping(ChatOp[Typing], frozen=True, kw_only=True):
     typing: bool
 
 

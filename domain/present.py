@@ -22,17 +22,6 @@ def rfc3339_or_none(value: dt.datetime | None) -> str | None:
     return None if value is None else rfc3339(value)
 
 
-def summary(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
-    """A UserSummary without viewer flags (API.md 2), as a notification's actor or a message's sender."""
-    media_id = row["avatar_media_id"]
-    return {
-        "id": str(row["id"]),
-        "username": row["username"],
-        "name": row["name"],
-        "avatar": None if media_id is None else public_media_url(base_url, int(media_id)),
-    }
-
-
 def public_media_url(base_url: str, media_id: int) -> str:
     """The stable URL of public media (an avatar): the same for every reader, never re-signed."""
     return f"{base_url.rstrip('/')}/api/v1/media/{media_id}"
@@ -49,25 +38,7 @@ def media_url(base_url: str, signer: UrlSigner, row: Any, variant: str = "origin
     return f"{path}?expires={expires}&signature={signer.sign('GET', int(row['id']), variant, expires)}"
 
 
-def media_view(base_url: str, signer: UrlSigner, row: Any) -> dict[str, Any]:
-    """The Media wire object (API.md 2)."""
-    out: dict[str, Any] = {
-        "id": str(row["id"]),
-        "kind": row["kind"],
-        "content_type": row["content_type"],
-        "size": row["size"] if row["size"] is not None else row["declared_size"],
-        "url": media_url(base_url, signer, row),
-        "state": row["state"],
-    }
-    for key in ("width", "height", "duration_ms", "blurhash", "name"):
-        if row[key] is not None:
-            out[key] = row[key]
-    if row["thumb_key"] is not None:
-        out["thumbnail_url"] = media_url(base_url, signer, row, "thumb")
-    return out
-
-
-# ------------------------------------------------------------ the same objects as wire structs (domain/wire)
+# ------------------------------------------------------------ the wire structs of shared objects (domain/wire)
 
 
 def user_summary(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import yaml
@@ -245,9 +245,7 @@ def example_actions() -> dict[str, tuple[str | None, msgspec.Struct]]:
         "unsubscribe": ("c-18", ev.SubscribeAction(topic="presence:bob")),
         "chat.send": (
             "c-19",
-            ev.ChatSendAction(
-                chat_id=chat_id, client_id="0b7e4f1a-8d2c-4e6b-a1f3-9c5d7e2b4a60", type="text", text="Hi"
-            ),
+            ev.ChatSendText(chat_id=chat_id, client_id="0b7e4f1a-8d2c-4e6b-a1f3-9c5d7e2b4a60", type="text", text="Hi"),
         ),
         "chat.typing": ("c-20", ev.ChatTypingAction(chat_id=chat_id, typing=True)),
         "chat.delivered": ("c-21", ev.ChatProgressAction(chat_id=chat_id, seq=42)),
@@ -263,13 +261,37 @@ def _ref(pointer: str) -> dict[str, str]:
     return {"$ref": pointer}
 
 
+# A union of structs (``chat.send``'s data) gets a component of its own under this name.
+UNION_NAMES: dict[Any, str] = {ev.ChatSendAction: "ChatSendAction"}
+
+
+def name_of(data_type: Any) -> str:
+    return UNION_NAMES.get(data_type) or data_type.__name__
+
+
 def _schemas() -> tuple[dict[str, str], dict[str, Any]]:
-    """Struct name -> $ref, and every component schema (sorted), from msgspec."""
-    types: list[type[msgspec.Struct]] = list(
+    """Struct name -> $ref, and every component schema (sorted), from msgspec. A union of structs (``chat.send``'s
+    data) is a ``oneOf`` of its members, told apart by their ``type``."""
+    wanted: list[Any] = list(
         dict.fromkeys([ev.ServerFrame, ev.ClientFrame, *ev.EVENT_DATA.values(), *ev.ACTION_DATA.values()])
     )
+    unions = [t for t in wanted if t in UNION_NAMES]
+    types = list(dict.fromkeys([t for t in wanted if t not in UNION_NAMES] + [m for u in unions for m in get_args(u)]))
     refs, components = schema.components(types, ref_template=SCHEMAS)
     by_name = {cls.__name__: ref["$ref"] for cls, ref in zip(types, refs, strict=True)}
+    for union in unions:
+        members = {
+            msgspec.structs.fields(m)[[f.name for f in msgspec.structs.fields(m)].index("type")].type: m
+            for m in get_args(union)
+        }
+        components[name_of(union)] = {
+            "oneOf": [{"$ref": by_name[m.__name__]} for m in get_args(union)],
+            "discriminator": {
+                "propertyName": "type",
+                "mapping": {get_args(kind)[0]: by_name[m.__name__] for kind, m in members.items()},
+            },
+        }
+        by_name[name_of(union)] = SCHEMAS.format(name=name_of(union))
     return by_name, dict(sorted(components.items()))
 
 
@@ -312,7 +334,7 @@ def _event_message(type_: str, ref: str, examples: dict[str, tuple[str | None, m
 
 def _action_message(action: str, ref: str, examples: dict[str, tuple[str | None, msgspec.Struct]]) -> dict[str, Any]:
     cls = ev.ACTION_DATA[action]
-    data_required = any(f.required for f in msgspec.structs.fields(cls))
+    data_required = cls in UNION_NAMES or any(f.required for f in msgspec.structs.fields(cls))
     client_ref, data = examples[action]
     return {
         "name": action,
@@ -375,9 +397,9 @@ def build() -> dict[str, Any]:
     events, actions = example_events(), example_actions()
     messages: dict[str, Any] = {}
     for type_, cls in sorted(ev.EVENT_DATA.items()):
-        messages[event_key(type_)] = _event_message(type_, by_name[cls.__name__], events)
+        messages[event_key(type_)] = _event_message(type_, by_name[name_of(cls)], events)
     for action, cls in sorted(ev.ACTION_DATA.items()):
-        messages[action_key(action)] = _action_message(action, by_name[cls.__name__], actions)
+        messages[action_key(action)] = _action_message(action, by_name[name_of(cls)], actions)
     ack = _ref(f"{CHANNEL}/messages/{event_key('ack')}")
     operations: dict[str, Any] = {}
     for type_ in sorted(ev.EVENT_DATA):

@@ -22,9 +22,11 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
+import msgspec
 
+from domain.wire.posts import Post, PostCounts, PostMy
 from storage.redis import Keys
+from storage.views import NOBODY, Live
 
 TTL_S = 60
 VERSION_TTL_S = 24 * 3600
@@ -33,9 +35,28 @@ VERSION_TTL_S = 24 * 3600
 CACHE_CHANNEL = ("cache", "users")  # Keys(*CACHE_CHANNEL): published with the id of a user whose summary changed
 
 
+class Shared(msgspec.Struct, frozen=True):
+    """A post's entry for every reader: its counts and reactions summary."""
+
+    counts: PostCounts
+    reactions_summary: dict[str, int]
+
+
+class Mine(msgspec.Struct, frozen=True):
+    """A reader's entry on a post: their reaction, repost and save."""
+
+    my: PostMy
+
+
+# An entry is [the version it was read at, its value] (MessagePack; the value a map, as it always was).
+_SHARED = msgspec.msgpack.Decoder(tuple[bytes, Shared])
+_MINE = msgspec.msgpack.Decoder(tuple[bytes, Mine])
+_PACK = msgspec.msgpack.Encoder()
+
+
 @dataclass
 class Found:
-    live: dict[int, dict[str, Any]]  # post id -> its live parts for this reader (counts, summary, my)
+    live: dict[int, Live]  # post id -> its live parts for this reader (counts, summary, my)
     versions: dict[int, bytes]  # post id -> the version read (for caching what was missed)
     denied: bool  # the reader's session has ended
     current: set[int] = field(default_factory=set)  # posts whose shared entry (counts, summary) is current
@@ -116,54 +137,54 @@ class LiveCache:
         step = 2 if viewer_id is None else 3
         found = Found({}, {}, denied)
         for i, post_id in enumerate(post_ids):
-            version, counts, mine = values[i * step], values[i * step + 1], values[i * step + 2] if step == 3 else None
-            version = version or b""
+            version = values[i * step] or b""
             found.versions[post_id] = version
-            live = _unpack(counts, version)
-            if live is None:
+            shared = _unpack(_SHARED, values[i * step + 1], version)
+            if shared is None:
                 continue
             found.current.add(post_id)
             if viewer_id is None:
-                live["my"] = {"reaction": None, "reposted": False, "saved": False}
+                my = NOBODY
             else:
-                flags = _unpack(mine, version)
-                if flags is None:
+                mine = _unpack(_MINE, values[i * step + 2], version)
+                if mine is None:
                     continue
-                live["my"] = flags["my"]
-            found.live[post_id] = live
+                my = mine.my
+            found.live[post_id] = (shared.counts, shared.reactions_summary, my)
         self.hits += len(found.live)
         self.misses += len(post_ids) - len(found.live)
         return found
 
     async def write(
         self,
-        live: dict[int, dict[str, Any]],
+        posts: dict[int, Post],
         versions: dict[int, bytes],
         viewer_id: int | None,
         current: set[int] | frozenset[int] = frozenset(),
     ) -> None:
-        """Cache live parts read from PostgreSQL, each tagged with the version seen before that read. A shared entry
-        found ``current`` by that read (only the reader's own flags were missing) is left as it is."""
-        if not live:
+        """Cache the live parts of posts read from PostgreSQL, each tagged with the version seen before that read.
+        A shared entry found ``current`` by that read (only the reader's own flags were missing) is left as it
+        is."""
+        if not posts:
             return
         keys = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
-            for post_id, parts in live.items():
+            for post_id, post in posts.items():
                 version = versions.get(post_id, b"")
                 if post_id not in current:
-                    shared = {"counts": parts["counts"], "reactions_summary": parts["reactions_summary"]}
-                    pipe.set(_counts_key(keys, post_id), _pack(version, shared), ex=TTL_S)
+                    shared = Shared(post.counts, post.reactions_summary)
+                    pipe.set(_counts_key(keys, post_id), _PACK.encode((version, shared)), ex=TTL_S)
                 if viewer_id is not None:
-                    pipe.set(_mine_key(keys, post_id, viewer_id), _pack(version, {"my": parts["my"]}), ex=TTL_S)
+                    pipe.set(_mine_key(keys, post_id, viewer_id), _PACK.encode((version, Mine(post.my))), ex=TTL_S)
             await pipe.execute()
 
 
-def _pack(version: bytes, value: dict[str, Any]) -> bytes:
-    return bytes(msgpack.packb([version, value], use_bin_type=True))
-
-
-def _unpack(raw: bytes | None, version: bytes) -> dict[str, Any] | None:
+def _unpack(decoder: msgspec.msgpack.Decoder[Any], raw: bytes | None, version: bytes) -> Any:
+    """An entry's value when it was read at ``version``, else None (so is one that does not decode)."""
     if raw is None:
         return None
-    tag, value = msgpack.unpackb(raw, raw=False)
-    return dict(value) if tag == version else None
+    try:
+        tag, value = decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return value if tag == version else None

@@ -210,3 +210,8 @@ async def delete_old_idempotency_keys(conn: Any, older_than_s: float, limit: int
             limit,
         )
     )
+
+
+async def post_exists(conn: Any, post_id: int) -> bool:
+    """Whether the post exists (a topic subscription, a reactor list of an unknown post)."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM posts WHERE id = $1)", post_id))

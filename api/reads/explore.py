@@ -20,16 +20,22 @@ import datetime as dt
 import re
 import secrets
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import msgpack
 
-from domain import ranking
+from api.reads.posts import PostReader
+from domain import present, ranking
 from domain.ranking import Fact, Feedback, Knobs, Ranked, Signals
-from storage import ids
+from domain.wire import recs as wire
+from domain.wire.posts import Post
+from domain.wire.users import UserSummary
+from storage import ids, live_cache
 from storage import recs as store
+from storage import users as user_store
 from storage.recs import Stamp
 
 SNAPSHOT_TTL_S = 1800
@@ -238,3 +244,75 @@ class Explorer(KeptLists):
 
 async def get_knobs(pool: asyncpg.Pool, user_id: int) -> Knobs:
     return ranking.knobs_of(await store.get_knobs(pool, user_id))
+
+
+async def knobs(pool: asyncpg.Pool, user_id: int) -> wire.Knobs:
+    """The caller's knobs as sent (``GET /me/recommendations``)."""
+    return wire.Knobs(**(await get_knobs(pool, user_id)).to_wire())
+
+
+# ------------------------------------------------------------ presenting: posts with their reasons
+
+
+def named_in(reasons_lists: Iterable[Iterable[dict[str, Any]]]) -> set[int]:
+    """The people these reasons (as ranked: ``user_ids``) name."""
+    return {int(u) for reasons in reasons_lists for r in reasons for u in r.get("user_ids", ())}
+
+
+def people_in(raw: dict[str, Any], people: Mapping[int, UserSummary]) -> list[UserSummary]:
+    """The people a reason names, as sent (those gone since are left out)."""
+    return [people[int(u)] for u in raw.get("user_ids", ()) if int(u) in people]
+
+
+def post_reason(raw: dict[str, Any], people: Mapping[int, UserSummary]) -> wire.PostReason:
+    """A reason as ranked (domain/ranking.py: a dict, people as ``user_ids``) as sent."""
+    kind, score = raw["type"], raw["score"]
+    if kind == "interest":
+        return wire.InterestReason(interest=raw["interest"], score=score)
+    if kind == "engaged_by_following":
+        return wire.EngagedByFollowingReason(users=people_in(raw, people), count=raw["count"], score=score)
+    if kind == "similar_users":
+        return wire.SimilarUsersReason(count=raw["count"], score=score)
+    if kind == "trending":
+        return wire.TrendingReason(score=score)
+    if kind == "recent":
+        return wire.RecentReason(score=score)
+    if kind == "following":
+        return wire.FollowingReason(score=score)
+    raise ValueError(f"a reason of an unknown type: {kind!r}")
+
+
+async def summaries(pool: asyncpg.Pool, base_url: str, user_ids: Iterable[int]) -> dict[int, UserSummary]:
+    """UserSummaries (without viewer flags) of these people, one query (those gone are left out)."""
+    wanted = list(set(user_ids))
+    rows = await user_store.get_users(pool, wanted) if wanted else []
+    return {int(r["id"]): present.user_summary(r, base_url) for r in rows}
+
+
+async def recommended_posts(
+    posts: PostReader, pool: asyncpg.Pool, base_url: str, user_id: int, ranked: list[Ranked]
+) -> list[tuple[Post, Ranked, list[wire.PostReason]]]:
+    """The ranked posts still there, for the viewer, with their reasons as sent: (post, ranked item, reasons). The
+    posts come through the process's post reader; the people the reasons name in one query."""
+    found = await posts.views(pool, [r.post_id for r in ranked], user_id)
+    kept = [r for r in ranked if r.post_id in found]
+    people = await summaries(pool, base_url, named_in(r.reasons for r in kept))
+    return [(found[r.post_id], r, [post_reason(raw, people) for raw in r.reasons]) for r in kept]
+
+
+async def explore_page(
+    posts: PostReader, pool: asyncpg.Pool, base_url: str, user_id: int, window: Window
+) -> wire.ExplorePage:
+    items = [
+        wire.ExploreItem(post=post, reasons=reasons, score=item.score)
+        for post, item, reasons in await recommended_posts(posts, pool, base_url, user_id, window.items)
+    ]
+    following = window.following
+    return wire.ExplorePage(items=items, next_cursor=None if following is None else following.encode())
+
+
+def first_page_versions(keys: Any, window: Window) -> list[str]:
+    """What a cached first page of explore depends on (api/response_cache.py): its posts and the people shown."""
+    versions = [live_cache.version_key(keys, r.post_id) for r in window.items]
+    versions.append(live_cache.profiles_version_key(keys))
+    return versions

@@ -14,7 +14,14 @@ from typing import Any
 
 import asyncpg
 
+from api.reads import explore
+from api.reads.posts import PostReader
+from domain.errors import Unauthenticated
+from domain.present import rfc3339, user_summary
+from domain.wire.feed import FeedItem
 from storage import feed as feed_store
+from storage import live_cache
+from storage import users as user_store
 from storage.timelines import Entry, Timelines, Window
 
 log = logging.getLogger("i9lyfe.feed")
@@ -29,6 +36,19 @@ class FeedRow:
     post_id: int
     via: int
     at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Home:
+    """A page of the home feed read from the timeline: its items, whether the timeline goes on past them (its
+    position is ``next_cursor``), and, when the page may be cached whole (api/response_cache.py FeedPages), the
+    version keys of its posts and the versions read before they were."""
+
+    items: list[FeedItem]
+    more: bool
+    next_cursor: tuple[dt.datetime, int] | None
+    post_keys: list[str] | None  # None: not to be cached (merged or older posts on it)
+    post_versions: list[bytes]
 
 
 class FeedReader:
@@ -108,6 +128,65 @@ class FeedReader:
         out = [FeedRow(int(r["entry_id"]), int(r["post_id"]), int(r["via"]), r["at"]) for r in rows]
         await self._clean(user_id, candidates, out, want)
         return out[:limit], len(out) > limit
+
+    def cache_versions(self, user_id: int) -> list[str]:
+        """The version keys a cached page of the user's feed depends on besides its posts: the timeline, whom
+        the user follows (and their knobs), the merged big accounts' posts and every user summary."""
+        keys = self.services.keys
+        return [
+            keys.timeline_version(user_id),
+            live_cache.follows_version_key(keys, user_id),
+            live_cache.merged_version_key(keys),
+            live_cache.profiles_version_key(keys),
+        ]
+
+    async def home(self, posts: PostReader, user_id: int, session_id: int, below: int | None, limit: int) -> Home:
+        """A page of the user's feed below entry ``below`` (None: the top), hydrated for them (``session_id``
+        checked with the posts, or, for an empty page, against the denylist). A post seen twice (posted, and
+        reposted by someone followed) shows once; with the ``hide_reposts`` knob reposts are left out."""
+        services = self.services
+        window = await self.first_window(user_id, below, limit)
+        in_window = list(dict.fromkeys(e.post_id for e in window.entries))
+        post_keys = [live_cache.version_key(services.keys, pid) for pid in in_window]
+        # The posts' versions, read before the posts are: a write that lands meanwhile makes the page stale.
+        read = await services.redis.mget(post_keys) if post_keys else []
+        post_versions = {pid: v if isinstance(v, bytes) else b"" for pid, v in zip(in_window, read, strict=True)}
+        hide_reposts = (await explore.get_knobs(services.pool, user_id)).hide_reposts
+        rows, more = await self.page(user_id, below, limit, window, hide_reposts=hide_reposts)
+        post_ids = list(dict.fromkeys(r.post_id for r in rows))
+        reposters = list({r.via for r in rows if r.via})
+        views = await posts.views(services.pool, post_ids, user_id, session_id=session_id)
+        if not views and await services.is_session_denied(session_id):
+            raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
+        people = {int(p["id"]): p for p in await user_store.get_users(services.pool, reposters)} if reposters else {}
+        base = services.settings.public_base_url
+        shown = {via: user_summary(person, base) for via, person in people.items()}
+        items = []
+        seen: set[int] = set()
+        for row in rows:
+            post = views.get(row.post_id)
+            if post is None or row.post_id in seen:
+                continue
+            if row.via and row.via not in shown:
+                continue
+            seen.add(row.post_id)
+            items.append(
+                FeedItem(
+                    id=str(row.entry_id),
+                    post=post,
+                    reposted_by=shown[row.via] if row.via else None,
+                    created_at=rfc3339(row.at),
+                )
+            )
+        last = rows[-1] if rows else None
+        cacheable = bool(post_ids) and all(pid in post_versions for pid in post_ids)  # no merged or older posts
+        return Home(
+            items=items,
+            more=more,
+            next_cursor=None if last is None else (last.at, last.entry_id),
+            post_keys=[live_cache.version_key(services.keys, pid) for pid in post_ids] if cacheable else None,
+            post_versions=[post_versions[pid] for pid in post_ids] if cacheable else [],
+        )
 
     async def _clean(self, user_id: int, candidates: list[Entry], out: list[FeedRow], want: int) -> None:
         """Lazy cleanup: timeline entries the check dropped (deleted posts, undone reposts, unfollowed authors)

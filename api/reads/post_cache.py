@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any
+
+from domain.wire.posts import Post
 
 
 class PostCache:
+    """Posts by id as last hydrated: their fixed parts are current; their live parts (counts, summary, ``my``) are
+    whatever they were then and are always replaced by the reader."""
+
     def __init__(self, max_posts: int = 20_000, ttl_s: float = 60.0) -> None:
         self.max_posts = max_posts
         self.ttl_s = ttl_s
-        self._items: OrderedDict[int, tuple[float, int, dict[str, Any]]] = OrderedDict()
+        self._items: OrderedDict[int, tuple[float, int, Post]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, post_id: int) -> dict[str, Any] | None:
+    def get(self, post_id: int) -> Post | None:
         found = self._items.get(post_id)
         if found is None:
             self.misses += 1
@@ -44,7 +48,7 @@ class PostCache:
         self.hits += 1
         return fixed
 
-    def put(self, post_id: int, author_id: int, fixed: dict[str, Any]) -> None:
+    def put(self, post_id: int, author_id: int, fixed: Post) -> None:
         self._items[post_id] = (time.monotonic() + self.ttl_s, author_id, fixed)
         self._items.move_to_end(post_id)
         while len(self._items) > self.max_posts:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from api.pagination import keyset
 from domain.post_text import normalize_tag
 from domain.rules import RuleError, normalize_username
 from storage import search as store
@@ -150,10 +151,9 @@ class Search:
                     if len(better) > len(rows):
                         rows = better
                         corrected = _apply(query, fixes)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        fixed = corrected is not None
+        rows, next_cursor = keyset(rows, limit, lambda row: Cursor(now, float(row["score"]), int(row["id"]), fixed))
         hits = [(int(r["id"]), float(r["score"])) for r in rows]
-        next_cursor = Cursor(now, hits[-1][1], hits[-1][0], corrected is not None) if more and hits else None
         return hits, next_cursor, corrected
 
 

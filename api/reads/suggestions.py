@@ -12,8 +12,8 @@ weights in one round trip; this module says why, from the parts it returns.
     popular                   {"type": "popular", "followers_count"}                   0.2 x ln(1 + f) / ln(1 + top f)
 
 ``score`` is the sum of the parts; each reason carries its part as ``score``. Never myself, never someone I
-already follow. ``users`` holds up to 3 people who make the link (as user ids here, ``user_ids``, until the
-route renders them).
+already follow. ``users`` holds up to 3 people who make the link (as user ids here, ``user_ids``, until
+``suggestion_list`` presents them).
 
 A user's latest suggestions (per page size) are kept in Redis for ``KEEP_S`` and serve their next request while
 nothing they were made from changed (storage/graph.py ``suggestions_changed_since``: index probes, ~5x cheaper
@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 import msgpack
 
-from api.reads.explore import CLOCK_MARGIN_S, KeptLists  # the same margin for writes in flight
-from storage import graph
+from api.reads.explore import CLOCK_MARGIN_S, KeptLists, named_in, people_in  # the same margin for writes in flight
+from domain import present
+from domain.wire import recs as wire
+from domain.wire.users import UserSummary
+from storage import graph, live_cache
 from storage.graph import SuggestionWeights
 
 WEIGHTS = SuggestionWeights(fof=1.2, fan=1.0, engaged=0.8, same=0.5, shared=0.3, topical=0.4, popular=0.2)
@@ -116,3 +121,56 @@ class Suggester(KeptLists):
             value = {"made": made, "stamp": list(graph.suggestion_stamp(found[0])), "rows": rows}
             await self.redis.set(key, msgpack.packb(value), ex=KEEP_S)
         return rows, made, False
+
+
+# ------------------------------------------------------------ presenting: people with their reasons
+
+
+def user_reason(raw: dict[str, Any], people: Mapping[int, UserSummary]) -> wire.UserReason:
+    """A reason as ``reasons_of`` made it (people as ``user_ids``) as sent."""
+    kind, score = raw["type"], raw["score"]
+    if kind == "followed_by_following":
+        return wire.FollowedByFollowingReason(users=people_in(raw, people), count=raw["count"], score=score)
+    if kind == "follows_you":
+        return wire.FollowsYouReason(score=score)
+    if kind == "engaged_with":
+        return wire.EngagedWithReason(count=raw["count"], score=score)
+    if kind == "similar_follows":
+        return wire.SimilarFollowsReason(users=people_in(raw, people), count=raw["count"], score=score)
+    if kind == "shared_interests":
+        return wire.SharedInterestsReason(interests=raw["interests"], count=raw["count"], score=score)
+    if kind == "popular_in_interest":
+        return wire.PopularInInterestReason(interest=raw["interest"], score=score)
+    if kind == "popular":
+        return wire.PopularReason(followers_count=raw["followers_count"], score=score)
+    raise ValueError(f"a reason of an unknown type: {kind!r}")
+
+
+async def suggestion_list(
+    pool: asyncpg.Pool, base_url: str, user_id: int, rows: list[dict[str, Any]]
+) -> wire.SuggestionList:
+    """Suggestions as sent: each person (with whether they follow me and I them) and the people their reasons
+    name, in one query; people gone since are left out."""
+    why = [reasons_of(r) for r in rows]
+    wanted = {int(r["user_id"]) for r in rows} | named_in(why)
+    found = {int(p["id"]): p for p in await graph.users_with_flags(pool, user_id, list(wanted))}
+    people = {uid: present.user_summary(p, base_url) for uid, p in found.items()}
+    items = []
+    for row, reasons in zip(rows, why, strict=True):
+        person = found.get(int(row["user_id"]))
+        if person is None:
+            continue
+        followed, follows = bool(person["followed_by_me"]), bool(person["follows_me"])
+        items.append(
+            wire.Suggestion(
+                user=present.user_summary(person, base_url, followed_by_me=followed, follows_me=follows),
+                reasons=[user_reason(raw, people) for raw in reasons],
+                score=round(float(row["score"]), 6),
+            )
+        )
+    return wire.SuggestionList(items=items)
+
+
+def list_versions(keys: Any) -> list[str]:
+    """What a cached list depends on (api/response_cache.py) besides what keeps it: the people shown."""
+    return [live_cache.profiles_version_key(keys)]

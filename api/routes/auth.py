@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from api import accounts, presenters
+from api import accounts
+from api.contract import body, operation
 from api.deps import AppContext, Ctx, User, client_ip, limit
 from api.responses import Encoded, encoded, no_content
-from api.schemas.auth import (
+from domain.errors import DomainError
+from domain.ops import CloseSessions
+from domain.wire.accounts import (
     CodeCheck,
     FlowStarted,
     FlowVerified,
@@ -24,9 +26,6 @@ from api.schemas.auth import (
     TokensOnly,
     UserWithTokens,
 )
-from api.schemas.common import error_responses
-from domain.errors import DomainError
-from domain.ops import CloseSessions
 
 log = logging.getLogger("i9lyfe.auth")
 # Per IP: every /auth request in "auth", but token refreshes in their own, generous "auth_refresh" bucket, so
@@ -51,63 +50,75 @@ def _socket_closer(ctx: AppContext) -> accounts.CloseSockets:
     return close
 
 
-def _started(result: dict[str, Any]) -> dict[str, Any]:
-    return {"flow_id": result["flow_id"], "expires_at": presenters.rfc3339(result["expires_at"])}
-
-
-@router.post("/signup", status_code=202, response_model=FlowStarted, responses=error_responses(422, 429))
-async def signup(request: Request, body: SignupStart, ctx: Ctx) -> Encoded:
+@router.post("/signup", **operation("signup", ok=FlowStarted, status=202, request=SignupStart, errors=(422, 429)))
+async def signup(request: Request, ctx: Ctx, payload: SignupStart = body(SignupStart)) -> Encoded:
     """Start a signup: a 6-digit code is emailed (15 minutes, 5 tries), or, to a registered address, a notice."""
-    await ctx.limiter.hit("auth_email", accounts.email_key(body.email))
-    return encoded(request, _started(await accounts.signup_start(ctx.services, body.email)), 202)
+    await ctx.limiter.hit("auth_email", accounts.email_key(payload.email))
+    return encoded(request, await accounts.signup_start(ctx.services, payload.email), 202)
 
 
-@router.post("/signup/verify", response_model=FlowVerified, responses=error_responses(404, 410, 422, 429))
-async def signup_verify(body: CodeCheck, ctx: Ctx, request: Request) -> Encoded:
+@router.post(
+    "/signup/verify",
+    **operation("verifySignup", ok=FlowVerified, request=CodeCheck, errors=(404, 410, 422, 429)),
+)
+async def signup_verify(request: Request, ctx: Ctx, payload: CodeCheck = body(CodeCheck)) -> Encoded:
     """Check the emailed code. Wrong: 422 `invalid_code`; expired or used up: 410 `flow_expired`."""
     await ctx.limiter.hit("auth_code", client_ip(request))
-    return encoded(request, await accounts.signup_verify(ctx.services, body.flow_id, body.code, ctx.limiter))
+    return encoded(request, await accounts.signup_verify(ctx.services, payload.flow_id, payload.code, ctx.limiter))
 
 
 @router.post(
     "/signup/complete",
-    status_code=201,
-    response_model=UserWithTokens,
-    responses=error_responses(404, 409, 410, 422, 429),
+    **operation(
+        "completeSignup",
+        ok=UserWithTokens,
+        status=201,
+        request=SignupComplete,
+        errors=(404, 409, 410, 422, 429),
+    ),
 )
-async def signup_complete(body: SignupComplete, ctx: Ctx, request: Request) -> Encoded:
+async def signup_complete(request: Request, ctx: Ctx, payload: SignupComplete = body(SignupComplete)) -> Encoded:
     """Create the account on a verified flow; logs the new user in."""
-    user, tokens = await accounts.signup_complete(
+    answer = await accounts.signup_complete(
         ctx.services,
-        flow_id_text=body.flow_id,
-        username=body.username,
-        name=body.name,
-        password=body.password,
-        birthday=body.birthday,
-        bio=body.bio,
+        flow_id_text=payload.flow_id,
+        username=payload.username,
+        name=payload.name,
+        password=payload.password,
+        birthday=payload.birthday,
+        bio=payload.bio,
         user_agent=request.headers.get("user-agent", ""),
         ip=client_ip(request),
     )
-    return encoded(request, {"user": presenters.me(user), "tokens": tokens.to_wire()}, 201)
+    return encoded(request, answer, 201)
 
 
-@router.post("/login", response_model=UserWithTokens, responses=error_responses(401, 422, 429))
-async def login(body: Login, ctx: Ctx, request: Request) -> Encoded:
+@router.post("/login", **operation("login", ok=UserWithTokens, request=Login, errors=(401, 422, 429)))
+async def login(request: Request, ctx: Ctx, payload: Login = body(Login)) -> Encoded:
     """Log in by email or username."""
-    user, tokens = await accounts.login(
-        ctx.services, body.login, body.password, request.headers.get("user-agent", ""), client_ip(request), ctx.limiter
+    answer = await accounts.login(
+        ctx.services,
+        payload.login,
+        payload.password,
+        request.headers.get("user-agent", ""),
+        client_ip(request),
+        ctx.limiter,
     )
-    return encoded(request, {"user": presenters.me(user), "tokens": tokens.to_wire()})
+    return encoded(request, answer)
 
 
-@router.post("/refresh", response_model=TokensOnly, responses=error_responses(401, 422, 429))
-async def refresh(request: Request, body: RefreshBody, ctx: Ctx) -> Encoded:
+@router.post("/refresh", **operation("refreshTokens", ok=TokensOnly, request=RefreshBody, errors=(401, 422, 429)))
+async def refresh(request: Request, ctx: Ctx, payload: RefreshBody = body(RefreshBody)) -> Encoded:
     """Rotate the refresh token. A refresh token used twice revokes its whole session (401)."""
-    tokens = await accounts.refresh(ctx.services, body.refresh_token, _socket_closer(ctx))
-    return encoded(request, {"tokens": tokens.to_wire()})
+    tokens = await accounts.refresh(ctx.services, payload.refresh_token, _socket_closer(ctx))
+    return encoded(request, TokensOnly(tokens=tokens))
 
 
-@router.post("/logout", status_code=204, response_class=Response, responses=error_responses(401, 429))
+@router.post(
+    "/logout",
+    **operation("logout", status=204, description="Logged out", errors=(401, 429)),
+    response_class=Response,
+)
 async def logout(user: User, ctx: Ctx) -> Response:
     """End this session: its access and refresh tokens stop working at once, and its open sockets close."""
     await accounts.logout(ctx.services, user.session_id)
@@ -115,22 +126,32 @@ async def logout(user: User, ctx: Ctx) -> Response:
     return no_content()
 
 
-@router.post("/password-reset", status_code=202, response_model=FlowStarted, responses=error_responses(422, 429))
-async def password_reset(request: Request, body: ResetStart, ctx: Ctx) -> Encoded:
+@router.post(
+    "/password-reset",
+    **operation("startPasswordReset", ok=FlowStarted, status=202, request=ResetStart, errors=(422, 429)),
+)
+async def password_reset(request: Request, ctx: Ctx, payload: ResetStart = body(ResetStart)) -> Encoded:
     """Start a reset. The answer is the same whether or not the email has an account."""
-    await ctx.limiter.hit("auth_email", accounts.email_key(body.email))
-    return encoded(request, _started(await accounts.reset_start(ctx.services, body.email)), 202)
+    await ctx.limiter.hit("auth_email", accounts.email_key(payload.email))
+    return encoded(request, await accounts.reset_start(ctx.services, payload.email), 202)
 
 
-@router.post("/password-reset/verify", response_model=FlowVerified, responses=error_responses(404, 410, 422, 429))
-async def password_reset_verify(body: CodeCheck, ctx: Ctx, request: Request) -> Encoded:
+@router.post(
+    "/password-reset/verify",
+    **operation("verifyPasswordReset", ok=FlowVerified, request=CodeCheck, errors=(404, 410, 422, 429)),
+)
+async def password_reset_verify(request: Request, ctx: Ctx, payload: CodeCheck = body(CodeCheck)) -> Encoded:
+    """Check the emailed code. Wrong: 422 `invalid_code`; expired or used up: 410 `flow_expired`."""
     await ctx.limiter.hit("auth_code", client_ip(request))
-    return encoded(request, await accounts.reset_verify(ctx.services, body.flow_id, body.code, ctx.limiter))
+    return encoded(request, await accounts.reset_verify(ctx.services, payload.flow_id, payload.code, ctx.limiter))
 
 
-@router.post("/password-reset/complete", response_model=ResetDone, responses=error_responses(404, 409, 410, 422, 429))
-async def password_reset_complete(request: Request, body: ResetComplete, ctx: Ctx) -> Encoded:
+@router.post(
+    "/password-reset/complete",
+    **operation("completePasswordReset", ok=ResetDone, request=ResetComplete, errors=(404, 409, 410, 422, 429)),
+)
+async def password_reset_complete(request: Request, ctx: Ctx, payload: ResetComplete = body(ResetComplete)) -> Encoded:
     """Set the new password; every session of the user is revoked."""
-    user_id, revoked = await accounts.reset_complete(ctx.services, body.flow_id, body.new_password)
+    user_id, revoked = await accounts.reset_complete(ctx.services, payload.flow_id, payload.new_password)
     await _socket_closer(ctx)(user_id, revoked)  # the password changed and the tokens are dead already
-    return encoded(request, {"password_changed": True})
+    return encoded(request, ResetDone(password_changed=True))

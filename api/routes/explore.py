@@ -13,21 +13,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api import presenters
+from api.contract import body, operation
 from api.deps import Ctx, User, WriteLimit
 from api.pagination import DEFAULT_LIMIT, Limit
 from api.reads import explore, suggestions
 from api.reads.explore import CURSOR_PATTERN, Position
 from api.responses import Encoded, encoded, no_content
-from api.schemas.common import error_responses
-from api.schemas.recs import ExplorePage, Feedback, Knobs, KnobsUpdate, SuggestionList
 from domain import ops, ranking
 from domain.errors import ValidationFailed
 from domain.ranking import Ranked
-from storage import graph as graph_store
-from storage import live_cache
-from storage import users as user_store
-from storage.views import public_post
+from domain.wire.posts import Post
+from domain.wire.recs import ExploreFeedback, ExplorePage, Knobs, KnobsUpdate, PostReason, SuggestionList
 
 router = APIRouter(tags=["explore"])
 
@@ -47,45 +43,18 @@ EXPLORE_DESCRIPTION = (
 )
 
 
-def named_in(reasons_lists: list[list[dict[str, Any]]]) -> set[int]:
-    """The people these reasons name (``user_ids``)."""
-    return {int(u) for reasons in reasons_lists for r in reasons for u in r.get("user_ids", ())}
-
-
-async def render_reasons(
-    ctx: Ctx, reasons_lists: list[list[dict[str, Any]]], people: dict[int, Any] | None = None
-) -> list[list[dict[str, Any]]]:
-    """Reasons as sent: the people a reason names (``user_ids``) become UserSummaries, one query for all (none
-    when ``people`` already holds their rows)."""
-    if people is None:
-        wanted = named_in(reasons_lists)
-        found = await user_store.get_users(ctx.services.pool, list(wanted)) if wanted else []
-        people = {int(p["id"]): p for p in found}
-    out = []
-    for reasons in reasons_lists:
-        shown = []
-        for reason in reasons:
-            if "user_ids" in reason:
-                named = [presenters.user_summary(people[u]) for u in reason["user_ids"] if u in people]
-                reason = {k: v for k, v in reason.items() if k != "user_ids"} | {"users": named}
-            shown.append(reason)
-        out.append(shown)
-    return out
-
-
-async def recommended_posts(ctx: Ctx, user_id: int, ranked: list[Ranked]) -> list[tuple[dict[str, Any], Ranked, Any]]:
-    """The ranked posts still there, hydrated for the viewer: (post view, ranked item, reasons as sent)."""
-    services = ctx.services
-    views = await ctx.posts.views(services.pool, [r.post_id for r in ranked], user_id)
-    kept = [r for r in ranked if r.post_id in views]
-    reasons = await render_reasons(ctx, [r.reasons for r in kept])
-    return [(views[r.post_id], r, why) for r, why in zip(kept, reasons, strict=True)]
+async def recommended_posts(
+    ctx: Ctx, user_id: int, ranked: list[Ranked]
+) -> list[tuple[Post, Ranked, list[PostReason]]]:
+    """The ranked posts still there, for the viewer, with their reasons (api/reads/explore.py
+    ``recommended_posts``): explore's, and the home feed's past its timeline."""
+    base_url = ctx.services.settings.public_base_url
+    return await explore.recommended_posts(ctx.posts, ctx.services.pool, base_url, user_id, ranked)
 
 
 @router.get(
     "/explore",
-    response_model=ExplorePage,
-    responses=error_responses(401, 422, 503),
+    **operation("getExplore", ok=ExplorePage, errors=(401, 422, 503)),
     description=EXPLORE_DESCRIPTION,
 )
 async def get_explore(
@@ -103,62 +72,65 @@ async def get_explore(
     # it shows are as they were: cached whole, checked against their versions (api/response_cache.py).
     keys = ctx.services.keys
     key = keys("rc", "explore", user.user_id, window.snapshot, limit)
-    versions = [live_cache.version_key(keys, r.post_id) for r in window.items]
-    versions.append(live_cache.profiles_version_key(keys))
     return await ctx.response_cache.serve(
-        request, key, versions, None, lambda: _explore_page(request, ctx, user.user_id, window)
+        request,
+        key,
+        explore.first_page_versions(keys, window),
+        None,
+        lambda: _explore_page(request, ctx, user.user_id, window),
     )
 
 
 async def _explore_page(request: Request, ctx: Ctx, user_id: int, window: explore.Window) -> Encoded:
-    items = [
-        {"post": public_post(view), "reasons": why, "score": item.score}
-        for view, item, why in await recommended_posts(ctx, user_id, window.items)
-    ]
-    following = window.following
-    return encoded(request, {"items": items, "next_cursor": None if following is None else following.encode()})
+    base_url = ctx.services.settings.public_base_url
+    return encoded(request, await explore.explore_page(ctx.posts, ctx.services.pool, base_url, user_id, window))
 
 
 @router.post(
     "/explore/feedback",
-    status_code=204,
-    responses=error_responses(400, 401, 404, 415, 422, 429),
+    **operation(
+        "giveExploreFeedback",
+        status=204,
+        description="Recorded",
+        request=ExploreFeedback,
+        errors=(400, 401, 404, 415, 422, 429),
+    ),
     dependencies=[WriteLimit],
 )
-async def explore_feedback(body: Feedback, user: User, ctx: Ctx) -> Response:
+async def explore_feedback(user: User, ctx: Ctx, payload: ExploreFeedback = body(ExploreFeedback)) -> Response:
     """Steer explore: `less` drops that post and its author from your explore pages (until you say `more` of
     them as often) and halves the weight of its interests; `more` raises its author (x1.5 a signal, at most x3)
     and doubles its interests' weight. The post itself is not shown again. One signal per post: the latest
     counts. An unknown post is 404."""
-    await ctx.users.call(ops.GiveExploreFeedback(user_id=user.user_id, post_id=int(body.post_id), signal=body.signal))
+    op = ops.GiveExploreFeedback(user_id=user.user_id, post_id=int(payload.post_id), signal=payload.signal)
+    await ctx.users.call(op)
     return no_content()
 
 
-@router.get("/me/recommendations", response_model=Knobs, responses=error_responses(401))
+@router.get("/me/recommendations", **operation("getRecommendationKnobs", ok=Knobs, errors=(401,)))
 async def get_knobs(request: Request, user: User, ctx: Ctx) -> Encoded:
     """Your recommendation knobs: `recency_weight` (0 ranks by engagement only, 1 by freshness only),
     `hide_reposts` (your home feed without reposts) and `per_author_cap` (posts of one author per ranking)."""
-    return encoded(request, (await explore.get_knobs(ctx.services.pool, user.user_id)).to_wire())
+    return encoded(request, await explore.knobs(ctx.services.pool, user.user_id))
 
 
 @router.put(
     "/me/recommendations",
-    response_model=Knobs,
-    responses=error_responses(400, 401, 415, 422, 429),
+    **operation("setRecommendationKnobs", ok=Knobs, request=KnobsUpdate, errors=(400, 401, 415, 422, 429)),
     dependencies=[WriteLimit],
 )
-async def put_knobs(request: Request, body: KnobsUpdate, user: User, ctx: Ctx) -> Encoded:
+async def put_knobs(request: Request, user: User, ctx: Ctx, payload: KnobsUpdate = body(KnobsUpdate)) -> Encoded:
     """Change some or all knobs (the others keep their values); returns them all."""
     op = ops.SetRecommendationKnobs(
         user_id=user.user_id,
-        recency_weight=body.recency_weight,
-        hide_reposts=body.hide_reposts,
-        per_author_cap=body.per_author_cap,
+        recency_weight=payload.recency_weight,
+        hide_reposts=payload.hide_reposts,
+        per_author_cap=payload.per_author_cap,
     )
     return encoded(request, await ctx.users.call(op))
 
 
-@router.get("/suggestions/users", response_model=SuggestionList, responses=error_responses(401, 422, 503))
+@router.get("/suggestions/users", **operation("listSuggestedUsers", ok=SuggestionList, errors=(401, 422, 503)))
 async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit = DEFAULT_LIMIT) -> Encoded:
     """People you may want to follow, best first, each with why (see the reason types): people followed by
     people you follow (with how many), people who follow you, authors you engage with, people who follow whom you
@@ -168,7 +140,7 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
     interests and engagement, the follows of and to people you follow)."""
     rows, made, kept = await ctx.suggester.rows(user.user_id, limit)
     if not rows:
-        return encoded(request, {"items": []})
+        return encoded(request, SuggestionList(items=[]))
     if not kept:
         return await _suggestions_page(request, ctx, user.user_id, rows)
     # The kept list (api/reads/suggestions.py: the same one while it was made at the same time) shows the same while
@@ -180,22 +152,12 @@ async def suggested_users(request: Request, user: User, ctx: Ctx, limit: Limit =
     return await ctx.response_cache.serve(
         request,
         key,
-        [live_cache.profiles_version_key(keys)],
+        suggestions.list_versions(keys),
         None,
         lambda: _suggestions_page(request, ctx, user.user_id, rows),
     )
 
 
 async def _suggestions_page(request: Request, ctx: Ctx, user_id: int, rows: list[dict[str, Any]]) -> Encoded:
-    why = [suggestions.reasons_of(r) for r in rows]
-    wanted = {int(r["user_id"]) for r in rows} | named_in(why)
-    people = {int(p["id"]): p for p in await graph_store.users_with_flags(ctx.services.pool, user_id, list(wanted))}
-    kept = [(r, w) for r, w in zip(rows, why, strict=True) if int(r["user_id"]) in people]
-    reasons = await render_reasons(ctx, [w for _, w in kept], people)
-    items = []
-    for (row, _), shown in zip(kept, reasons, strict=True):
-        person = people[int(row["user_id"])]
-        followed, follows = bool(person["followed_by_me"]), bool(person["follows_me"])
-        summary = presenters.user_summary(person, followed_by_me=followed, follows_me=follows)
-        items.append({"user": summary, "reasons": shown, "score": round(float(row["score"]), 6)})
-    return encoded(request, {"items": items})
+    base_url = ctx.services.settings.public_base_url
+    return encoded(request, await suggestions.suggestion_list(ctx.services.pool, base_url, user_id, rows))

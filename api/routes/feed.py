@@ -15,20 +15,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api.codec import JSON, MSGPACK, wants_msgpack
+from api.contract import operation
 from api.deps import BEARER_SECURITY, ctx_of, token_user
 from api.pagination import CURSOR_PATTERN, decode_cursor, encode_cursor, page_parameters, read_page
-from api.reads import explore
 from api.reads.explore import CURSOR_PATTERN as RECS_CURSOR_PATTERN
 from api.reads.explore import Position
 from api.responses import Encoded, encoded
 from api.routes.explore import recommended_posts
-from api.schemas.common import error_responses
-from api.schemas.feed import FeedPage
 from domain.errors import Unauthenticated
-from domain.present import rfc3339, summary
-from storage import live_cache
-from storage import users as user_store
-from storage.views import public_post
+from domain.wire.feed import FeedItem, FeedPage
 
 router = APIRouter(tags=["feed"])
 
@@ -37,15 +32,14 @@ FEED_CURSOR_PATTERN = f"(?:{CURSOR_PATTERN})|(?:{RECS_CURSOR_PATTERN})"
 _FEED_CURSOR = re.compile(FEED_CURSOR_PATTERN)
 
 
-def _rfc3339(value: Any) -> str:
-    return rfc3339(value)
-
-
 @router.get(
     "/feed",
-    response_model=FeedPage,
-    responses=error_responses(401, 422, 503),
-    openapi_extra={**BEARER_SECURITY, "parameters": page_parameters(FEED_CURSOR_PATTERN, min_length=None)},
+    **operation(
+        "getFeed",
+        ok=FeedPage,
+        errors=(401, 422, 503),
+        extra={**BEARER_SECURITY, "parameters": page_parameters(FEED_CURSOR_PATTERN, min_length=None)},
+    ),
 )
 async def get_feed(request: Request) -> Encoded:
     """Your home feed, newest first: your own posts and the posts and reposts of the people you follow
@@ -72,68 +66,23 @@ async def get_feed(request: Request) -> Encoded:
     keys = ctx.services.keys
     fmt = "m" if wants_msgpack(request.headers.get("accept")) else "j"
     key = keys("rc", "feed", f"{{{user.user_id}}}", cursor or "-", limit, fmt)
-    versions = [
-        keys.timeline_version(user.user_id),
-        live_cache.follows_version_key(keys, user.user_id),
-        live_cache.merged_version_key(keys),
-        live_cache.profiles_version_key(keys),
-    ]
-    found = await ctx.feed_pages.lookup(key, versions, keys.revoked_session(user.session_id))
+    found = await ctx.feed_pages.lookup(key, reader.cache_versions(user.user_id), keys.revoked_session(user.session_id))
     if found.denied:
         raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
     if found.body is not None:
         return Encoded(found.body, 200, MSGPACK if fmt == "m" else JSON)
-    window = await reader.first_window(user.user_id, below, limit)
-    in_window = list(dict.fromkeys(e.post_id for e in window.entries))
-    post_keys = [live_cache.version_key(keys, pid) for pid in in_window]
-    # The posts' versions, read before the posts are: a write that lands meanwhile makes the page stale.
-    read = await ctx.services.redis.mget(post_keys) if post_keys else []
-    post_versions = {pid: v if isinstance(v, bytes) else b"" for pid, v in zip(in_window, read, strict=True)}
-    services = ctx.services
-    hide_reposts = (await explore.get_knobs(services.pool, user.user_id)).hide_reposts
-    rows, more = await reader.page(user.user_id, below, limit, window, hide_reposts=hide_reposts)
-    last = rows[-1] if rows else None
-    post_ids = list(dict.fromkeys(r.post_id for r in rows))
-    reposters = list({r.via for r in rows if r.via})
-    views = await ctx.posts.views(services.pool, post_ids, user.user_id, session_id=user.session_id)
-    if not views and await services.is_session_denied(user.session_id):
-        raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
-    people = {int(p["id"]): p for p in await user_store.get_users(services.pool, reposters)} if reposters else {}
-    base = services.settings.public_base_url
-    items = []
-    seen: set[int] = set()
-    for row in rows:
-        view = views.get(row.post_id)
-        if view is None or row.post_id in seen:
-            continue
-        if row.via and row.via not in people:
-            continue
-        seen.add(row.post_id)
-        items.append(
-            {
-                "id": str(row.entry_id),
-                "post": public_post(view),
-                "reposted_by": summary(people[row.via], base) if row.via else None,
-                "created_at": _rfc3339(row.at),
-            }
-        )
-    if not more:  # the timeline is done: recommended posts fill the page and the next ones follow
-        return await _recommended(request, ctx, user, None, limit, items)
-    next_cursor = encode_cursor(last.at, last.entry_id) if last is not None else None
-    page = encoded(request, {"items": items, "next_cursor": next_cursor})
-    if post_ids and all(pid in post_versions for pid in post_ids):  # no merged or older posts on it
-        await ctx.feed_pages.store(
-            key,
-            found.versions,
-            [live_cache.version_key(keys, pid) for pid in post_ids],
-            [post_versions[pid] for pid in post_ids],
-            bytes(page.body),
-        )
+    home = await reader.home(ctx.posts, user.user_id, user.session_id, below, limit)
+    if not home.more:  # the timeline is done: recommended posts fill the page and the next ones follow
+        return await _recommended(request, ctx, user, None, limit, home.items)
+    next_cursor = None if home.next_cursor is None else encode_cursor(*home.next_cursor)
+    page = encoded(request, FeedPage(items=home.items, next_cursor=next_cursor))
+    if home.post_keys is not None:
+        await ctx.feed_pages.store(key, found.versions, home.post_keys, home.post_versions, bytes(page.body))
     return page
 
 
 async def _recommended(
-    request: Request, ctx: Any, user: Any, position: Position | None, limit: int, items: list[dict[str, Any]]
+    request: Request, ctx: Any, user: Any, position: Position | None, limit: int, items: list[FeedItem]
 ) -> Encoded:
     """``items`` (the timeline's last ones) followed by recommended posts up to ``limit``; the cursor pages
     through the same ranking (a new one without ``position``)."""
@@ -142,20 +91,14 @@ async def _recommended(
     if want <= 0:  # a full page already: the recommendations start on the next one
         snapshot, ranked = await explorer.first(user.user_id, "feed")
         next_cursor = Position(snapshot, 0).encode() if ranked else None
-        return encoded(request, {"items": items, "next_cursor": next_cursor})
+        return encoded(request, FeedPage(items=items, next_cursor=next_cursor))
     window = await explorer.page(user.user_id, "feed", position, want)
-    shown = {item["post"]["id"] for item in items}
-    for view, item, why in await recommended_posts(ctx, user.user_id, window.items):
-        if view["id"] in shown:
+    shown = {item.post.id for item in items}
+    for post, item, why in await recommended_posts(ctx, user.user_id, window.items):
+        if post.id in shown:
             continue
         items.append(
-            {
-                "id": str(item.post_id),
-                "post": public_post(view),
-                "reposted_by": None,
-                "created_at": view["created_at"],
-                "reasons": why,
-            }
+            FeedItem(id=str(item.post_id), post=post, reposted_by=None, created_at=post.created_at, reasons=why)
         )
     following = window.following
-    return encoded(request, {"items": items, "next_cursor": None if following is None else following.encode()})
+    return encoded(request, FeedPage(items=items, next_cursor=None if following is None else following.encode()))

@@ -2,54 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
+from api.contract import operation
 from api.deps import Ctx
 from api.errors import error_response
+from api.reads.health import readiness
 from api.responses import Encoded, encoded
-from api.schemas.common import error_responses
-from api.schemas.health import Health, Ready
 from domain.errors import Unavailable
+from domain.wire.health import Health, Ready, ReadyChecks
 
 router = APIRouter(tags=["health"])
 
-PROBE_TIMEOUT_S = 3.0
 RETRY_AFTER_S = 5
+HEALTHY = Health(status="ok")
+READY = Ready(status="ready", checks=ReadyChecks(postgres="ok", redis="ok", ray="ok"))
 
 
-@router.get("/healthz", response_model=Health, responses=error_responses())
+@router.get("/healthz", **operation("getHealth", ok=Health))
 async def healthz(request: Request) -> Encoded:
     """The process is up."""
-    return encoded(request, {"status": "ok"})
+    return encoded(request, HEALTHY)
 
 
-@router.get("/readyz", response_model=Ready, responses=error_responses(503))
+@router.get("/readyz", **operation("getReadiness", ok=Ready, errors=(503,)))
 async def readyz(request: Request, ctx: Ctx) -> Response:
     """PostgreSQL, Redis and the Ray shards are reachable. 503 `unavailable` names which is not, nothing more."""
-
-    async def postgres() -> Any:
-        return await ctx.services.pool.fetchval("SELECT 1")
-
-    async def redis() -> Any:
-        return await ctx.services.redis.ping()
-
-    async def ray_shard() -> Any:
-        return await ctx.users.ping(0)
-
-    probes: dict[str, Callable[[], Awaitable[Any]]] = {"postgres": postgres, "redis": redis, "ray": ray_shard}
-    checks: dict[str, str] = {}
-    for name, probe in probes.items():
-        try:
-            await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT_S)
-            checks[name] = "ok"
-        except Exception:
-            checks[name] = "unavailable"
+    checks = await readiness(ctx.services, ctx.users)
     if all(state == "ok" for state in checks.values()):
-        return encoded(request, {"status": "ready", "checks": checks})
+        return encoded(request, READY)
     err = Unavailable("A dependency is unreachable.", details={"checks": checks})
     err.retry_after = RETRY_AFTER_S  # type: ignore[attr-defined]
     return error_response(request, err)

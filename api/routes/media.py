@@ -23,21 +23,20 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.requests import ClientDisconnect
 
+from api.contract import PathId, body, operation
 from api.deps import Ctx, MaybeUser, User, WriteLimit, ctx_of
-from api.presenters import rfc3339
 from api.responses import Encoded, encoded
 from api.routes.users import OPTIONAL_BEARER
-from api.schemas.common import error_responses
-from api.schemas.media import CreatedMedia, CreateMedia, Media
 from api.uploads import MediaService
 from domain.errors import Conflict, Forbidden, MalformedBody, NotFound, PayloadTooLarge, UnsupportedMediaType
 from domain.media_rules import normalize_type
-from storage.media import incoming_key
-from storage.media import store as media_store
+from domain.wire.media import CreatedMedia, Media, NewMedia
 
 router = APIRouter(tags=["media"])
 
-MediaId = Annotated[int, Path(ge=1, le=(1 << 63) - 1, description="A media id")]
+MediaId = Annotated[PathId, Path(description="A media id")]
+Expires = Annotated[str | None, Query(max_length=12)]
+Signature = Annotated[str | None, Query(max_length=64)]
 CHUNK_IDLE_S = 30.0  # a chunk of the body must arrive within this long
 MIN_RATE = 64 * 1024  # bytes per second the whole-upload deadline allows for
 GCS_URL_TTL_S = 3600  # a redirect's signed GCS URL; re-signed when less than half is left
@@ -45,13 +44,17 @@ _signed: dict[tuple[int, str], tuple[str, float]] = {}
 _SIGNED_MAX = 10_000
 
 
-def _download_responses(ctype: str) -> dict[int | str, dict[str, Any]]:
-    out: dict[int | str, dict[str, Any]] = {
-        200: {"content": {ctype: {}}, "description": "The bytes"},
-        302: {"description": "With MEDIA_BACKEND=gcs: to a signed URL of the object"},
-    }
-    out.update(error_responses(404))
-    return out
+def _download(operation_id: str, ctype: str) -> dict[str, Any]:
+    """A download's operation: the bytes (200, of type ``ctype``), or with the gcs backend a redirect (302)."""
+    made = operation(
+        operation_id,
+        description="The bytes",
+        also={302: (None, "With MEDIA_BACKEND=gcs: to a signed URL of the object")},
+        errors=(404,),
+        extra=OPTIONAL_BEARER,  # public media (a post's, an avatar) needs no token
+    )
+    made["openapi_extra"]["responses"]["200"]["content"] = {ctype: {}}
+    return made
 
 
 def _media(request: Request) -> MediaService:
@@ -61,40 +64,40 @@ def _media(request: Request) -> MediaService:
 
 @router.post(
     "/media",
-    status_code=201,
-    response_model=CreatedMedia,
-    responses=error_responses(400, 401, 413, 415, 422, 429),
+    **operation(
+        "createUpload",
+        ok=CreatedMedia,
+        status=201,
+        request=NewMedia,
+        errors=(400, 401, 413, 415, 422, 429),
+    ),
     dependencies=[WriteLimit],
 )
-async def create_media(request: Request, body: CreateMedia, user: User) -> Encoded:
+async def create_media(request: Request, user: User, payload: NewMedia = body(NewMedia)) -> Encoded:
     """Declare an upload. Images (<= 20 MB) for avatars; images and video (<= 200 MB) for posts and comments;
     chat also audio (<= 50 MB) and files (<= 100 MB). Send the bytes as `upload` says, then complete it."""
     service = _media(request)
-    row, target = await service.create(user.user_id, body.purpose, body.content_type, body.size, body.name)
-    return encoded(
-        request,
-        {
-            "media_id": str(row["id"]),
-            "upload": {"method": target.method, "url": target.url, "headers": target.headers},
-            "expires_at": rfc3339(target.expires_at),
-        },
-        status_code=201,
-    )
+    row, target = await service.create(user.user_id, payload.purpose, payload.content_type, payload.size, payload.name)
+    return encoded(request, service.created(row, target), status_code=201)
 
 
 @router.put(
     "/media/{media_id}/upload",
-    status_code=204,
-    responses=error_responses(400, 403, 404, 409, 413, 415),
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
-    },
+    **operation(
+        "uploadMediaBytes",
+        status=204,
+        description="Received: complete the media next",
+        errors=(400, 403, 404, 409, 413, 415),
+        extra={
+            "requestBody": {
+                "required": True,
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    ),
 )
 async def upload_media(
-    request: Request,
-    media_id: MediaId,
-    expires: Annotated[str | None, Query(max_length=12)] = None,
-    signature: Annotated[str | None, Query(max_length=64)] = None,
+    request: Request, media_id: MediaId, expires: Expires = None, signature: Signature = None
 ) -> Response:
     """The bytes of a declared upload (local backend), on the signed URL `POST /media` answered, with its headers.
     Exactly the declared size; one byte more is 413 and nothing is kept."""
@@ -104,7 +107,7 @@ async def upload_media(
     reason = service.signer.check("PUT", media_id, "upload", expires, signature)
     if reason is not None:
         raise Forbidden("This upload URL is not valid.", details={"reason": f"url_{reason}"})
-    row = await media_store.find_media(ctx_of(request).services.pool, media_id)
+    row = await service.find(media_id)
     if row is None:
         raise NotFound("No such media.")
     if row["state"] != "pending":
@@ -125,7 +128,7 @@ async def upload_media(
 
 
 async def _receive(request: Request, service: MediaService, media_id: int, declared: int) -> None:
-    upload = service.backend.open_upload(incoming_key(media_id))  # type: ignore[attr-defined]
+    upload = service.open_upload(media_id)
     deadline = time.monotonic() + 60.0 + declared / MIN_RATE
     chunks = request.stream().__aiter__()
     try:
@@ -156,7 +159,7 @@ async def _receive(request: Request, service: MediaService, media_id: int, decla
 
 
 @router.post(
-    "/media/{media_id}/complete", response_model=Media, responses=error_responses(401, 404, 409, 422, 429, 503)
+    "/media/{media_id}/complete", **operation("completeUpload", ok=Media, errors=(401, 404, 409, 422, 429, 503))
 )
 async def complete_media(request: Request, media_id: MediaId, user: User) -> Encoded:
     """Check the uploaded bytes (size, magic bytes against the declared type; images decoded, cleaned of
@@ -166,37 +169,27 @@ async def complete_media(request: Request, media_id: MediaId, user: User) -> Enc
     return encoded(request, service.view(row))
 
 
-@router.get(
-    "/media/{media_id}",
-    responses=_download_responses("*/*"),
-    response_class=Response,
-    openapi_extra=OPTIONAL_BEARER,  # public media (a post's, an avatar) needs no token
-)
+@router.get("/media/{media_id}", **_download("getMedia", "*/*"), response_class=Response)
 async def download_media(
     request: Request,
     media_id: MediaId,
     viewer: MaybeUser,
     ctx: Ctx,
-    expires: Annotated[str | None, Query(max_length=12)] = None,
-    signature: Annotated[str | None, Query(max_length=64)] = None,
+    expires: Expires = None,
+    signature: Signature = None,
 ) -> Response:
     """The media's bytes: to anyone once public, else on a signed URL or to the owner."""
     return await _serve(request, ctx, media_id, "original", viewer, expires, signature)
 
 
-@router.get(
-    "/media/{media_id}/thumbnail",
-    responses=_download_responses("image/jpeg"),
-    response_class=Response,
-    openapi_extra=OPTIONAL_BEARER,
-)
+@router.get("/media/{media_id}/thumbnail", **_download("getMediaThumbnail", "image/jpeg"), response_class=Response)
 async def download_thumbnail(
     request: Request,
     media_id: MediaId,
     viewer: MaybeUser,
     ctx: Ctx,
-    expires: Annotated[str | None, Query(max_length=12)] = None,
-    signature: Annotated[str | None, Query(max_length=64)] = None,
+    expires: Expires = None,
+    signature: Signature = None,
 ) -> Response:
     """An image's thumbnail (JPEG, at most 320 px), under the same rules as the media."""
     return await _serve(request, ctx, media_id, "thumb", viewer, expires, signature)
@@ -212,7 +205,7 @@ async def _serve(
     signature: str | None,
 ) -> Response:
     service = _media(request)
-    row = await media_store.find_media(ctx.services.pool, media_id)
+    row = await service.find(media_id)
     if row is None or row["state"] != "ready" or (variant == "thumb" and row["thumb_key"] is None):
         raise NotFound("No such media.")
     public = bool(row["public"])

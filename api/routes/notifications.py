@@ -1,70 +1,101 @@
 """/me/notifications: my inbox, its unread count, and marking read.
 
-Only the owner reads or marks a notification: every query is scoped by the caller's id, so nobody else's
-notification is ever seen, counted or touched. All three go straight to storage (no shard hop): they touch only
-the caller's own rows, and marking read is idempotent. A page is a few queries whatever its size: the
-notifications with their actors joined in, the caller's follow flags for those actors (storage/graph.py), and
-the Post objects the page refers to (actors/posts.py ``views``, one query per kind). Notifications are written by
-the actors that notify (actors/follows.py, actors/posts.py), with their realtime `notification` event; an inbox
-item equals that event's data, plus the caller's flags on the actor (and the caller's `my` on the post).
+Only the owner reads or marks a notification (api/reads/notifications.py: every query is scoped by the caller's
+id). The ``types`` filter's pattern documents the rule ``parse_types`` applies, so a refused value gets a reason
+naming the unknown type rather than a regex.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any, get_args
 
-import asyncpg
-from fastapi import APIRouter, Request
+import msgspec
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
-from api import presenters
+from api.codec import JSON
+from api.contract import body, operation, ref
 from api.deps import Ctx, User, WriteLimit
-from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit
+from api.reads import notifications as reads
 from api.responses import Encoded, encoded, no_content
-from api.schemas.common import error_responses
-from api.schemas.notifications import MarkRead, NotificationPage, Types, UnreadCount, parse_types
-from storage import graph as graph_store
-from storage import notifications as notification_store
-from storage.views import comment_views, public_post
+from domain.errors import ValidationFailed
+from domain.wire.notifications import (
+    MARK_READ_ONE_OF,
+    MarkRead,
+    NotificationPage,
+    NotificationType,
+    UnreadCount,
+)
 
 router = APIRouter(tags=["notifications"])
 
-
-def _notification(
-    row: asyncpg.Record,
-    flags: dict[int, tuple[bool, bool]],
-    posts: dict[int, dict[str, Any]],
-    comments: dict[int, dict[str, Any]],
-) -> dict[str, Any]:
-    """A Notification (API.md 2): ``post`` and ``comment`` only when the row names one (a deleted post or
-    comment takes its notifications with it), ``emoji`` only when the row has one."""
-    actor_id = int(row["actor_id"])
-    followed, follows = flags.get(actor_id, (False, False))
-    actor = {
-        "id": actor_id,
-        "username": row["actor_username"],
-        "name": row["actor_name"],
-        "avatar_media_id": row["actor_avatar_media_id"],
+NOTIFICATION_TYPES: tuple[str, ...] = get_args(NotificationType)
+MAX_ID = (1 << 63) - 1
+_ONE_TYPE = "(" + "|".join(NOTIFICATION_TYPES) + ")"
+TYPES_PATTERN = f"^{_ONE_TYPE}(,{_ONE_TYPE})*$"
+_ID = re.compile(r"^[0-9]{1,19}$")
+# The mark-read body: exactly one of up_to_id and ids (said here: a struct's schema cannot).
+MARK_READ_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {JSON: {"schema": {"allOf": [ref(MarkRead)], "oneOf": MARK_READ_ONE_OF}}},
     }
-    out: dict[str, Any] = {
-        "id": str(row["id"]),
-        "type": row["type"],
-        "actor": presenters.user_summary(actor, followed_by_me=followed, follows_me=follows),
+}
+
+
+def _check_types(value: str | None) -> str | None:
+    if value is None:
+        return None
+    unknown = [t for t in value.split(",") if t not in NOTIFICATION_TYPES]
+    if unknown:
+        raise PydanticCustomError(
+            "unknown_notification_type",
+            "unknown type {unknown}: a comma-separated list of {known}",
+            {"unknown": repr(unknown[0]), "known": ", ".join(NOTIFICATION_TYPES)},
+        )
+    return value
+
+
+Types = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="Only these types: a comma-separated list of " + ", ".join(f"`{t}`" for t in NOTIFICATION_TYPES),
+        json_schema_extra={"pattern": TYPES_PATTERN},
+    ),
+    AfterValidator(_check_types),
+]
+
+
+def parse_types(value: str | None) -> list[str] | None:
+    """The types a checked ``types`` parameter names (each once), or None for all."""
+    return None if value is None else sorted(set(value.split(",")))
+
+
+def selection(payload: MarkRead) -> tuple[int | None, list[int] | None]:
+    """``(up_to_id, None)`` or ``(None, ids)`` as ints; 422 naming the fields unless exactly one is given, and
+    each id that is not one by its place (``ids.1``). Ids past the 64-bit range name no notification:
+    ``up_to_id`` is clamped, such ``ids`` are dropped."""
+    given = [name for name in ("up_to_id", "ids") if getattr(payload, name) is not msgspec.UNSET]
+    if len(given) != 1:
+        reason = "give exactly one of up_to_id and ids"
+        raise ValidationFailed({"up_to_id": reason, "ids": reason}, "Give exactly one of `up_to_id` and `ids`.")
+    if isinstance(payload.up_to_id, str):
+        return min(int(payload.up_to_id), MAX_ID), None
+    ids: list[Any] = payload.ids  # type: ignore[assignment]  # given
+    bad = {
+        f"ids.{i}": "must be a notification id" for i, v in enumerate(ids) if not isinstance(v, str) or not _ID.match(v)
     }
-    post = None if row["post_id"] is None else posts.get(int(row["post_id"]))
-    if post is not None:
-        out["post"] = public_post(post)
-    comment = None if row["comment_id"] is None else comments.get(int(row["comment_id"]))
-    if comment is not None:
-        out["comment"] = comment
-    if row["emoji"] is not None:
-        out["emoji"] = row["emoji"]
-    out["created_at"] = presenters.rfc3339(row["created_at"])
-    out["read"] = row["read_at"] is not None
-    return out
+    if bad:
+        raise ValidationFailed(bad)
+    return None, sorted({int(i) for i in ids if int(i) <= MAX_ID})
 
 
-@router.get("/me/notifications", response_model=NotificationPage, responses=error_responses(401, 422))
+@router.get("/me/notifications", **operation("listMyNotifications", ok=NotificationPage, errors=(401, 422)))
 async def list_notifications(
     request: Request,
     user: User,
@@ -76,40 +107,29 @@ async def list_notifications(
     """My notifications, newest first, read or not (`read`), each with its actor and my follow flags on it, and
     the post it is about (if any); only those of `types` when given (an unknown type is 422). Pages are stable
     while new ones arrive."""
-    pool = ctx.services.pool
-    rows = await notification_store.list_notifications(
-        pool, user.user_id, limit + 1, decode_cursor(cursor), parse_types(types)
+    services = ctx.services
+    page = await reads.inbox(
+        services.pool, services.settings, ctx.posts, user.user_id, limit, cursor, parse_types(types)
     )
-    more, rows = len(rows) > limit, rows[:limit]
-    flags = await graph_store.viewer_flags(pool, user.user_id, sorted({int(r["actor_id"]) for r in rows}))
-    post_ids = sorted({int(r["post_id"]) for r in rows if r["post_id"] is not None})
-    posts = await ctx.posts.views(pool, post_ids, user.user_id)
-    comment_ids = sorted({int(r["comment_id"]) for r in rows if r["comment_id"] is not None})
-    comments = await comment_views(pool, ctx.services.settings, comment_ids, user.user_id)
-    next_cursor = encode_cursor(rows[-1]["created_at"], int(rows[-1]["id"])) if more and rows else None
-    items = [_notification(r, flags, posts, comments) for r in rows]
-    return encoded(request, {"items": items, "next_cursor": next_cursor})
+    return encoded(request, page)
 
 
-@router.get("/me/notifications/unread-count", response_model=UnreadCount, responses=error_responses(401))
+@router.get("/me/notifications/unread-count", **operation("countMyUnreadNotifications", ok=UnreadCount, errors=(401,)))
 async def unread_count(request: Request, user: User, ctx: Ctx) -> Encoded:
     """How many of my notifications are unread, exactly."""
-    return encoded(request, {"count": await notification_store.count_unread(ctx.services.pool, user.user_id)})
+    return encoded(request, UnreadCount(count=await reads.unread(ctx.services.pool, user.user_id)))
 
 
 @router.post(
     "/me/notifications/read",
-    status_code=204,
-    responses=error_responses(401, 422, 429),
+    **operation(
+        "markMyNotificationsRead", status=204, description="Marked", errors=(401, 422, 429), extra=MARK_READ_BODY
+    ),
     dependencies=[WriteLimit],
 )
-async def mark_read(body: MarkRead, user: User, ctx: Ctx) -> Response:
+async def mark_read(user: User, ctx: Ctx, payload: MarkRead = body(MarkRead)) -> Response:
     """Mark my notifications read: all up to and including `up_to_id`, or those of `ids` that are mine (others'
     ids are ignored, so they reveal nothing). Idempotent: already read ones stay read."""
-    up_to_id, ids = body.selection()
-    pool = ctx.services.pool
-    if up_to_id is not None:
-        await notification_store.mark_read_up_to(pool, user.user_id, up_to_id)
-    elif ids:
-        await notification_store.mark_read_ids(pool, user.user_id, ids)
+    up_to_id, ids = selection(payload)
+    await reads.mark_read(ctx.services.pool, user.user_id, up_to_id, ids)
     return no_content()

@@ -7,29 +7,24 @@ OpenAPI description below repeats them for clients.
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from api import presenters
+from api.contract import operation
 from api.deps import Ctx, MaybeUser
 from api.pagination import DEFAULT_LIMIT, Limit
-from api.reads.search import CURSOR_PATTERN, MAX_QUERY, Cursor, Search
+from api.reads import search_pages
+from api.reads.search import CURSOR_PATTERN, MAX_QUERY, Cursor
 from api.responses import Encoded, encoded
 from api.routes.users import OPTIONAL_BEARER
-from api.schemas.common import error_responses
-from api.schemas.search import SearchPage
 from domain.errors import Unauthenticated, ValidationFailed
-from domain.post_text import normalize_tag
-from storage import graph as graph_store
-from storage import search as store
-from storage import users as user_store
-from storage.views import public_post
+from domain.wire.search import SearchPage
 
 router = APIRouter(tags=["search"])
 
-DESCRIPTION = """Search posts, users or hashtags. Every page is ranked (best first) and each item carries its `score`.
+DESCRIPTION = """Search posts, users or hashtags. Every page is ranked (best first) and each item carries its `score`
+and its `kind` (`post`, `user` or `hashtag`, as `type` asked: a client switches on it to read the item).
 
 **Posts** (`type=posts`, the default): full-text search over captions (hashtags included) and the author's name and
 username, accents and case folded. The query takes words, `"quoted phrases"`, `-word` to exclude, `OR`, and two
@@ -68,9 +63,7 @@ SearchCursor = Annotated[
 
 @router.get(
     "/search",
-    response_model=SearchPage,
-    responses=error_responses(401, 422, 503),
-    openapi_extra=OPTIONAL_BEARER,
+    **operation("search", ok=SearchPage, errors=(401, 422, 503), extra=OPTIONAL_BEARER),
     description=DESCRIPTION,
 )
 async def search(
@@ -95,68 +88,12 @@ async def search(
     if scope != "all" and viewer_id is None:
         raise Unauthenticated(f"scope={scope} searches your own network: send a token.")
     if type == "posts":
-        body = await _posts(ctx, text, scope, viewer_id, position, limit)
-    elif type == "users":
-        body = await _users(ctx, text, viewer_id, position, limit)
-    else:
-        body = await _hashtags(ctx, text, position, limit)
-    return encoded(request, body)
-
-
-def _searcher(ctx: Ctx) -> Search:
-    return ctx.search
-
-
-async def _posts(
-    ctx: Ctx, text: str, scope: str, viewer_id: int | None, position: Cursor | None, limit: int
-) -> dict[str, Any]:
-    hits, next_cursor, corrected = await _searcher(ctx).posts(text, scope, viewer_id, position, limit)
-    services = ctx.services
-    views = await ctx.posts.views(services.pool, [pid for pid, _ in hits], viewer_id)
-    items = [{**public_post(views[pid]), "score": score} for pid, score in hits if pid in views]
-    return {
-        "items": items,
-        "next_cursor": None if next_cursor is None else next_cursor.encode(),
-        "corrected_query": corrected,
-    }
-
-
-async def _users(ctx: Ctx, text: str, viewer_id: int | None, position: Cursor | None, limit: int) -> dict[str, Any]:
-    pool = ctx.planned_pool
-    name = text.lstrip("@")[:60] or text
-    after = None if position is None else (position.score, position.last)
-    rows = await store.users(pool, text=name, viewer_id=viewer_id, after=after, limit=limit + 1)
-    more, rows = len(rows) > limit, rows[:limit]
-    ids = [int(r["id"]) for r in rows]
-    people = {int(r["id"]): r for r in await user_store.get_users(pool, ids)} if ids else {}
-    flags = await graph_store.viewer_flags(pool, viewer_id, ids) if viewer_id is not None else {}
-    items = []
-    for row in rows:
-        person = people.get(int(row["id"]))
-        if person is None:
-            continue
-        pair = flags.get(int(row["id"]))
-        summary = (
-            presenters.user_summary(person)
-            if pair is None
-            else presenters.user_summary(person, followed_by_me=pair[0], follows_me=pair[1])
+        page = await search_pages.posts(
+            ctx.search, ctx.posts, ctx.services.pool, text, scope, viewer_id, position, limit
         )
-        items.append({**summary, "score": float(row["score"])})
-    last = rows[-1] if rows else None
-    now = time.time() if position is None else position.now
-    next_cursor = Cursor(now, float(last["score"]), int(last["id"])).encode() if more and last is not None else None
-    return {"items": items, "next_cursor": next_cursor, "corrected_query": None}
-
-
-async def _hashtags(ctx: Ctx, text: str, position: Cursor | None, limit: int) -> dict[str, Any]:
-    tag = normalize_tag(text) or text.lstrip("#").lower()
-    now = time.time() if position is None else position.now
-    after = None if position is None else (position.score, position.last)
-    rows = await store.hashtags(ctx.planned_pool, text=tag[:100], now=now, after=after, limit=limit + 1)
-    more, rows = len(rows) > limit, rows[:limit]
-    items = [{"tag": r["tag"], "posts_count": int(r["posts_count"]), "score": float(r["score"])} for r in rows]
-    last = rows[-1] if rows else None
-    next_cursor = (
-        Cursor(now, float(last["score"]), int(last["tiebreak"])).encode() if more and last is not None else None
-    )
-    return {"items": items, "next_cursor": next_cursor, "corrected_query": None}
+    elif type == "users":
+        base = ctx.services.settings.public_base_url
+        page = await search_pages.users(ctx.planned_pool, base, text, viewer_id, position, limit)
+    else:
+        page = await search_pages.hashtags(ctx.planned_pool, text, position, limit)
+    return encoded(request, page)

@@ -12,30 +12,24 @@ import asyncio
 import os
 
 from fastapi import APIRouter, Request
-from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actors.runtime.topology import describe_shards
+from api.contract import body
 from api.deps import Ctx
 from api.responses import Encoded, encoded
-from api.schemas.common import Strict
+from api.test_events import EmitEvents
 from domain.errors import Unavailable
 
 router = APIRouter(prefix="/_test", tags=["test-only"], include_in_schema=False)
 
 
-class EventsBody(Strict):
-    recipients: list[str] = Field(min_length=1, max_length=1000)
-    count: int = Field(default=1, ge=1, le=1000)
-    publish: bool = True  # False stages the outbox rows only: a crash between commit and publish
-    note: str = ""
-
-
 @router.post("/events")
-async def emit(request: Request, body: EventsBody, ctx: Ctx) -> Encoded:
+async def emit(request: Request, ctx: Ctx, payload: EmitEvents = body(EmitEvents)) -> Encoded:
     assert ctx.test_events is not None, "made whenever these routes are mounted"
-    recipients = [int(r) for r in body.recipients]
-    return encoded(request, await ctx.test_events.emit(recipients, body.count, body.note, publish=body.publish))
+    recipients = [int(r) for r in payload.recipients]
+    result = await ctx.test_events.emit(recipients, payload.count, payload.note, publish=payload.publish)
+    return encoded(request, result)
 
 
 class WorkerPidMiddleware:

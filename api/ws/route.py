@@ -34,7 +34,9 @@ from domain.chat import path_id, send_op
 from domain.errors import DomainError, MalformedBody, NotFound, Unauthenticated, Unavailable, ValidationFailed
 from domain.errors import Forbidden as ForbiddenError
 from domain.ops import GetPresence, ProgressKind, ReportProgress, SetTyping
+from storage import posts as post_store
 from storage import users as user_store
+from storage.outage import OUTAGES
 from storage.streams import is_stream_id
 
 log = logging.getLogger("i9lyfe.ws")
@@ -133,7 +135,7 @@ async def _serve(websocket: WebSocket) -> None:
     try:  # the user's shard counts every socket of the user, on every gateway: one over the cap is a 429 here
         await gateway.attach(conn)
     except Unavailable as err:  # shard restarting: the gateway heartbeat registers the socket shortly
-        log.warning("connect not registered yet", extra={"fields": {"error": err.code}})
+        OUTAGES.note("a socket is open before its shard registered it (the heartbeat will)", err, log)
     except DomainError as err:  # refused: attach left nothing registered
         await _deny(websocket, err)
         return
@@ -237,19 +239,21 @@ async def _act(ctx: AppContext, gateway: Gateway, conn: Conn, action: str, data:
 
 
 async def _chat_action(ctx: AppContext, conn: Conn, action: str, data: Any) -> dict[str, Any]:
-    """A chat action through the chat's ChatShard entity (the same ops as the HTTP routes)."""
+    """A chat action through the chat's ChatShard entity (the same ops as the HTTP routes); the ack's result is
+    the op's answer (a wire struct: the Message, the typing state, the receipt) as plain data for the frame."""
     chats = ctx.chats
     chat_id = path_id(data.chat_id, "chat")
+    result: Any
     if action == "chat.send":
         body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None and k != "chat_id"}
-        result = await chats.call(send_op(chat_id, conn.user_id, body))
-        return dict(result["message"])
-    if action == "chat.typing":
-        typing = await chats.call(SetTyping(chat_id=chat_id, user_id=conn.user_id, typing=data.typing))
-        return typing
-    kind: ProgressKind = "delivered" if action == "chat.delivered" else "read"
-    receipt = await chats.call(ReportProgress(chat_id=chat_id, user_id=conn.user_id, kind=kind, seq=data.seq))
-    return receipt
+        result, _created = await chats.call(send_op(chat_id, conn.user_id, body))
+    elif action == "chat.typing":
+        result = await chats.call(SetTyping(chat_id=chat_id, user_id=conn.user_id, typing=data.typing))
+    else:
+        kind: ProgressKind = "delivered" if action == "chat.delivered" else "read"
+        result = await chats.call(ReportProgress(chat_id=chat_id, user_id=conn.user_id, kind=kind, seq=data.seq))
+    plain: dict[str, Any] = msgspec.to_builtins(result)
+    return plain
 
 
 async def _resolve_topic(ctx: AppContext, kind: str, name: str) -> str:
@@ -266,7 +270,7 @@ async def _resolve_topic(ctx: AppContext, kind: str, name: str) -> str:
     if kind == "post":
         if not name.isdigit() or len(name) > 19 or not 0 < int(name) < (1 << 63):
             raise NotFound(f"No post {name[:40]!r}.")
-        if not await ctx.services.pool.fetchval("SELECT EXISTS (SELECT 1 FROM posts WHERE id = $1)", int(name)):
+        if not await post_store.post_exists(ctx.services.pool, int(name)):
             raise NotFound(f"No post {name!r}.")
         return keys.post_channel(int(name))
     raise ValidationFailed({"topic": "must be presence:<username> or post:<id>"})

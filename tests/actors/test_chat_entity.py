@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from actors.chat import ChatOps, ChatState
@@ -44,13 +45,15 @@ def ops_of(services: Services) -> ChatOps:
 async def send(ops: ChatOps, state: ChatState, user_id: int, client_id: str) -> dict[str, Any]:
     """A text message through the op handler (the host would publish its events after it)."""
     done = await ops.send(state, send_op(state.chat_id, user_id, text(client_id)))
-    return done.result
+    message, created = done.result
+    return {"message": msgspec.to_builtins(message), "created": created}
 
 
 async def progress(ops: ChatOps, state: ChatState, user_id: int, kind: str, seq: int) -> dict[str, Any]:
     op = ReportProgress(chat_id=state.chat_id, user_id=user_id, kind=kind, seq=seq)  # type: ignore[arg-type]
     done = await ops.progress(state, op)
-    return done.result
+    receipt: dict[str, Any] = msgspec.to_builtins(done.result)
+    return receipt
 
 
 async def a_chat(services: Services) -> tuple[int, int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib.util
+import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -117,10 +118,19 @@ def test_document_describes_the_socket() -> None:
     assert set(doc["x-subprotocols"]) == {"i9.json", "i9.msgpack"}
 
 
-def _assert_data_schema(message: dict[str, Any], cls: type[msgspec.Struct]) -> None:
-    (ref,), components = wire_schema.components([cls], ref_template="#/components/schemas/{name}")
-    assert message["payload"]["properties"]["data"] == ref
+def _assert_data_schema(message: dict[str, Any], cls: Any) -> None:
+    """The message's data is the struct's schema; for a union of structs (``chat.send``), a ``oneOf`` of its
+    members' schemas, told apart by ``type``."""
+    members = list(typing.get_args(cls)) or [cls]
+    refs, components = wire_schema.components(members, ref_template="#/components/schemas/{name}")
     schemas = _doc()["components"]["schemas"]
+    data = message["payload"]["properties"]["data"]
+    if len(members) == 1:
+        assert data == refs[0]
+    else:
+        union = schemas[data["$ref"].rsplit("/", 1)[1]]
+        assert union["oneOf"] == refs
+        assert union["discriminator"]["propertyName"] == "type"
     for name, schema in components.items():
         assert schemas[name] == schema, name
 
