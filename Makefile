@@ -11,7 +11,7 @@ export VENV
 # When make started, for the elapsed time `make test` reports (covers venv, services and every check).
 START := $(shell date +%s.%N)
 
-.PHONY: help venv services migrate run lint types imports test openapi clean
+.PHONY: help venv services test-tools migrate run lint types imports test openapi clean
 
 help:
 	@echo "make run      venv + PostgreSQL/Redis + migrations + local Ray head, then serve on http://127.0.0.1:8000"
@@ -65,7 +65,10 @@ types: venv
 imports: venv
 	$(VENV)/bin/lint-imports
 
-test: venv services lint types imports
+test-tools:
+	$(ENV_RUN) scripts/services.sh --test-tools
+
+test: venv test-tools lint types imports
 	@rc=0; $(PY) -m pytest || rc=$$?; \
 	  awk -v s=$(START) -v e="$$(date +%s.%N)" -v rc=$$rc \
 	    'BEGIN { printf "make test: %s in %.1f s\n", (rc == 0 ? "passed" : "FAILED (pytest exit " rc ")"), e - s }'; \

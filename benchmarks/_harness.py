@@ -6,6 +6,10 @@ SIGTERM): a database ``i9bench_<id>`` (created and migrated by ``python -m stora
 (``actors.runtime.cluster.start_head``, its process group stopped) and ``python -m api`` with the environment the test
 suite uses (tests/conftest.py ``_server_env``). Traffic goes to 127.0.0.1 only.
 
+Every script also runs at smoke scale (``--smoke``, ``parse_args`` below): the same code paths at a tiny scale, in
+seconds, printing the same tables; ``make test`` runs each so (tests/benchmarks/test_smoke.py). That proves a
+script still runs; its figures are not measurements.
+
 Scripts import this module as ``benchmarks._harness`` after taking ``benchmarks/`` off ``sys.path``:
 ``benchmarks/actors.py`` would otherwise shadow the ``actors`` package, in the script and (because Ray hands the
 driver's script directory to its workers) in every Ray worker.
@@ -13,6 +17,7 @@ driver's script directory to its workers) in every Ray worker.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import email
@@ -94,6 +99,32 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return float("nan")
     rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
     return float(sorted_values[rank - 1])
+
+
+# ---------------------------------------------------------------- smoke scale
+
+SMOKE_HELP = (
+    "smoke scale: the same code paths at a tiny scale, in seconds, printing the same tables (make test runs every "
+    "benchmark so); it proves the script still runs, its figures are not measurements"
+)
+# Each shard is a Ray worker process that takes about a second of CPU to start: at smoke scale the server runs
+# with fewer (still two UserShards, so that users are routed over more than one).
+SMOKE_USER_SHARDS = 2
+SMOKE_CHAT_SHARDS = 1
+
+
+def parse_args(parser: argparse.ArgumentParser, smoke: dict[str, Any]) -> argparse.Namespace:
+    """``parser.parse_args()`` with one more flag, ``--smoke``: then the values in ``smoke`` (by the flags' dest
+    names) replace those flags' defaults; a flag given on the command line still wins. Without ``--smoke`` every
+    flag and default is the parser's own."""
+    dests = {action.dest for action in parser._actions}
+    unknown = sorted(set(smoke) - dests)
+    if unknown:
+        raise ValueError(f"smoke scale names flags the parser does not have: {unknown}")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**smoke)
+    return parser.parse_args()
 
 
 # ---------------------------------------------------------------- memory
@@ -215,9 +246,10 @@ def _reexec_with_loopback_ray() -> None:
 class Bench:
     """One benchmark run's throwaway resources, removed in reverse order by ``close()`` (``with Bench(...)``)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, smoke: bool = False) -> None:
         _reexec_with_loopback_ray()
         self.name = name
+        self.smoke = smoke  # --smoke: fewer shards, shorter waits while taking things down (parse_args)
         self.run_id = uuid.uuid4().hex[:10]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"i9bench-{name}-"))
         self.namespace = f"i9bench-{self.run_id}"
@@ -232,6 +264,8 @@ class Bench:
         signal.signal(signal.SIGTERM, on_term)
         say(f"# {command_line()}")
         say(f"# run {self.run_id}, workdir {self.workdir}")
+        if self.smoke:
+            say("# SMOKE SCALE (--smoke): this run proves the benchmark still runs; its figures are not measurements")
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -268,9 +302,10 @@ class Bench:
 
         def clean() -> None:
             # Twice, as tests/conftest.py does: a shard still winding down after the Ray head stopped may
-            # recreate its fan-out queue in between.
+            # recreate its fan-out queue in between (``ray_head`` waits for its shards to exit, so at smoke scale
+            # a short pause is enough).
             delete_prefix(prefix)
-            time.sleep(3)
+            time.sleep(0.5 if self.smoke else 3)
             delete_prefix(prefix)
 
         self.defer("redis keys", clean)
@@ -278,8 +313,19 @@ class Bench:
 
     def ray_head(self, num_cpus: int = 2) -> RayHead:
         head = start_head(num_cpus=num_cpus, log_path=self.workdir / "ray-head.log")
+
+        def stop() -> None:
+            workers = _processes(ray_worker_pids(head))
+            # `ray start --block` does not exit on SIGTERM: RayHead.stop SIGKILLs its process group after the
+            # grace period. The worker processes (shards) are in groups of their own and exit once their raylet
+            # is gone; at smoke scale the grace is short and the workers are killed at once.
+            head.stop(timeout=1.0 if self.smoke else 5.0)
+            if self.smoke:
+                _kill(workers)
+            _wait_gone(workers, 15.0)
+
         self.defer("ray session dir", lambda: _remove_session_dir(head))
-        self.defer("ray head", head.stop)
+        self.defer("ray head", stop)
         return head
 
     def ray_driver(self, head: RayHead) -> None:
@@ -306,6 +352,8 @@ class Bench:
             var_dir=str(self.workdir / "var"),
             log_level="WARNING",
         )
+        if self.smoke:  # as server_env: the driver's shard handles must be the server's
+            base = replace(base, user_shards=SMOKE_USER_SHARDS, chat_shards=SMOKE_CHAT_SHARDS)
         return replace(base, **changes)
 
     # ------------------------------------------------------------ the api server
@@ -313,7 +361,8 @@ class Bench:
     def server_env(
         self, database_url: str, redis_prefix: str, head: RayHead, port: int, **extra: str
     ) -> dict[str, str]:
-        """As tests/conftest.py ``_server_env``, with SMTP_URL unset: mail goes to files under VAR_DIR/mail."""
+        """As tests/conftest.py ``_server_env``, with SMTP_URL unset: mail goes to files under VAR_DIR/mail. At smoke
+        scale fewer shards and a short drain on SIGTERM (``extra`` still wins)."""
         env = dict(os.environ)
         env.pop("SMTP_URL", None)
         env.update(
@@ -333,6 +382,8 @@ class Bench:
             MAX_BODY_BYTES=str(64 * 1024),
             PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         )
+        if self.smoke:
+            env.update(USER_SHARDS=str(SMOKE_USER_SHARDS), CHAT_SHARDS=str(SMOKE_CHAT_SHARDS), DRAIN_S="1")
         env.update(extra)
         return env
 
@@ -366,6 +417,34 @@ def _remove_session_dir(head: RayHead) -> None:
     found = re.search(r"(/tmp/ray/session_[0-9_-]+_(\d+))/", head.log_path.read_text(errors="replace"))
     if found and int(found.group(2)) == head.process.pid:
         shutil.rmtree(found.group(1), ignore_errors=True)
+
+
+def _processes(pids: Sequence[int]) -> list[psutil.Process]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found.append(psutil.Process(pid))
+    return found
+
+
+def _kill(processes: Sequence[psutil.Process]) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()  # psutil checks that the pid is still this process
+
+
+def _wait_gone(processes: Sequence[psutil.Process], timeout: float) -> None:
+    """Until none of ``processes`` runs (a zombie counts as gone), at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while any(_running(process) for process in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 async def _admin(sql: str) -> None:

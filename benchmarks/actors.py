@@ -10,7 +10,7 @@ Part 2: one UserShardCore-like shard (a Ray actor holding ``actors.runtime.shard
 ``EntityTable[UserState]``) activates 100,000 logical users; its process memory before and after, and the time
 per activation. Twice: idle users (username loaded) and online users (one socket each in their presence).
 
-    .venv/bin/python benchmarks/actors.py [--counts 100,500] [--users 100000] [--floor-gib 6]
+    .venv/bin/python benchmarks/actors.py [--counts 100,500] [--users 100000] [--floor-gib 6] [--smoke]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import ray
 from benchmarks import _harness as h
 
 WAVE = 20  # actors started together; the next wave starts when all of this one answered
+SMOKE = {"counts": "2", "users": 2000}
 
 
 @ray.remote(num_cpus=0)
@@ -76,10 +77,11 @@ class ShardProbe:
         return time.perf_counter() - started
 
 
-def create_actors(n: int, floor: int, head: Any) -> dict[str, Any]:
-    """Create up to ``n`` Tiny actors in waves, each wave waiting for all its pings; stop above the floor."""
+def create_actors(n: int, floor: int, head: Any, settle: float = 2.0) -> dict[str, Any]:
+    """Create up to ``n`` Tiny actors in waves, each wave waiting for all its pings; stop above the floor.
+    ``settle``: seconds of quiet before the baseline (and half of it before the measurement)."""
     gc.collect()
-    time.sleep(2)
+    time.sleep(settle)
     baseline_pids = set(h.ray_worker_pids(head))
     available_before = h.available_memory()
     actors: list[Any] = []
@@ -101,7 +103,7 @@ def create_actors(n: int, floor: int, head: Any) -> dict[str, Any]:
             used = available_before - h.available_memory()
             per_actor_guess = max(40 * h.MIB, used // len(actors))
     elapsed = time.perf_counter() - started
-    time.sleep(1)
+    time.sleep(settle / 2)
     available_after = h.available_memory()
     mem = h.memory_of(pids)
     result = {
@@ -139,11 +141,11 @@ def main() -> int:
     parser.add_argument("--counts", default="100,500", help="numbers of plain Ray actors to create (comma list)")
     parser.add_argument("--users", type=int, default=100_000, help="logical users activated in one shard")
     parser.add_argument("--floor-gib", type=float, default=6.0, help="stop creating actors below this available")
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
     counts = [int(c) for c in args.counts.split(",") if c]
     floor = int(args.floor_gib * h.GIB)
 
-    with h.Bench("actors") as bench:
+    with h.Bench("actors", smoke=args.smoke) as bench:
         head = bench.ray_head(num_cpus=2)
         bench.ray_driver(head)
         h.say(
@@ -154,7 +156,7 @@ def main() -> int:
         runs = []
         for n in counts:
             h.say(f"# creating {n} plain Ray actors ...")
-            runs.append(create_actors(n, floor, head))
+            runs.append(create_actors(n, floor, head, settle=0.2 if args.smoke else 2.0))
             r = runs[-1]
             h.say(f"#   created {r['created']} in {r['seconds']:.1f}s {r['stopped']}")
 

@@ -7,7 +7,7 @@ concurrent callers in this one process, for a fixed time per cell. ``ShardClient
 shard (flush at 128 ops or 2 ms, at once when nothing is in flight); ``ShardClient(handles, max_batch=1)`` makes
 one Ray call per op.
 
-    .venv/bin/python benchmarks/batching.py [--callers 1,50,500] [--seconds 5] [--users 100000] [--shards 4]
+    .venv/bin/python benchmarks/batching.py [--callers 1,50,500] [--seconds 5] [--users 100000] [--shards 4] [--smoke]
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ import uvloop
 from actors.runtime.client import ShardClient
 from actors.runtime.shards import get_or_create_user_shards
 from benchmarks import _harness as h
+from domain.ops import Touch
 
+SMOKE = {"callers": "1,8", "seconds": 0.5, "users": 1000, "shards": 2}
 MODES = {
     "batched (adaptive)": {},
     "one call per op (max_batch=1)": {"max_batch": 1},
@@ -49,7 +51,7 @@ async def cell(handles: list[Any], mode: dict[str, Any], callers: int, seconds: 
         while not state["stop"]:
             user_id = rng.randint(1, users)
             started = time.perf_counter_ns()
-            await client.call("touch", user_id)
+            await client.call(Touch(user_id=user_id))
             if state["recording"]:
                 latencies.append(time.perf_counter_ns() - started)
 
@@ -79,7 +81,7 @@ async def run(handles: list[Any], callers: list[int], seconds: float, users: int
     # Every shard answers and has built its services (database pool, Redis) before anything is timed.
     await asyncio.gather(*(handle.ping.remote() for handle in handles))
     warm = ShardClient(handles)
-    await asyncio.gather(*(warm.call("touch", uid) for uid in range(1, 1001)))
+    await asyncio.gather(*(warm.call(Touch(user_id=uid)) for uid in range(1, 1001)))
     rows: list[list[Any]] = []
     for c in callers:
         results = {}
@@ -110,10 +112,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per cell")
     parser.add_argument("--users", type=int, default=100_000, help="user ids are drawn from 1..USERS")
     parser.add_argument("--shards", type=int, default=4, help="USER_SHARDS")
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
     callers = [int(c) for c in args.callers.split(",") if c]
 
-    with h.Bench("batching") as bench:
+    with h.Bench("batching", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head(num_cpus=2)

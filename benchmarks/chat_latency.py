@@ -25,6 +25,7 @@ Ray), which leaves out HTTP and the gateway: the shard's own capacity. Every pha
 workers, the ChatShard and UserShard processes (their pids from ``ping``), postgres and redis (per message).
 
     .venv/bin/python benchmarks/chat_latency.py [--rates 100,1000] [--seconds 10] [--chats 64] [--inflight 32]
+        [--smoke]
 """
 
 from __future__ import annotations
@@ -53,9 +54,21 @@ import psutil
 import uvloop
 
 from benchmarks import _harness as h
+from domain.chat import send_op
 
 TARGET_P99_MS = 25.0
 RATE_LIMITS = "write=100000/60,ws_connect=100000/60"
+SMOKE = {
+    "rates": "50",
+    "seconds": 0.5,
+    "chats": 4,
+    "receivers": 2,
+    "solo_sockets": 2,
+    "inflight": 4,
+    "tput_seconds": 0.3,
+    "idle_seconds": 0.5,
+    "drain_timeout": 30.0,
+}
 
 
 # ---------------------------------------------------------------- sockets on a chosen gateway
@@ -389,11 +402,11 @@ async def closed_loop_shard(
             t = time.time_ns()
             body = {"client_id": f"{phase}-{n}", "type": "text", "text": f"{t} {n}"}
             try:
-                result = await client.call("send", int(chat_id), user.id, body)
+                _message, created = await client.call(send_op(int(chat_id), user.id, body))
             except Exception as exc:
                 outcomes[type(exc).__name__] += 1
                 continue
-            outcomes["created" if result["created"] else "replayed"] += 1
+            outcomes["created" if created else "replayed"] += 1
             sent[n] = t
             latencies.append((time.time_ns() - t) / 1e6)
 
@@ -407,6 +420,7 @@ async def closed_loop_shard(
 async def run(bench: h.Bench, server: h.Server, head: Any, args: argparse.Namespace) -> dict[str, Any]:
     from actors.runtime.client import ShardClient
 
+    pause = 0.2 if args.smoke else 1.0  # seconds: the waits for stragglers are 1 to 3 pauses
     tag = bench.run_id[:6]
     names = (
         [f"solo{tag}"] + [f"snd{tag}{i}" for i in range(args.chats)] + [f"rcv{tag}{i}" for i in range(args.receivers)]
@@ -418,7 +432,7 @@ async def run(bench: h.Bench, server: h.Server, head: Any, args: argparse.Namesp
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         solo_chat = await start_chat(http, solo, receivers_u[0])
         many_chats = [await start_chat(http, s, receivers_u[i % len(receivers_u)]) for i, s in enumerate(senders_u)]
-    chat_client = ShardClient(chat_shard_handles(bench.namespace))
+    chat_client = ShardClient(chat_shard_handles(bench.namespace), kind="chat")
     spread = Counter(chat_client.shard_for(int(c)) for c in many_chats)
     h.say(
         f"# {len(many_chats)} chats over ChatShards {dict(sorted(spread.items()))}; one chat on shard "
@@ -450,7 +464,7 @@ async def run(bench: h.Bench, server: h.Server, head: Any, args: argparse.Namesp
     for phase_senders in (solo_senders, many_senders):
         out = await open_loop(phase_senders, "warm", n, 4 * len(phase_senders), 100.0)
         n += len(out["sent"])
-    await asyncio.sleep(2)
+    await asyncio.sleep(2 * pause)
     receiver.report()
 
     groups = cpu_groups(server, head, receiver.process.pid, bench.namespace)
@@ -477,7 +491,7 @@ async def run(bench: h.Bench, server: h.Server, head: Any, args: argparse.Namesp
         drained = time.perf_counter() - drain
         wall, cpu = meter.spent()
         n += count
-        await asyncio.sleep(3)
+        await asyncio.sleep(3 * pause)
         result = analyse(receiver.report(), out["sent"], acks())
         result.update(
             label=label,
@@ -495,7 +509,7 @@ async def run(bench: h.Bench, server: h.Server, head: Any, args: argparse.Namesp
             f"{result['lost']}, errors {result['errors']}, out of order {result['out_of_order']}"
         )
         latency_rows.append(result)
-        await asyncio.sleep(1)
+        await asyncio.sleep(pause)
 
     tput_rows: list[dict[str, Any]] = []
     for via in ("http", "shard"):
@@ -512,7 +526,7 @@ async def run(bench: h.Bench, server: h.Server, head: Any, args: argparse.Namesp
             else:
                 out = await closed_loop_shard(chat_client, work, phase, inflight, args.tput_seconds)
             _, cpu = meter.spent()
-            await asyncio.sleep(3)
+            await asyncio.sleep(3 * pause)
             records = receiver.report()
             ok = dict.fromkeys(out["sent"], (0, True, ""))
             checked = analyse(records, out["sent"], ok)
@@ -538,7 +552,7 @@ async def run(bench: h.Bench, server: h.Server, head: Any, args: argparse.Namesp
                 f"out of order {row['out_of_order']}"
             )
             tput_rows.append(row)
-            await asyncio.sleep(1)
+            await asyncio.sleep(pause)
 
     echoes = sum(s.echoes for s in all_senders)
     for s in all_senders:
@@ -573,7 +587,7 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="idle CPU baseline, before any phase")
     parser.add_argument("--drain-timeout", type=float, default=150.0, help="seconds to wait for a phase's acks")
     parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
     if args.receiver:
         uvloop.run(
             receiver(
@@ -583,7 +597,7 @@ def main() -> int:
         return 0
     args.rates = [float(r) for r in args.rates.split(",")]
 
-    with h.Bench("chat") as bench:
+    with h.Bench("chat", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head(num_cpus=2)

@@ -16,7 +16,7 @@ to U, one event per call, open loop: each event starts at its scheduled time wha
 
 For the two shard paths the time of every stage is recorded (commit, streams.append, push call, push to socket).
 
-    .venv/bin/python benchmarks/delivery.py [--rate 1000] [--seconds 10] [--paths deliver,publish,raw]
+    .venv/bin/python benchmarks/delivery.py [--rates 1000] [--seconds 10] [--paths deliver,publish,raw] [--smoke]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from storage.streams import STREAM_MAXLEN, parse_stream_id
 TYPE = "test.event"
 PATH_CODES = {"deliver": 1, "publish": 2, "raw": 3}
 TARGET_P99_MS = 20.0
+SMOKE = {"rates": "100", "seconds": 0.5, "inflight": 16, "pool": 4}
 
 # XADD and PUBLISH in one atomic step (so concurrent emitters never publish out of stream order). The payload is
 # what a UserShard publishes: msgpack [[user_id, event_id, type, data]], the event id spliced in as a fixstr.
@@ -371,13 +372,14 @@ async def run(
             await raw_script(keys=[stream_key, channel], args=[STREAM_MAXLEN, TYPE, packed, raw_head, tail])
 
         emitters = {"deliver": via_deliver, "publish": via_publish, "raw": via_raw}
+        warm, pause = (20, 0.2) if args.smoke else (200, 1.0)  # warm-up events; seconds between the steps
         results = []
         for path in args.paths.split(","):
             for rate in (float(r) for r in args.rates.split(",")):
                 stages = Stages()
                 fresh_delivery(stages)
-                await emit_phase(path, 200, 200.0, args.inflight, emitters[path], stages)  # warm-up
-                await asyncio.sleep(1)
+                await emit_phase(path, warm, 200.0, args.inflight, emitters[path], stages)  # warm-up
+                await asyncio.sleep(pause)
                 sub.report()
                 stages = Stages()
                 fresh_delivery(stages)
@@ -389,7 +391,7 @@ async def run(
                 emitted = await emit_phase(path, count, rate, args.inflight, emitters[path], stages)
                 wall = time.perf_counter() - wall
                 cores = {name: (h.cpu_seconds(procs) - cpu_before[name]) / wall for name, procs in groups.items()}
-                await asyncio.sleep(2)
+                await asyncio.sleep(2 * pause)
                 records = sub.report()
                 result = {"path": path, "rate": rate, "count": count, "cores": cores, **emitted}
                 result.update(analyse(path, count, records, stages))
@@ -399,7 +401,7 @@ async def run(
                     f"{result['p99']:.1f} ms, lost {result['lost']}"
                 )
                 results.append(result)
-                await asyncio.sleep(1)
+                await asyncio.sleep(pause)
         return results
     finally:
         await services.close()
@@ -413,12 +415,12 @@ def main() -> int:
     parser.add_argument("--inflight", type=int, default=64, help="emits running at once, at most (< the Redis pool)")
     parser.add_argument("--pool", type=int, default=20, help="PostgreSQL pool size of this process")
     parser.add_argument("--subscriber", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
     if args.subscriber:
         uvloop.run(subscriber(os.environ["BENCH_WS_URL"], os.environ["BENCH_WS_TOKEN"]))
         return 0
 
-    with h.Bench("delivery") as bench:
+    with h.Bench("delivery", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head(num_cpus=2)

@@ -19,6 +19,7 @@ prefix and Ray head (``benchmarks/_harness.py``); the fan-out workers are the 4 
     apt-get install -y wrk
     .venv/bin/python benchmarks/feed.py [--followers 10000] [--connected 1000] [--posts 3]
         [--followees 200] [--posts-small 10000] [--posts-big 1000000] [--connections 32] [--duration 8] [--rounds 3]
+        [--skip-fanout] [--skip-big] [--profile] [--smoke]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import argparse
 import asyncio
 import datetime as dt
 import random
+import shutil
 import statistics
 import time
 from typing import Any
@@ -49,6 +51,20 @@ from benchmarks import _harness as h
 from benchmarks.posts import loaded, noise_png, profile, wrk
 from domain.tokens import TokenService
 from storage.ids import EPOCH_MS
+
+WARMUP_S = 2  # wrk on the feed and healthz before the rounds; none at smoke scale
+# The fan-out polls and samples 200 followers (and more); the feed's first page needs 20 posts.
+SMOKE = {
+    "followers": 300,
+    "connected": 20,
+    "posts": 1,
+    "followees": 20,
+    "posts_small": 200,
+    "posts_big": 1000,
+    "connections": 1,
+    "duration": 1,
+    "rounds": 1,
+}
 
 
 def entry_id(at: dt.datetime, n: int) -> int:
@@ -182,7 +198,7 @@ async def fanout(args: argparse.Namespace, bench: h.Bench, server: h.Server, dsn
                     break
                 await asyncio.sleep(0.01)
             everyone = await holds(client, prefix, followers, member)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.3 if args.smoke else 1.0)  # the last sockets' feed.post
             arrivals = sorted(sockets.arrivals.get(post["id"], []))
             after = await key_bytes(client, prefix, sample)
             event = msgpack.packb(
@@ -245,8 +261,9 @@ def read_rounds(args: argparse.Namespace, server: h.Server, token: str, label: s
     workers = [psutil.Process(pid) for pid in server.worker_pids]
     feed = f"{server.base_url}/api/v1/feed"
     auth = {"Authorization": f"Bearer {token}"}
-    wrk(feed, auth, args.connections, 2)
-    wrk(server.base_url + "/healthz", {}, args.connections, 2)
+    if not args.smoke:
+        wrk(feed, auth, args.connections, WARMUP_S)
+        wrk(server.base_url + "/healthz", {}, args.connections, WARMUP_S)
     rows = []
     for r in range(1, args.rounds + 1):
         health = loaded(workers, server.base_url + "/healthz", {}, args.connections, args.duration)
@@ -299,9 +316,11 @@ def main() -> None:
     parser.add_argument("--skip-fanout", action="store_true")
     parser.add_argument("--skip-big", action="store_true", help="measure reads at --posts-small only")
     parser.add_argument("--profile", action="store_true", help="py-spy the workers during one more feed run")
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
+    if shutil.which("wrk") is None:
+        parser.error("wrk is not installed (Debian: apt-get install -y wrk)")
     h.raise_nofile()
-    with h.Bench("feed") as bench:
+    with h.Bench("feed", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head()

@@ -21,7 +21,7 @@ barely moves: its healthz/endpoint quotient is the ratio the workers alone would
 ``storage/graph.py`` themselves (they are called with a connection that only records).
 
     apt-get install -y wrk     # Debian's wrk 4.1; the load process
-    .venv/bin/python benchmarks/graph_reads.py [--duration 8] [--rounds 3] [--connections 64] [--depth 0.5]
+    .venv/bin/python benchmarks/graph_reads.py [--duration 8] [--rounds 3] [--connections 64] [--depth 0.5] [--smoke]
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ from storage import graph as graph_store
 from storage import users as user_store
 
 PAGE = 20
+# A graph of 1,000 users (its celebrity has 999 followers); no warm-up and one wrk connection (wrk runs whole
+# seconds: the run stays light).
+SMOKE = {"users": 1000, "follows": 20_000, "duration": 1, "warmup": 0, "rounds": 1, "connections": 1}
 
 # One random user's profile per request (LuaJIT's math.random, fixed seed): the whole table, not one hot row.
 PROFILE_LUA = """
@@ -200,15 +203,15 @@ def main() -> None:
     parser.add_argument("--follows", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=9, help="graph_seed's random seed")
     parser.add_argument("--duration", type=int, default=8, help="seconds of load per measurement")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load per endpoint first")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load per endpoint first (0: none)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of healthz + every endpoint")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--depth", type=float, default=0.5, help="deep page: this far into the celebrity's list")
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install -y wrk)")
 
-    with h.Bench("graph_reads") as bench:
+    with h.Bench("graph_reads", smoke=args.smoke) as bench:
         dsn = bench.database()
         graph = asyncio.run(graph_seed.seed(dsn, args.users, args.follows, args.seed))
         h.say(f"# seeded {graph.users:,} users, {graph.follows:,} follows; median followers {graph.median_followers}")
@@ -246,9 +249,10 @@ def main() -> None:
 
         health_url = server.base_url + "/healthz"
         workers = [psutil.Process(pid) for pid in server.worker_pids]
-        wrk(health_url, {}, args.connections, args.warmup, None)  # warm every path (imports, pools, caches)
-        for ep in endpoints:
-            wrk(server.base_url + ep.path, auth if ep.auth else {}, args.connections, args.warmup, ep.script)
+        if args.warmup:
+            wrk(health_url, {}, args.connections, args.warmup, None)  # warm every path (imports, pools, caches)
+            for ep in endpoints:
+                wrk(server.base_url + ep.path, auth if ep.auth else {}, args.connections, args.warmup, ep.script)
         rows = []
         results: dict[str, list[dict[str, Any]]] = {"healthz": [], **{ep.name: [] for ep in endpoints}}
         for r in range(1, args.rounds + 1):

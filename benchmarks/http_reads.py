@@ -11,7 +11,7 @@ request (user + system, /proc), which other load barely moves: its healthz/me qu
 alone would allow.
 
     apt-get install -y wrk     # Debian's wrk 4.1; the load process
-    .venv/bin/python benchmarks/http_reads.py [--duration 8] [--rounds 3] [--connections 64]
+    .venv/bin/python benchmarks/http_reads.py [--duration 8] [--rounds 3] [--connections 64] [--smoke]
 
 ``--encoding`` instead times, in this process and with no server, the response path of one ``Me`` and of a page
 of 20: FastAPI's ``response_model`` validation and JSON encoder (plus the JSON -> MessagePack re-encode the codec
@@ -46,6 +46,9 @@ import psutil
 from benchmarks import _harness as h
 
 TARGET_RATIO = 0.45
+# No warm-up and one wrk connection at smoke scale (wrk runs whole seconds: the run stays light); with
+# --encoding, 1/200 of the repetitions.
+SMOKE = {"duration": 1, "warmup": 0, "rounds": 1, "connections": 1}
 ENCODINGS = {"json": "application/json", "msgpack": "application/msgpack"}
 
 
@@ -132,19 +135,35 @@ def check_once(base_url: str, token: str) -> None:
         assert body["username"].startswith("bench"), body
 
 
-def encoding_costs() -> None:
+def encoding_costs(scale: int = 1) -> None:
+    """The table of encoding costs; ``scale`` divides the repetitions."""
     import datetime as dt
     import timeit
 
+    import msgspec
     import orjson
     from fastapi.responses import JSONResponse
     from fastapi.routing import serialize_response
     from fastapi.utils import create_model_field
     from pydantic import BaseModel
 
-    from api import presenters
     from api.codec import encode
-    from api.schemas.users import Me
+    from domain import present
+
+    class Me(BaseModel):  # FastAPI's default path, the baseline: a pydantic model of the same shape as domain/wire Me
+        id: str
+        username: str
+        name: str
+        avatar: str | None
+        followed_by_me: bool
+        follows_me: bool
+        bio: str
+        followers_count: int
+        following_count: int
+        posts_count: int
+        created_at: str
+        email: str
+        birthday: str
 
     class Page(BaseModel):
         items: list[Me]
@@ -163,20 +182,23 @@ def encoding_costs() -> None:
         "email": "bench12345@example.com",
         "birthday": dt.date(2000, 1, 31),
     }
+    base = "http://127.0.0.1:8000"
+    plain = msgspec.to_builtins(present.me(row, base))  # what the old path validated: plain data
     bodies = {
-        "one Me": (Me, lambda: presenters.me(row), 20_000),
+        "one Me": (Me, lambda: present.me(row, base), lambda: dict(plain), 20_000 // scale),
         "a page of 20 Me": (
             Page,
-            lambda: {"items": [presenters.me(row) for _ in range(20)], "next_cursor": None},
-            2_000,
+            lambda: {"items": [present.me(row, base) for _ in range(20)], "next_cursor": None},
+            lambda: {"items": [dict(plain) for _ in range(20)], "next_cursor": None},
+            2_000 // scale,
         ),
     }
     rows = []
     loop = asyncio.new_event_loop()
-    for name, (model, build, n) in bodies.items():
+    for name, (model, build, build_plain, n) in bodies.items():
         field = create_model_field(name="Response", type_=model, mode="serialization")
 
-        async def old_json(build: Any = build, field: Any = field) -> bytes:
+        async def old_json(build: Any = build_plain, field: Any = field) -> bytes:
             content = await serialize_response(field=field, response_content=build(), is_coroutine=True)
             return bytes(JSONResponse(content).body)
 
@@ -209,11 +231,11 @@ def encoding_costs() -> None:
         h.table(
             [
                 "body",
-                "presenters only us",
+                "presenter only us",
                 "before: response_model + JSON us",
                 "before: + msgpack re-encode us",
-                "after: orjson us",
-                "after: msgpack us",
+                "after: wire struct, msgspec JSON us",
+                "after: wire struct, msgspec msgpack us",
             ],
             rows,
         )
@@ -223,18 +245,18 @@ def encoding_costs() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=8, help="seconds of load per measurement")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first (0: none)")
     parser.add_argument("--rounds", type=int, default=3, help="healthz/me pairs per encoding")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--encoding", action="store_true", help="only the in-process encoding costs")
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
     if args.encoding:
-        encoding_costs()
+        encoding_costs(200 if args.smoke else 1)
         return
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install -y wrk)")
 
-    with h.Bench("http_reads") as bench:
+    with h.Bench("http_reads", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head(num_cpus=2)
@@ -250,7 +272,8 @@ def main() -> None:
             headers = {"Accept": ctype}
             auth = {**headers, "Authorization": f"Bearer {user.access_token}"}
             for name, url in urls.items():  # warm both paths (imports, pools, caches)
-                wrk(url, auth if name == "me" else headers, args.connections, args.warmup)
+                if args.warmup:
+                    wrk(url, auth if name == "me" else headers, args.connections, args.warmup)
             ratios = []
             cpu_ratios = []
             for r in range(1, args.rounds + 1):

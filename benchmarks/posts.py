@@ -31,6 +31,7 @@ endpoint with ``py-spy record`` (raw, 100 Hz, non-blocking) on both workers and 
     apt-get install -y wrk     # Debian's wrk 4.1; the read load
     .venv/bin/python benchmarks/posts.py [--users 200] [--posts 200] [--reactions 2000] [--comments 500]
         [--ops 5] [--rounds 2] [--concurrency 64] [--duration 8] [--read-rounds 3] [--connections 64] [--profile]
+        [--smoke]
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ TARGET_RATIO = 0.35
 PASSWORD = "correct-Horse-9"  # noqa: S105 (h.signup's test password)
 EMOJI = ["👍", "😀", "🔥", "🤔"]
 PAGE = 20
+WARMUP_S = 2  # wrk on every read endpoint first (imports, pools, caches); none at smoke scale
+# The read post needs more comments than a page.
+SMOKE = {
+    "users": 20,
+    "posts": 20,
+    "reactions": 40,
+    "comments": 20,
+    "ops": 2,
+    "rounds": 1,
+    "concurrency": 8,
+    "read_comments": PAGE + 1,
+    "duration": 1,
+    "read_rounds": 1,
+    "connections": 1,
+}
 
 
 def noise_png(seed: int) -> bytes:
@@ -601,9 +617,10 @@ def reads(args: argparse.Namespace, bench: h.Bench, server: h.Server, viewer: Ac
     ]
     workers = [psutil.Process(pid) for pid in server.worker_pids]
     health_url = base + "/healthz"
-    wrk(health_url, {}, args.connections, 2)  # warm every path (imports, pools, caches)
-    for _, url, headers in endpoints:
-        wrk(url, headers, args.connections, 2)
+    if not args.smoke:
+        wrk(health_url, {}, args.connections, WARMUP_S)  # warm every path (imports, pools, caches)
+        for _, url, headers in endpoints:
+            wrk(url, headers, args.connections, WARMUP_S)
     rows = []
     results: dict[str, list[dict[str, Any]]] = {"healthz": [], **{name: [] for name, _, _ in endpoints}}
     for r in range(1, args.read_rounds + 1):
@@ -708,11 +725,11 @@ def main() -> None:
     parser.add_argument("--read-rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--profile", action="store_true", help="py-spy record the workers under each read")
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install -y wrk)")
 
-    with h.Bench("posts") as bench:
+    with h.Bench("posts", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head(num_cpus=2)

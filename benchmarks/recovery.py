@@ -8,6 +8,8 @@ Sets up its own database, Redis prefix, Ray head and a 2-worker server (benchmar
    measured until the watcher receives ``online: false``.
 2. Every UserShard process is SIGKILLed; right after, one event per user is stored (their live pushes fail);
    measured until the shards know every socket again and until every socket has received its event.
+
+    .venv/bin/python benchmarks/recovery.py [--users 102] [--resets 10] [--smoke]
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
 import benchmarks._harness as h
+
+SMOKE = {"users": 6, "resets": 2}
 
 
 async def open_socket(url: str, token: str) -> ClientConnection:
@@ -129,8 +133,11 @@ async def run(server: h.Server, workdir: Path, args: argparse.Namespace) -> dict
 
         async def registered() -> bool:
             try:
-                now = (await http.get("/api/v1/_test/shards")).json()
+                reply = await http.get("/api/v1/_test/shards")
+                now = reply.json()
             except (httpx.HTTPError, ValueError):
+                return False
+            if reply.status_code != 200:  # a shard still restarting: an error body, not the list
                 return False
             return sum(s["entities"] for s in now) >= len(members) and all(
                 a["epoch"] != b["epoch"] for a, b in zip(now, shards, strict=True)
@@ -164,8 +171,8 @@ def main() -> int:
         "--users", type=int, default=102, help="users (a watcher, a reset target, the rest hold sockets)"
     )
     parser.add_argument("--resets", type=int, default=10)
-    args = parser.parse_args()
-    with h.Bench("recovery") as bench:
+    args = h.parse_args(parser, SMOKE)
+    with h.Bench("recovery", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head(num_cpus=2)
@@ -178,7 +185,7 @@ def main() -> int:
         h.table(
             ["measure", "ms"],
             [
-                [f"TCP reset -> offline, p50 of {len(resets)}", 1000 * h.percentile(resets, 0.5)],
+                [f"TCP reset -> offline, p50 of {len(resets)}", 1000 * h.percentile(resets, 50)],
                 [f"TCP reset -> offline, max of {len(resets)}", 1000 * resets[-1]],
                 ["shard kill -> events stored (HTTP 200)", 1000 * result["stored_s"]],
                 [f"shard kill -> all {result['sockets']} sockets re-registered", 1000 * result["registered_s"]],

@@ -20,7 +20,7 @@ worker does (timed), then:
 
     apt-get install -y wrk
     .venv/bin/python benchmarks/recs.py [--users 100000] [--follows 2000000] [--posts 1000000] [--sample 1000]
-        [--connections 16,4] [--duration 10] [--rounds 3] [--warm 25] [--skip-latency]
+        [--connections 16,4] [--duration 10] [--rounds 3] [--warm 25] [--skip-latency] [--smoke]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 import argparse
 import asyncio
 import random
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -51,6 +52,18 @@ from domain.tokens import TokenService
 from storage import db
 from storage import graph as graph_store
 
+WARMUP_S = 2  # wrk on every endpoint before the tables; none at smoke scale
+# Every "new users" run takes 600 users per second of wrk that no request came from yet (two runs here).
+SMOKE = {
+    "users": 1500,
+    "follows": 15_000,
+    "posts": 4000,
+    "sample": 50,
+    "connections": "1",
+    "duration": 1,
+    "rounds": 1,
+    "warm": 1,
+}
 LUA = """
 local tokens = {}
 for line in io.lines("%s") do tokens[#tokens + 1] = line end
@@ -201,8 +214,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warm", type=int, default=25, help="seconds of the pass over returning users")
     parser.add_argument("--skip-latency", action="store_true")
-    args = parser.parse_args()
-    with h.Bench("recs") as bench:
+    args = h.parse_args(parser, SMOKE)
+    if not args.skip_latency and shutil.which("wrk") is None:
+        parser.error("wrk is not installed (Debian: apt-get install -y wrk)")
+    with h.Bench("recs", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         net = asyncio.run(seed(dsn, args.users, args.follows, args.posts))
@@ -269,8 +284,9 @@ def main() -> None:
             "GET /explore": server.base_url + "/api/v1/explore?limit=20",
             "GET /suggestions/users": server.base_url + "/api/v1/suggestions/users?limit=20",
         }
-        for url in urls.values():
-            wrk(url, {}, 16, 2, script=tokens.new_users(2000))  # warm up
+        if not args.smoke:
+            for url in urls.values():
+                wrk(url, {}, 16, WARMUP_S, script=tokens.new_users(2000))  # warm up
         for connections in [int(c) for c in args.connections.split(",")]:
             latency_table(urls, tokens, workers, connections, args.duration, args.rounds, args.warm)
         for line in h.log_summary(server.log_path):

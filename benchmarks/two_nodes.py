@@ -12,6 +12,7 @@ placement itself, not of more hardware. The GCS health check runs at 0.5 s x 3 h
 15 s to declare a node dead).
 
     .venv/bin/python benchmarks/two_nodes.py [--callers 50,500] [--seconds 5] [--users 100000] [--shards 4] [--rate 500]
+        [--smoke]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from benchmarks import _harness as h
 from benchmarks.batching import cell as batching_cell
 from storage.config import Settings
 
+SMOKE = {"callers": "8", "seconds": 0.5, "users": 1000, "shards": 2, "rate": 50.0}
 HEALTH_CHECK_ENV = {
     "RAY_health_check_initial_delay_ms": "1000",
     "RAY_health_check_period_ms": "500",
@@ -231,10 +233,10 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=100_000, help="user ids are drawn from 1..USERS")
     parser.add_argument("--shards", type=int, default=4, help="USER_SHARDS")
     parser.add_argument("--rate", type=float, default=500.0, help="events per second in the delivery cells")
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
     callers = [int(c) for c in args.callers.split(",") if c]
 
-    with h.Bench("two_nodes") as bench:
+    with h.Bench("two_nodes", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head, info = start_cluster(bench)

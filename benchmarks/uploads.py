@@ -17,7 +17,7 @@ with exactly ``upload.headers`` (local backend: a PUT on this api, streamed to d
 * The ``complete`` latency of a ~5 MB, 12-megapixel JPEG for ``post`` (Pillow decode, re-encode without
   metadata, blurhash, thumbnail), with the workers' RSS peak during it and half a second after it.
 
-    .venv/bin/python benchmarks/uploads.py [--small-n 48] [--concurrency 8] [--large-n 3] [--jpeg-n 3]
+    .venv/bin/python benchmarks/uploads.py [--small-n 48] [--concurrency 8] [--large-n 3] [--jpeg-n 3] [--smoke]
 
 Every answer's status is checked (declare 201, PUT 204, complete 200); one download of each kind is compared
 byte for byte (the 100 MiB one by size and by a streamed hash).
@@ -60,6 +60,7 @@ CHUNK = MIB
 SAMPLE_S = 0.05
 DURATION_MS = 61_000
 BATCH = 40  # declared-but-not-complete uploads at once (the server allows 50 pending per user)
+SMOKE = {"small_n": 4, "concurrency": 2, "large_n": 1, "jpeg_n": 1}
 
 
 # ---------------------------------------------------------------- bodies
@@ -475,9 +476,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="uploads in flight in the concurrent rows")
     parser.add_argument("--large-n", type=int, default=3, help="100 MiB uploads, one after the other")
     parser.add_argument("--jpeg-n", type=int, default=3, help="completes of the ~5 MB JPEG")
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
 
-    with h.Bench("uploads") as bench:
+    with h.Bench("uploads", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head(num_cpus=2)

@@ -8,7 +8,14 @@ the first ``--warm`` sockets (so lazily loaded code is not counted) divided by t
 sample of sockets must answer a ``ping`` action, at once and again after ``--hold`` seconds (longer than the
 server's 25 s protocol ping interval, so every socket has been pinged by then).
 
-    .venv/bin/python benchmarks/ws_idle.py [--sockets 10000] [--users 4] [--concurrency 100] [--hold 30]
+The server is configured to lift exactly the limits a load test of idle sockets runs into, and says so: every
+handshake comes from 127.0.0.1, so the per-IP handshake bucket (RATE_LIMITS ``ws_connect``, 120 a minute by
+default) is raised to the number of sockets, and each user holds sockets / users of them, so the per-user cap
+(WS_MAX_SOCKETS_PER_USER, 20 by default) is raised to that. Every other limit keeps its default; handshakes in
+flight (``--concurrency``) stay below the gateway's 256 (api/ws/admission.py). A run in which a socket did not
+open or a ping went unanswered exits with status 1, after its table.
+
+    .venv/bin/python benchmarks/ws_idle.py [--sockets 10000] [--users 4] [--concurrency 50] [--hold 30] [--smoke]
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 import argparse
 import asyncio
+import math
 import random
 import time
 from collections import Counter
@@ -35,8 +43,25 @@ import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks import _harness as h
+from storage.config import DEFAULT_RATE_LIMITS, Settings, parse_rate_limits
 
 TARGET_BYTES = 50 * 1024
+SMOKE = {"sockets": 150, "users": 2, "warm": 20, "concurrency": 20, "settle": 0.2, "hold": 1.0, "sample": 10}
+
+
+def lifted_limits(sockets: int, users: int) -> tuple[dict[str, str], str]:
+    """The server environment that lifts the two limits ``sockets`` idle sockets of ``users`` users from one IP
+    run into (never below their defaults), and a sentence saying so."""
+    count, window = parse_rate_limits(DEFAULT_RATE_LIMITS)["ws_connect"]
+    per_ip = max(count, sockets)
+    per_user = max(Settings.ws_max_sockets_per_user, math.ceil(sockets / users))
+    env = {"RATE_LIMITS": f"ws_connect={per_ip}/{window}", "WS_MAX_SOCKETS_PER_USER": str(per_user)}
+    said = (
+        f"limits lifted for this load test: RATE_LIMITS=ws_connect={per_ip}/{window} (handshakes per IP, default "
+        f"{count}/{window}: every socket comes from 127.0.0.1), WS_MAX_SOCKETS_PER_USER={per_user} (default "
+        f"{Settings.ws_max_sockets_per_user}: {sockets:,} sockets of {users} users); every other limit at its default"
+    )
+    return env, said
 
 
 async def open_sockets(
@@ -170,18 +195,20 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before each measurement")
     parser.add_argument("--hold", type=float, default=30.0, help="idle seconds before the second ping check")
     parser.add_argument("--sample", type=int, default=200, help="sockets asked to ping")
-    args = parser.parse_args()
+    args = h.parse_args(parser, SMOKE)
     limit = h.raise_nofile()
     if args.sockets + 200 > limit:
         parser.error(f"RLIMIT_NOFILE is {limit}: at most {limit - 200} sockets from this process")
 
-    with h.Bench("ws_idle") as bench:
+    lifted, lifted_said = lifted_limits(args.sockets, args.users)
+    with h.Bench("ws_idle", smoke=args.smoke) as bench:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head(num_cpus=2)
         # One worker process: the gateway measured. Tokens outlive the run (default 15 min).
-        server = bench.server(dsn, prefix, head, {"WORKERS": "1", "ACCESS_TOKEN_TTL": "7200"})
+        server = bench.server(dsn, prefix, head, {"WORKERS": "1", "ACCESS_TOKEN_TTL": "7200", **lifted})
         h.say(f"# gateway worker pid {server.worker_pids[0]} (server pid {server.process.pid})")
+        h.say(f"# {lifted_said}")
         result = uvloop.run(run(server, bench, args))
 
     cps = result["checkpoints"]
@@ -234,8 +261,15 @@ def main() -> int:
         f"the hold {a2}/{n2} (p50 {ms2:.1f} ms); sockets closed by the server meanwhile: {result['closed_meanwhile']} "
         f"(close codes {result['close_codes']})."
     )
+    h.say(lifted_said[0].upper() + lifted_said[1:] + ".")
     for line in result["server_log"]:
         h.say(f"server log: {line}")
+    if result["failures"] or result["opened"] < args.sockets or a < n or a2 < n2:
+        h.say(
+            f"FAILED: {args.sockets - result['opened']:,} of {args.sockets:,} sockets did not open; "
+            f"{n - a + n2 - a2} pings unanswered"
+        )
+        return 1
     return 0
 
 

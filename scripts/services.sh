@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis are reachable for `make run` / `make test`.
+# Make sure PostgreSQL and Redis are reachable for `make run` / `make test` (with --test-tools: and wrk).
 #
 #   DATABASE_URL / REDIS_URL set  -> only check that server is reachable; fail with a message if not.
 #   unset                         -> use 127.0.0.1:5432 / 127.0.0.1:6379; when nothing answers there, install
@@ -237,5 +237,15 @@ ensure_redis() {
     die "Redis did not answer on 127.0.0.1:6379 within ${WAIT_S}s"
 }
 
+# The tools the test suite's benchmark smoke runs use (tests/benchmarks: wrk for the read loads); `make test` asks
+# for them with --test-tools, `make run` does not.
+ensure_test_tools() {
+  if ! command -v wrk >/dev/null 2>&1; then
+    log "wrk is not installed; installing it (the benchmarks' read load)"
+    apt_install wrk
+  fi
+}
+
 ensure_postgres
 ensure_redis
+if [ "${1:-}" = "--test-tools" ]; then ensure_test_tools; fi

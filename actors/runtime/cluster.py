@@ -121,9 +121,15 @@ def start_head(
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"ray head exited with {process.returncode}; see {log_path}")
-            status = subprocess.run(
-                [ray_bin, "status", f"--address={address}"], capture_output=True, env=env, timeout=30
-            )
+            try:
+                status = subprocess.run(
+                    [ray_bin, "status", f"--address={address}"],
+                    capture_output=True,
+                    env=env,
+                    timeout=max(1.0, min(30.0, deadline - time.monotonic())),
+                )
+            except subprocess.TimeoutExpired:  # a slow answer on a busy machine: ask again while time remains
+                continue
             if status.returncode == 0:
                 return head
             time.sleep(0.5)
