@@ -76,6 +76,7 @@ test: venv test-tools lint types imports
 
 openapi: venv
 	$(PY) scripts/gen_openapi.py
+	$(PY) scripts/gen_asyncapi.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
