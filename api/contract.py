@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from api.codec import JSON
 from domain.errors import MalformedBody, NotFound, ValidationFailed
-from domain.wire.errors import ErrorResponse
+from domain.wire.errors import ErrorResponse, field_error
 
 T = TypeVar("T")
 
@@ -116,33 +116,6 @@ def operation(
 
 
 # ------------------------------------------------------------ request bodies
-
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_NAMED = re.compile(r"field `(?P<name>[^`]+)`")
-_FIRST = re.compile(r"^\.(?P<name>[^.\[]+)")
-
-
-def field_error(exc: msgspec.ValidationError, prefix: str = "") -> tuple[str, str]:
-    """The wire field and the reason of one msgspec validation error (``prefix``: a path to strip first)."""
-    text = str(exc)
-    at = _AT.search(text)
-    path = at.group("path") if at else ""
-    reason = text[: at.start()] if at else text
-    if prefix and path.startswith(prefix):
-        path = path[len(prefix) :]
-    named = _NAMED.search(reason)
-    if reason.startswith("Object missing required field"):
-        reason = "is required"
-    elif reason.startswith("Object contains unknown field"):
-        reason = "is not a known field"
-    else:
-        reason = reason[:1].lower() + reason[1:]
-    first = _FIRST.match(path)
-    if first:
-        return first.group("name"), reason
-    if not path and named:
-        return named.group("name"), reason
-    return "body", reason
 
 
 def _whole_numbers(value: Any) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -81,6 +82,10 @@ def create_media_service(services: Services) -> MediaService:
     )
 
 
+GCS_URL_TTL_S = 3600  # a redirect's signed GCS URL; re-signed when less than half is left
+SIGNED_MAX = 10_000
+
+
 class MediaService:
     def __init__(self, services: Services, backend: MediaBackend, signer: UrlSigner, base_url: str) -> None:
         self.services = services
@@ -88,6 +93,25 @@ class MediaService:
         self.signer = signer
         self.base_url = base_url.rstrip("/")
         self.images = ImageWorkers(services.settings.hash_concurrency)
+        self._signed: dict[tuple[int, str], tuple[str, float]] = {}  # (media, variant) -> (GCS URL, expiry)
+
+    def signed_download(self, media_id: int, variant: str, key: str, ctype: str, disposition: str) -> str | None:
+        """A signed GCS URL of this object (None with the local backend), re-used while more than half its life
+        is left (signing costs an RSA operation; pitfall 41 was re-signing on every read)."""
+        if self.backend.name == "local":
+            return None
+        now = time.time()
+        cached = self._signed.get((media_id, variant))
+        if cached is not None and cached[1] - now > GCS_URL_TTL_S / 2:
+            return cached[0]
+        expires_at = dt.datetime.fromtimestamp(now + GCS_URL_TTL_S, dt.UTC)
+        url = self.backend.signed_download_url(key, ctype, disposition, expires_at)
+        if url is None:
+            return None
+        if len(self._signed) >= SIGNED_MAX:
+            self._signed.clear()
+        self._signed[(media_id, variant)] = (url, now + GCS_URL_TTL_S)
+        return url
 
     def close(self) -> None:
         self.images.close()  # the backend is the process's (services.media_backend), closed with the services

@@ -9,7 +9,6 @@ the action's data, both raising ``FrameError`` (answered with an ``ack`` error, 
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import msgspec
@@ -26,6 +25,7 @@ from domain.wire.chats import (
     NewVoiceMessage,
     new_message_type,
 )
+from domain.wire.errors import AT, field_error
 from domain.wire.media import Media, MediaKind
 from domain.wire.notifications import Notification, NotificationType
 from domain.wire.posts import Comment, CommentCounts, CommentMy, Post, PostCounts, PostMy, PostType
@@ -336,9 +336,6 @@ _JSON_FRAME = msgspec.json.Decoder(ClientFrame)
 _MSGPACK_FRAME = msgspec.msgpack.Decoder(ClientFrame)
 _JSON_REF = msgspec.json.Decoder(_RefOnly)
 _MSGPACK_REF = msgspec.msgpack.Decoder(_RefOnly)
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_NAMED = re.compile(r"field `(?P<name>[^`]+)`")
-_FIRST = re.compile(r"^\.(?P<name>[^.\[]+)")
 
 
 def _size(raw: bytes | str) -> int:
@@ -376,7 +373,7 @@ def decode_client_frame(raw: bytes | str, fmt: str) -> ClientFrame:
                 raise FrameError("malformed_frame", "A MessagePack frame must be binary.")
             return _MSGPACK_FRAME.decode(raw)
     except msgspec.ValidationError as exc:
-        reason = _AT.sub("", str(exc))
+        reason = AT.sub("", str(exc))
         raise FrameError(
             "malformed_frame", f"The frame is not a valid envelope: {reason}.", ref=salvage_ref(raw, fmt)
         ) from None
@@ -386,28 +383,6 @@ def decode_client_frame(raw: bytes | str, fmt: str) -> ClientFrame:
     except RecursionError:
         raise FrameError("malformed_frame", "The frame is nested too deeply.") from None
     raise ValueError(f"unknown frame format {fmt!r}")
-
-
-def _field_error(exc: msgspec.ValidationError) -> tuple[str, str]:
-    text = str(exc)
-    at = _AT.search(text)
-    path = at.group("path") if at else ""
-    reason = text[: at.start()] if at else text
-    if path.startswith(".data"):
-        path = path[len(".data") :]
-    named = _NAMED.search(reason)
-    if reason.startswith("Object missing required field"):
-        reason = "is required"
-    elif reason.startswith("Object contains unknown field"):
-        reason = "is not a known field"
-    else:
-        reason = reason[:1].lower() + reason[1:]
-    first = _FIRST.match(path)
-    if first:
-        return first.group("name"), reason
-    if not path and named:
-        return named.group("name"), reason
-    return "data", reason
 
 
 def decode_action(frame: ClientFrame) -> Any:
@@ -433,7 +408,7 @@ def decode_action(frame: ClientFrame) -> Any:
     except RecursionError:
         raise FrameError("malformed_frame", "The frame is nested too deeply.", ref=frame.ref) from None
     except msgspec.ValidationError as exc:
-        name, reason = _field_error(exc)
+        name, reason = field_error(exc, prefix=".data", whole="data")
         raise FrameError(
             "validation_failed", "The action data is invalid.", {"fields": {name: reason}}, ref=frame.ref
         ) from None

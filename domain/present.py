@@ -10,6 +10,7 @@ from domain.signing import UrlSigner
 from domain.wire.media import Media
 from domain.wire.users import Me, Profile, UserSummary
 
+Fields = dict[str, Any]
 PRIVATE_URL_TTL_S = 24 * 3600  # a signed download URL of not-yet-public media works for a day
 
 
@@ -41,57 +42,48 @@ def media_url(base_url: str, signer: UrlSigner, row: Any, variant: str = "origin
 # ------------------------------------------------------------ the wire structs of shared objects (domain/wire)
 
 
+def _person(row: Mapping[str, Any], base_url: str, followed_by_me: bool | None, follows_me: bool | None) -> Fields:
+    """The UserSummary fields of a row with ``id, username, name, avatar_media_id`` (the flags only when the reader
+    is known: then both are set)."""
+    media_id = row["avatar_media_id"]
+    return {
+        "id": str(row["id"]),
+        "username": row["username"],
+        "name": row["name"],
+        "avatar": None if media_id is None else public_media_url(base_url, int(media_id)),
+        "followed_by_me": followed_by_me,
+        "follows_me": None if followed_by_me is None else bool(follows_me),
+    }
+
+
+def _account(row: Mapping[str, Any]) -> Fields:
+    """What a Profile adds to a UserSummary (a users row: storage/users.py columns)."""
+    return {
+        "bio": row["bio"],
+        "followers_count": row["followers_count"],
+        "following_count": row["following_count"],
+        "posts_count": row["posts_count"],
+        "created_at": rfc3339(row["created_at"]),
+    }
+
+
 def user_summary(
     row: Mapping[str, Any], base_url: str, *, followed_by_me: bool | None = None, follows_me: bool | None = None
 ) -> UserSummary:
-    """A UserSummary of a row with ``id, username, name, avatar_media_id``; the flags only when the reader is known
-    (then both are set)."""
-    media_id = row["avatar_media_id"]
-    return UserSummary(
-        id=str(row["id"]),
-        username=row["username"],
-        name=row["name"],
-        avatar=None if media_id is None else public_media_url(base_url, int(media_id)),
-        followed_by_me=followed_by_me,
-        follows_me=None if followed_by_me is None else bool(follows_me),
-    )
+    return UserSummary(**_person(row, base_url, followed_by_me, follows_me))
 
 
 def profile(
     row: Mapping[str, Any], base_url: str, *, followed_by_me: bool | None = None, follows_me: bool | None = None
 ) -> Profile:
-    """A Profile of a users row (storage/users.py columns)."""
-    media_id = row["avatar_media_id"]
-    return Profile(
-        id=str(row["id"]),
-        username=row["username"],
-        name=row["name"],
-        avatar=None if media_id is None else public_media_url(base_url, int(media_id)),
-        followed_by_me=followed_by_me,
-        follows_me=None if followed_by_me is None else bool(follows_me),
-        bio=row["bio"],
-        followers_count=row["followers_count"],
-        following_count=row["following_count"],
-        posts_count=row["posts_count"],
-        created_at=rfc3339(row["created_at"]),
-    )
+    return Profile(**_person(row, base_url, followed_by_me, follows_me), **_account(row))
 
 
 def me(row: Mapping[str, Any], base_url: str) -> Me:
     """The caller's own account (a users row with ``email`` and ``birthday``)."""
-    media_id = row["avatar_media_id"]
     return Me(
-        id=str(row["id"]),
-        username=row["username"],
-        name=row["name"],
-        avatar=None if media_id is None else public_media_url(base_url, int(media_id)),
-        followed_by_me=False,
-        follows_me=False,
-        bio=row["bio"],
-        followers_count=row["followers_count"],
-        following_count=row["following_count"],
-        posts_count=row["posts_count"],
-        created_at=rfc3339(row["created_at"]),
+        **_person(row, base_url, False, False),
+        **_account(row),
         email=row["email"],
         birthday=row["birthday"].isoformat(),
     )

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from typing import Annotated, Any
 
@@ -39,9 +38,6 @@ Expires = Annotated[str | None, Query(max_length=12)]
 Signature = Annotated[str | None, Query(max_length=64)]
 CHUNK_IDLE_S = 30.0  # a chunk of the body must arrive within this long
 MIN_RATE = 64 * 1024  # bytes per second the whole-upload deadline allows for
-GCS_URL_TTL_S = 3600  # a redirect's signed GCS URL; re-signed when less than half is left
-_signed: dict[tuple[int, str], tuple[str, float]] = {}
-_SIGNED_MAX = 10_000
 
 
 def _download(operation_id: str, ctype: str) -> dict[str, Any]:
@@ -246,19 +242,6 @@ def _disposition(row: Any, variant: str) -> str:
 
 
 def _gcs_url(service: MediaService, media_id: int, variant: str, key: str, ctype: str, disposition: str) -> str | None:
-    """A signed GCS URL for this object, re-used while more than half its life is left (signing costs an RSA
-    operation; pitfall 41 was re-signing on every read)."""
-    if service.backend.name == "local":
-        return None
-    now = time.time()
-    cached = _signed.get((media_id, variant))
-    if cached is not None and cached[1] - now > GCS_URL_TTL_S / 2:
-        return cached[0]
-    expires_at = dt.datetime.fromtimestamp(now + GCS_URL_TTL_S, dt.UTC)
-    url = service.backend.signed_download_url(key, ctype, disposition, expires_at)
-    if url is None:
-        return None
-    if len(_signed) >= _SIGNED_MAX:
-        _signed.clear()
-    _signed[(media_id, variant)] = (url, now + GCS_URL_TTL_S)
-    return url
+    """A signed GCS URL for this object (None with the local backend): the service keeps it while more than half
+    its life is left."""
+    return service.signed_download(media_id, variant, key, ctype, disposition)
