@@ -365,10 +365,11 @@ def loaded(
     return result
 
 
-def profile(
-    bench: h.Bench, pids: list[int], url: str, headers: dict[str, str], connections: int, duration: int
-) -> list[str]:
-    """One more wrk run with ``py-spy record`` on every worker; the frames with the most samples (inclusive)."""
+def record(
+    bench: h.Bench, pids: list[int], duration: int, *, native: bool = False
+) -> tuple[list[subprocess.Popen[bytes]], list[Path]]:
+    """``py-spy record`` (raw, 100 Hz, non-blocking; ``native``: with C/C++ frames) on each of ``pids`` for
+    ``duration`` seconds, started now; wait for the processes, then ``summarize`` the outputs."""
     spy = str(Path(h.PYTHON).parent / "py-spy")
     outs = [bench.workdir / f"profile-{pid}-{time.monotonic_ns()}.txt" for pid in pids]
     procs = [
@@ -376,7 +377,7 @@ def profile(
             [
                 spy,
                 "record",
-                "--nonblocking",
+                *(["--native"] if native else ["--nonblocking"]),
                 "--full-filenames",
                 "-r",
                 "100",
@@ -394,9 +395,22 @@ def profile(
         )
         for pid, out in zip(pids, outs, strict=True)
     ]
+    return procs, outs
+
+
+def profile(
+    bench: h.Bench, pids: list[int], url: str, headers: dict[str, str], connections: int, duration: int
+) -> list[str]:
+    """One more wrk run with ``py-spy record`` on every worker; the frames with the most samples (inclusive)."""
+    procs, outs = record(bench, pids, duration)
     wrk(url, headers, connections, duration)
     for proc in procs:
         proc.wait(timeout=duration + 30)
+    return summarize(outs)
+
+
+def summarize(outs: list[Path], top: int = 25) -> list[str]:
+    """The frames of py-spy's raw outputs with the most samples: the repository's own, inclusive, and the leaves."""
     inclusive: collections.Counter[str] = collections.Counter()  # frames of the repository's own code
     leaf: collections.Counter[str] = collections.Counter()  # where the samples were (self time)
     total = 0
@@ -417,9 +431,9 @@ def profile(
     if not total:
         return ["no samples (py-spy needs ptrace rights)"]
     lines = [f"{total} samples; repository frames, inclusive:"]
-    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(25)]
+    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
     lines += ["self (leaf frames):"]
-    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in leaf.most_common(20)]
+    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in leaf.most_common(top)]
     return lines
 
 
@@ -580,6 +594,8 @@ async def writes(args: argparse.Namespace, server: h.Server, head: Any, dsn: str
                     state,
                 )
             )
+        if args.profile_writes:
+            await profile_writes(args, server, head, http, users, created)
         h.say()
         h.say(h.table(PHASE_HEADERS, [p.row() for p in phases]))
         h.say()
@@ -603,6 +619,40 @@ async def writes(args: argparse.Namespace, server: h.Server, head: Any, dsn: str
             f" in {time.perf_counter() - started:.1f} s"
         )
         return users, hot
+
+
+async def profile_writes(
+    args: argparse.Namespace,
+    server: h.Server,
+    head: Any,
+    http: httpx.AsyncClient,
+    users: list[Account],
+    posts: list[int],
+) -> None:
+    """``--profile-writes S``: S seconds of random reactions, ``--concurrency`` in flight, with ``py-spy record`` on
+    the api workers and on the Ray workers (the shards); the frames with the most samples, per group."""
+    bench: h.Bench = args.bench
+    rng = random.Random(13)
+    groups = {"api workers": list(server.worker_pids), "Ray workers (shards)": h.ray_worker_pids(head)}
+    recorded = {name: record(bench, pids, args.profile_writes, native=args.native) for name, pids in groups.items()}
+    deadline = time.monotonic() + args.profile_writes
+    done = 0
+
+    async def loop() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            user, post, emoji = rng.choice(users), rng.choice(posts), rng.choice(EMOJI)
+            await http.put(f"/api/v1/posts/{post}/reaction", json={"emoji": emoji}, headers=user.auth)
+            done += 1
+
+    await asyncio.gather(*(loop() for _ in range(args.concurrency)))
+    h.say(f"# profiled writes: {done} reactions in {args.profile_writes} s")
+    for name, (procs, outs) in recorded.items():
+        for proc in procs:
+            proc.wait(timeout=args.profile_writes + 60)
+        h.say(f"## profile of the {name} under reactions")
+        for line in summarize(outs, top=30):
+            h.say(line)
 
 
 def reads(args: argparse.Namespace, bench: h.Bench, server: h.Server, viewer: Account, hot: int) -> None:
@@ -725,6 +775,11 @@ def main() -> None:
     parser.add_argument("--read-rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--profile", action="store_true", help="py-spy record the workers under each read")
+    parser.add_argument(
+        "--profile-writes", type=int, default=0, metavar="S", help="S s of reactions under py-spy (api and shards)"
+    )
+    parser.add_argument("--native", action="store_true", help="with --profile-writes: py-spy --native (C frames)")
+    parser.add_argument("--skip-reads", action="store_true", help="stop after the writes")
     args = h.parse_args(parser, SMOKE)
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install -y wrk)")
@@ -735,9 +790,11 @@ def main() -> None:
         head = bench.ray_head(num_cpus=2)
         extra = {"LOG_LEVEL": "INFO", "ACCESS_TOKEN_TTL": "3600", "RATE_LIMITS": "write=1000000/60,auth=1000000/60"}
         server = bench.server(dsn, prefix, head, extra)
+        args.bench = bench
         h.say(f"# api workers {server.worker_pids}; writes: one httpx client process; reads: 1 wrk process, 1 thread")
         users, hot = asyncio.run(writes(args, server, head, dsn))
-        reads(args, bench, server, users[0], hot)
+        if not args.skip_reads:
+            reads(args, bench, server, users[0], hot)
         for line in h.log_summary(server.log_path):
             h.say(f"# server log: {line}")
 
