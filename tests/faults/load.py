@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 
@@ -104,6 +105,27 @@ class WriteLoad:
         for post_id, caption in rows:
             stored.setdefault(caption.removeprefix(CAPTION), []).append(str(post_id))
         assert stored == {key: [post_id] for key, post_id in self.acked.items()}
+
+    def check_outage(self, what: str, stopped_at: float, back_at: float, resume_s: float) -> float:
+        """What every outage test checks of the load: some 503s while ``what`` was down, only successes and
+        well-formed 503s throughout, and service back within ``resume_s`` of its return; the seconds it took."""
+        during = self.statuses(since=stopped_at, until=back_at)
+        resumed_s = self.resumed_at(back_at) - back_at
+        print(f"\nanswers while {what} was down: {dict(during)}; after: {dict(self.statuses(since=back_at))}")
+        print(f"resumed {resumed_s:.2f} s after {what}'s return; {len(self.acked)} posts acknowledged")
+        self.check_answers()
+        assert during[503] > 0, during
+        assert resumed_s <= resume_s
+        return resumed_s
+
+    async def check_stored(self, database_url: str) -> None:
+        """Every acknowledged post is in the database once (``check_posts``), read from ``database_url``."""
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch("SELECT id, caption FROM posts WHERE starts_with(caption, $1)", CAPTION)
+        finally:
+            await conn.close()
+        self.check_posts([(row["id"], row["caption"]) for row in rows])
 
     def check_answers(self) -> None:
         """Every answer is a success or a 503 ``unavailable`` in the API.md error shape with Retry-After."""

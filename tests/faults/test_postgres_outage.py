@@ -16,7 +16,7 @@ import pytest
 
 from actors.runtime.cluster import RayHead
 from tests.faults.conftest import ShardLogs, Stack, outage_stack
-from tests.faults.load import CAPTION, WriteLoad, log_entries, make_writers
+from tests.faults.load import WriteLoad, log_entries, make_writers
 from tests.support import Api, Mailbox, assert_error, wait_until
 
 OUTAGE_S = 5.0
@@ -64,20 +64,8 @@ async def outage_under_load(stack: Stack, ray_head: RayHead, clients: list[tuple
         if not running.done():
             running.cancel()
 
-    during = load.statuses(since=stopped_at, until=back_at)
-    resumed_s = load.resumed_at(back_at) - back_at
-    print(f"\nanswers while PostgreSQL was down: {dict(during)}; after: {dict(load.statuses(since=back_at))}")
-    print(f"resumed {resumed_s:.2f} s after PostgreSQL's return; {len(load.acked)} posts acknowledged")
-    load.check_answers()
-    assert during[503] > 0, during
-    assert resumed_s <= RESUME_S
-
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        rows = await conn.fetch("SELECT id, caption FROM posts WHERE starts_with(caption, $1)", CAPTION)
-    finally:
-        await conn.close()
-    load.check_posts([(row["id"], row["caption"]) for row in rows])
+    load.check_outage("PostgreSQL", stopped_at, back_at, RESUME_S)
+    await load.check_stored(stack.database_url)
 
     # The api processes: one warning per outage each (its first failure), then one info line when it is over.
     entries = log_entries(stack.log_lines(log_from))
