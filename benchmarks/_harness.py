@@ -40,7 +40,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 import redis as sync_redis
 
 from actors.runtime.cluster import RayHead, free_port, loopback_env, start_head
@@ -167,7 +167,9 @@ def memory_of(pids: Sequence[int]) -> Mem:
 
 
 def ray_worker_pids(head: RayHead) -> list[int]:
-    """Ray worker processes (``ray::<Actor>`` or ``ray::IDLE``) under this head."""
+    """Every ``ray::`` process under this head: the shards, but also idle workers (``ray::IDLE``) and Ray's own
+    (``ray::DashboardAgent`` and the like). For CPU per operation use ``shard_pids`` (the shards by their ping) and
+    ``server_cpu_groups``, which count the rest as "ray system"."""
     found = []
     try:
         children = psutil.Process(head.process.pid).children(recursive=True)
@@ -189,6 +191,65 @@ def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
             times = process.cpu_times()
             total += times.user + times.system
     return total
+
+
+def ray_processes(head: RayHead) -> list[psutil.Process]:
+    """The head's ``ray start`` process and every process under it (GCS, raylet, dashboard, agents, workers)."""
+    try:
+        top = psutil.Process(head.process.pid)
+        return [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def shard_pids(base_url: str) -> dict[str, list[int]]:
+    """The pids of the server's shard processes by kind (``user``, ``chat``), from every shard's ``ping``
+    (``GET /api/v1/_test/shards`` and ``/_test/chat_shards``: the benchmark servers run with APP_ENV=test)."""
+    found: dict[str, list[int]] = {}
+    for kind, path in (("user", "/api/v1/_test/shards"), ("chat", "/api/v1/_test/chat_shards")):
+        reply = httpx.get(base_url + path, timeout=30)
+        reply.raise_for_status()
+        found[kind] = sorted({int(ping["pid"]) for ping in reply.json()})
+    return found
+
+
+# Server CPU per operation is the sum of these groups of ``server_cpu_groups``; "ray system" (GCS, raylet,
+# dashboard, idle workers: Ray's own upkeep, mostly independent of the load) is printed beside it.
+SERVER_GROUPS = ("api workers", "UserShards", "ChatShards", "postgres", "redis")
+
+
+def server_cpu_groups(server: Server, head: RayHead) -> dict[str, list[psutil.Process]]:
+    """The server's processes for CPU accounting: the api workers, the UserShard and ChatShard processes (pids from
+    their ping), postgres and redis (every such process on the machine: shared with other work, an upper bound)
+    and "ray system" (every other process under the Ray head)."""
+    pids = shard_pids(server.base_url)
+    shards = {pid for group in pids.values() for pid in group}
+    return {
+        "api workers": _processes(server.worker_pids),
+        "UserShards": _processes(pids["user"]),
+        "ChatShards": _processes(pids["chat"]),
+        "postgres": processes_named("postgres"),
+        "redis": processes_named("redis-server"),
+        "ray system": [p for p in ray_processes(head) if p.pid not in shards],
+    }
+
+
+class CpuMeter:
+    """CPU seconds (user + system) each group of processes spent since the meter was made, and the wall time."""
+
+    def __init__(self, groups: dict[str, list[psutil.Process]]) -> None:
+        self.groups = groups
+        self.before = {name: cpu_seconds(procs) for name, procs in groups.items()}
+        self.wall = time.perf_counter()
+
+    def spent(self) -> tuple[float, dict[str, float]]:
+        wall = time.perf_counter() - self.wall
+        return wall, {name: cpu_seconds(p) - self.before[name] for name, p in self.groups.items()}
+
+
+def server_cpu(spent: dict[str, float]) -> float:
+    """The headline server CPU of a ``CpuMeter.spent`` result: the ``SERVER_GROUPS`` summed (not "ray system")."""
+    return sum(spent.get(name, 0.0) for name in SERVER_GROUPS)
 
 
 def processes_named(*names: str) -> list[psutil.Process]:
@@ -442,7 +503,7 @@ def _wait_gone(processes: Sequence[psutil.Process], timeout: float) -> None:
 
 def _running(process: psutil.Process) -> bool:
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 

@@ -24,14 +24,27 @@ httpx process on the same machine; every write is closed loop with ``--concurren
   the same server; ratio = endpoint req/s / that round's healthz req/s (median over ``--read-rounds``), with the
   api workers' CPU per request (user + system, /proc) as in benchmarks/http_reads.py.
 
-CPU per write op is read for the api workers, the Ray worker processes (the UserShards) and every postgres
-process on the machine (shared with other work: an upper bound). ``--profile`` adds one more wrk run per read
-endpoint with ``py-spy record`` (raw, 100 Hz, non-blocking) on both workers and prints the hottest frames.
+- **writes driven by wrk** (``--wrk-writes``, on by default; ``--no-wrk-writes``): so that the client costs
+  little, one wrk thread (``--connections``, ``--duration`` s each) sends reactions (a random user, post and one of
+  four emoji), comments (with an @mention), photo post creates (a caption with an @mention and two #hashtags; each
+  with an upload of its author's made ready beforehand: ``--create-pool``) and follows (a random user follows
+  another), each phase right after a ``GET /healthz`` wrk run of the same server (benchmarks/wrk/writes.lua). Per
+  phase: req/s, ratio to that healthz, wrk's p50/p99, every status (non-2xx with sample bodies), server CPU per
+  write by group, and ``pg_stat_database.xact_commit`` of the bench's database over the phase beside the writes
+  (read ``--xact-settle`` s later: PostgreSQL reports an idle backend's commits up to 10 s late; the commits/s of
+  the healthz run before it are the server's background and are subtracted).
 
-    apt-get install -y wrk     # Debian's wrk 4.1; the read load
+CPU per write is read per group (benchmarks/_harness.py ``server_cpu_groups``): the api workers, the UserShard and
+ChatShard processes (pids from their ping), every postgres and redis-server process on the machine (shared with
+other work: an upper bound), and "ray system" (every other process under the Ray head: GCS, raylet, dashboard,
+idle workers). Server CPU per write = api workers + shards + postgres + redis; ray system is printed beside it.
+``--profile`` adds one more wrk run per read endpoint with ``py-spy record`` (raw, 100 Hz, non-blocking) on both
+workers and prints the hottest frames.
+
+    apt-get install -y wrk     # Debian's wrk 4.1; the read load and the wrk writes
     .venv/bin/python benchmarks/posts.py [--users 200] [--posts 200] [--reactions 2000] [--comments 500]
         [--ops 5] [--rounds 2] [--concurrency 64] [--duration 8] [--read-rounds 3] [--connections 64] [--profile]
-        [--smoke]
+        [--no-wrk-writes] [--create-pool N] [--xact-settle 10.5] [--smoke]
 """
 
 from __future__ import annotations
@@ -62,7 +75,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 from PIL import Image
 
 from benchmarks import _harness as h
@@ -85,6 +98,7 @@ SMOKE = {
     "duration": 1,
     "read_rounds": 1,
     "connections": 1,
+    "xact_settle": 0.5,
 }
 
 
@@ -163,8 +177,11 @@ class Phase:
             round(1e3 * h.percentile(lat, 50), 1),
             round(1e3 * h.percentile(lat, 99), 1),
             " ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())),
-            *[round(1e6 * self.cpu[g] / self.ops) for g in ("api", "ray", "postgres")],
+            *[round(1e6 * self.cpu[g] / self.ops) for g in ("api workers", "shards", "postgres")],
         ]
+
+    def cpu_row(self) -> list[Any]:
+        return cpu_row(self.name, self.cpu, self.ops)
 
 
 PHASE_HEADERS = [
@@ -180,16 +197,42 @@ PHASE_HEADERS = [
 ]
 
 
+# Server CPU per write, by group (benchmarks/_harness.py server_cpu_groups): the headline "server" is api workers +
+# shards (UserShards and ChatShards, found by their ping) + postgres + redis; "ray system" (GCS, raylet, dashboard,
+# idle workers) beside it.
+CPU_HEADERS = [
+    "phase",
+    "writes",
+    "server CPU us/write",
+    "api workers",
+    "UserShards",
+    "ChatShards",
+    "postgres (machine)",
+    "redis (machine)",
+    "ray system (not in server)",
+]
+
+
+def cpu_row(name: str, cpu: dict[str, float], ops: int) -> list[Any]:
+    per = {g: 1e6 * v / max(1, ops) for g, v in cpu.items()}
+    return [
+        name,
+        ops,
+        round(1e6 * h.server_cpu(cpu) / max(1, ops)),
+        *[round(per[g]) for g in ("api workers", "UserShards", "ChatShards", "postgres", "redis", "ray system")],
+    ]
+
+
 class Cpu:
+    """CPU seconds of the server's process groups (``h.server_cpu_groups``), plus "shards" (both kinds)."""
+
     def __init__(self, server: h.Server, head: Any) -> None:
-        self.groups = {
-            "api": [psutil.Process(pid) for pid in server.worker_pids],
-            "ray": [psutil.Process(pid) for pid in h.ray_worker_pids(head)],
-            "postgres": h.processes_named("postgres"),
-        }
+        self.groups = h.server_cpu_groups(server, head)
 
     def read(self) -> dict[str, float]:
-        return {name: h.cpu_seconds(procs) for name, procs in self.groups.items()}
+        spent = {name: h.cpu_seconds(procs) for name, procs in self.groups.items()}
+        spent["shards"] = spent["UserShards"] + spent["ChatShards"]
+        return spent
 
 
 async def closed_loop(
@@ -324,16 +367,30 @@ WRK_ERRORS = re.compile(r"Socket errors:(.*)")
 WRK_TOTAL = re.compile(r"(\d+) requests in")
 WRK_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+WRK_STATUS = re.compile(r"^STATUS (\d+) (\d+)$", re.MULTILINE)
+WRK_SAMPLE = re.compile(r"^SAMPLE (.*)$", re.MULTILINE)
 
 
 def wrk(
-    url: str, headers: dict[str, str], connections: int, duration: int, *, script: Path | None = None
+    url: str,
+    headers: dict[str, str],
+    connections: int,
+    duration: int,
+    *,
+    script: Path | None = None,
+    script_args: list[str] | None = None,
+    timeout_s: int = 2,
 ) -> dict[str, Any]:
-    """One wrk run (1 thread, keep-alive), with a Lua ``script`` when given (e.g. a token per request)."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *(["-s", str(script)] if script else [])]
+    """One wrk run (1 thread, keep-alive), with a Lua ``script`` when given (e.g. a token per request) and its
+    arguments; a request slower than ``timeout_s`` is a socket error (timeout) and has no latency. A script that
+    prints ``STATUS <code> <n>`` and ``SAMPLE <code> <body>`` lines (benchmarks/wrk/writes.lua) has them in
+    ``statuses`` and ``samples``."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout_s}s", "--latency"]
+    cmd += ["-s", str(script)] if script else []
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True, timeout=duration + 60).stdout
+    cmd += [url, *(["--", *script_args] if script_args else [])]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout
     rps = WRK_RPS.search(out)
     if rps is None:
         raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
@@ -348,6 +405,8 @@ def wrk(
         "socket_errors": errors.group(1).strip() if errors else "",
         "p50": latency.get("50", float("nan")),
         "p99": latency.get("99", float("nan")),
+        "statuses": {int(code): int(n) for code, n in WRK_STATUS.findall(out)},
+        "samples": WRK_SAMPLE.findall(out),
     }
 
 
@@ -607,10 +666,15 @@ async def writes(args: argparse.Namespace, server: h.Server, head: Any, dsn: str
             "hot/spread reactions/s per round: "
             + ", ".join(f"{a / b:.2f}" for a, b in zip(hot_rates, spread_rates, strict=True))
         )
+        h.say()
+        h.say("Server CPU per write, us (server = api workers + shards + postgres + redis; ray system beside it):")
+        h.say(h.table(CPU_HEADERS, [p.cpu_row() for p in phases + storms]))
         checks, ok = await verify(dsn, http, hot, state)
         h.say()
         h.say(h.table(["check", "found", "expected (rows)", "equal"], checks))
         h.say(f"counts equal the rows: {'yes' if ok else 'NO'}")
+        if args.wrk_writes:
+            await wrk_writes(args, server, head, dsn, users, created, int(images[0]))
 
         started = time.perf_counter()
         await prepare_read_post(http, users, hot, args.read_comments)
@@ -619,6 +683,191 @@ async def writes(args: argparse.Namespace, server: h.Server, head: Any, dsn: str
             f" in {time.perf_counter() - started:.1f} s"
         )
         return users, hot
+
+
+# ---------------------------------------------------------------- writes driven by wrk
+
+WRK_WRITES = Path(__file__).resolve().parent / "wrk" / "writes.lua"
+# (benchmarks/wrk/writes.lua mode, what it sends). Creates before follows: a post's fan-out then reaches as few
+# followers as in the closed-loop create phase (none).
+WRITE_MODES = [
+    ("reaction", "PUT /posts/{id}/reaction"),
+    ("comment", "POST /posts/{id}/comments"),
+    ("create", "POST /posts (photo)"),
+    ("follow", "PUT /users/{username}/follow"),
+]
+CREATES_PER_S = 1000  # the create pool holds this many uploads per second of --duration (default --create-pool)
+IN_FLIGHT_S = 0.3  # after wrk stops: the answers still in flight finish before the CPU is read
+TARGET_CPU_MS = 4.0  # issue 21: server CPU per write
+TARGET_REACTION_RATIO = 0.1  # issue 21: reaction throughput against /healthz of the same server
+
+
+async def seed_media(dsn: str, template_id: int, owners: list[int]) -> list[int]:
+    """Ready, private post images owned by ``owners`` (one each, in order), copied from a real upload's row (the
+    same object in storage): an upload belongs to one post, and uploading thousands through the API would take
+    longer than the phase that uses them. Their ids, in order."""
+    base = random.randrange(1, 10**6) << 22  # ids "minted in early 2024": no server process mints there
+    conn = await asyncpg.connect(dsn)
+    try:
+        template = await conn.fetchrow("SELECT * FROM media WHERE id = $1", template_id)
+        assert template is not None and template["state"] == "ready", template
+        columns = list(template.keys())
+        records = []
+        for i, owner in enumerate(owners):
+            values = {**dict(template), "id": base + i, "owner_id": owner, "public": False}
+            records.append(tuple(values[c] for c in columns))
+        await conn.copy_records_to_table("media", records=records, columns=columns)
+    finally:
+        await conn.close()
+    return [base + i for i in range(len(owners))]
+
+
+async def xact_commits(conn: asyncpg.Connection) -> int:
+    """``pg_stat_database.xact_commit`` of the bench's database. PostgreSQL 15 backends report their counts at most
+    once a second while busy, and up to 10 s after they went idle: read it ``--xact-settle`` s after a load."""
+    return int(await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"))
+
+
+async def wrk_writes(
+    args: argparse.Namespace,
+    server: h.Server,
+    head: Any,
+    dsn: str,
+    users: list[Account],
+    posts: list[int],
+    template_media: int,
+) -> None:
+    """``--wrk-writes``: each write of ``WRITE_MODES`` for ``--duration`` s at ``--connections`` from one wrk thread
+    (benchmarks/wrk/writes.lua: random users, posts, emoji and followees), right after a ``GET /healthz`` wrk run
+    of the same server. Per phase: req/s and its ratio to that healthz, wrk's p50/p99, every status, server CPU
+    per write by group, and the database's commits (``pg_stat_database.xact_commit``) beside the writes."""
+    bench: h.Bench = args.bench
+    rng = random.Random(17)
+    pool_size = args.create_pool or max(100, CREATES_PER_S * args.duration)
+    authors = [rng.randrange(len(users)) for _ in range(pool_size)]
+    media = await seed_media(dsn, template_media, [users[k].id for k in authors])
+    data = bench.workdir / "wrk-writes.tsv"
+    lines = [f"u\t{u.token}\t{u.username}" for u in users]
+    lines += [f"p\t{post}" for post in posts]
+    lines += [f"m\t{k + 1}\t{m}" for k, m in zip(authors, media, strict=True)]
+    data.write_text("\n".join(lines) + "\n")
+    h.say(
+        f"# wrk writes: {len(users)} users, {len(posts)} posts, a create pool of {pool_size:,} uploads; "
+        f"{args.duration} s per phase at {args.connections} connections, each after {args.duration} s of /healthz"
+    )
+    cpu = Cpu(server, head)
+    conn = await asyncpg.connect(dsn)
+    rows, cpu_rows, commit_rows, notes = [], [], [], []
+    try:
+        await asyncio.sleep(args.xact_settle)  # the closed-loop phases' commits are all counted before we start
+        for k, (mode, label) in enumerate(WRITE_MODES):
+            x0 = await xact_commits(conn)
+            began = time.perf_counter()
+            health = await asyncio.to_thread(wrk, server.base_url + "/healthz", {}, args.connections, args.duration)
+            x1 = await xact_commits(conn)
+            background_rate = (x1 - x0) / (time.perf_counter() - began)  # commits/s of the server with no writes
+            before = cpu.read()
+            began = time.perf_counter()
+            res = await asyncio.to_thread(
+                wrk,
+                server.base_url,
+                {},
+                args.connections,
+                args.duration,
+                script=WRK_WRITES,
+                script_args=[mode, str(data), str(100 + k)],
+                timeout_s=30,
+            )
+            await asyncio.sleep(IN_FLIGHT_S)
+            after = cpu.read()
+            await asyncio.sleep(args.xact_settle)
+            x2 = await xact_commits(conn)
+            span = time.perf_counter() - began
+            writes = res["requests"]
+            spent = {g: after[g] - before[g] for g in after}
+            commits = x2 - x1
+            background = background_rate * span
+            net = commits - background
+            rows.append(
+                [
+                    label,
+                    writes,
+                    res["rps"],
+                    health["rps"],
+                    round(res["rps"] / health["rps"], 4) if health["rps"] else float("nan"),
+                    res["p50"],
+                    res["p99"],
+                    res["non2xx"],
+                    res["socket_errors"] or "none",
+                ]
+            )
+            cpu_rows.append(cpu_row(f"wrk {mode}", spent, writes))
+            commit_rows.append(
+                [label, writes, commits, round(background_rate, 1), round(background), round(net), net / max(1, writes)]
+            )
+            statuses = ", ".join(f"{code}: {n:,}" for code, n in sorted(res["statuses"].items()))
+            notes.append(f"{label}: statuses {statuses or 'none'}")
+            for sample in res["samples"]:
+                notes.append(f"    non-2xx: {sample}")
+            if mode == "create" and writes > pool_size:
+                notes.append(f"    {writes - pool_size:,} creates past the pool of {pool_size:,}: 422 invalid_media")
+            h.say(
+                f"# wrk {mode}: {res['rps']:.0f} req/s (healthz {health['rps']:.0f}), "
+                f"{1e3 * h.server_cpu(spent) / max(1, writes):.2f} ms server CPU per write, "
+                f"{commits} commits for {writes} writes"
+            )
+    finally:
+        await conn.close()
+    h.say()
+    h.say(
+        f"HTTP writes driven by wrk (1 thread, {args.connections} connections, {args.duration} s each, "
+        "right after /healthz of the same server):"
+    )
+    h.say(
+        h.table(
+            [
+                "write",
+                "requests",
+                "req/s",
+                "healthz req/s",
+                "ratio to healthz",
+                "p50 ms",
+                "p99 ms",
+                "non-2xx",
+                "socket errors",
+            ],
+            rows,
+        )
+    )
+    h.say()
+    h.say("Server CPU per write under wrk, us (server = api workers + shards + postgres + redis; ray system beside):")
+    h.say(h.table(CPU_HEADERS, cpu_rows))
+    h.say()
+    h.say(
+        f"PostgreSQL commits (pg_stat_database.xact_commit of the bench's database, read {args.xact_settle:g} s "
+        "after the phase; background = the commits/s of the healthz run before it x the phase's span):"
+    )
+    h.say(
+        h.table(
+            [
+                "write",
+                "writes",
+                "xact_commit delta",
+                "background commits/s",
+                "background in span",
+                "commits net",
+                "commits per write",
+            ],
+            commit_rows,
+        )
+    )
+    for line in notes:
+        h.say(line)
+    h.say(
+        "non-2xx expected: none (create: 422 invalid_media only past the end of its pool). "
+        f"Targets (issue 21): server CPU per write <= {TARGET_CPU_MS:g} ms; reaction req/s >= "
+        f"{TARGET_REACTION_RATIO:g}x healthz; commits < writes at {args.connections} in flight"
+    )
 
 
 async def profile_writes(
@@ -633,7 +882,11 @@ async def profile_writes(
     the api workers and on the Ray workers (the shards); the frames with the most samples, per group."""
     bench: h.Bench = args.bench
     rng = random.Random(13)
-    groups = {"api workers": list(server.worker_pids), "Ray workers (shards)": h.ray_worker_pids(head)}
+    shards = h.shard_pids(server.base_url)
+    groups = {
+        "api workers": list(server.worker_pids),
+        "shards (UserShards, ChatShards)": shards["user"] + shards["chat"],
+    }
     recorded = {name: record(bench, pids, args.profile_writes, native=args.native) for name, pids in groups.items()}
     deadline = time.monotonic() + args.profile_writes
     done = 0
@@ -780,6 +1033,24 @@ def main() -> None:
     )
     parser.add_argument("--native", action="store_true", help="with --profile-writes: py-spy --native (C frames)")
     parser.add_argument("--skip-reads", action="store_true", help="stop after the writes")
+    parser.add_argument(
+        "--wrk-writes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reaction, comment, create and follow driven by wrk, --duration s each at --connections (default: on)",
+    )
+    parser.add_argument(
+        "--create-pool",
+        type=int,
+        default=0,
+        help=f"uploads made ready for the wrk creates, one per post (default {CREATES_PER_S} per s of --duration)",
+    )
+    parser.add_argument(
+        "--xact-settle",
+        type=float,
+        default=10.5,
+        help="seconds after a wrk write phase before reading xact_commit (idle backends report within 10 s)",
+    )
     args = h.parse_args(parser, SMOKE)
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install -y wrk)")
