@@ -216,35 +216,89 @@ def shard_pids(base_url: str) -> dict[str, list[int]]:
 # Server CPU per operation is the sum of these groups of ``server_cpu_groups``; "ray system" (GCS, raylet,
 # dashboard, idle workers: Ray's own upkeep, mostly independent of the load) is printed beside it.
 SERVER_GROUPS = ("api workers", "UserShards", "ChatShards", "postgres", "redis")
+# PostgreSQL's processes that serve every database (the postmaster's own title is its command line).
+PG_SHARED = ("checkpointer", "background writer", "walwriter", "autovacuum launcher", "logical replication launcher")
 
 
-def server_cpu_groups(server: Server, head: RayHead) -> dict[str, list[psutil.Process]]:
+def postgres_processes(database: str) -> list[psutil.Process]:
+    """The PostgreSQL processes working for ``database``: its backends (and autovacuum workers), whose title names
+    it, and the processes every database shares (postmaster, checkpointer, background writer, walwriter, ...).
+    Backends of other databases (other work on this machine) are left out."""
+    found = []
+    for process in processes_named("postgres"):
+        with contextlib.suppress(psutil.Error):
+            title = " ".join(process.cmdline())
+            shared = not title.startswith("postgres:") or title.rstrip().endswith(PG_SHARED)
+            if shared or f" {database} " in f"{title} ":
+                found.append(process)
+    return found
+
+
+class ProcessGroups:
+    """Named groups of processes for CPU accounting. A group given as a function is listed anew at every
+    ``snapshot`` (PostgreSQL backends come and go with the pools); a process born between two snapshots counts
+    all its CPU, one that ended counts none of its last stretch."""
+
+    def __init__(self, groups: dict[str, list[psutil.Process] | Callable[[], list[psutil.Process]]]) -> None:
+        self.groups = groups
+
+    def processes(self) -> dict[str, list[psutil.Process]]:
+        return {name: group() if callable(group) else group for name, group in self.groups.items()}
+
+    def snapshot(self) -> dict[str, dict[tuple[int, float], float]]:
+        """Per group: (pid, start time) -> user + system CPU seconds."""
+        out: dict[str, dict[tuple[int, float], float]] = {}
+        for name, procs in self.processes().items():
+            seen: dict[tuple[int, float], float] = {}
+            for process in procs:
+                with contextlib.suppress(psutil.Error):
+                    times = process.cpu_times()
+                    seen[(process.pid, process.create_time())] = times.user + times.system
+            out[name] = seen
+        return out
+
+    @staticmethod
+    def spent(
+        before: dict[str, dict[tuple[int, float], float]], after: dict[str, dict[tuple[int, float], float]]
+    ) -> dict[str, float]:
+        """CPU seconds per group between two snapshots."""
+        return {
+            name: sum(cpu - before.get(name, {}).get(key, 0.0) for key, cpu in procs.items())
+            for name, procs in after.items()
+        }
+
+
+def server_cpu_groups(server: Server, head: RayHead) -> ProcessGroups:
     """The server's processes for CPU accounting: the api workers, the UserShard and ChatShard processes (pids from
-    their ping), postgres and redis (every such process on the machine: shared with other work, an upper bound)
-    and "ray system" (every other process under the Ray head)."""
+    their ping), postgres (the processes working for the server's database: ``postgres_processes``), every
+    redis-server on the machine (shared with other work: an upper bound) and "ray system" (every other process
+    under the Ray head)."""
     pids = shard_pids(server.base_url)
     shards = {pid for group in pids.values() for pid in group}
-    return {
-        "api workers": _processes(server.worker_pids),
-        "UserShards": _processes(pids["user"]),
-        "ChatShards": _processes(pids["chat"]),
-        "postgres": processes_named("postgres"),
-        "redis": processes_named("redis-server"),
-        "ray system": [p for p in ray_processes(head) if p.pid not in shards],
-    }
+    database = server.env["DATABASE_URL"].rsplit("/", 1)[1]
+    return ProcessGroups(
+        {
+            "api workers": _processes(server.worker_pids),
+            "UserShards": _processes(pids["user"]),
+            "ChatShards": _processes(pids["chat"]),
+            "postgres": lambda: postgres_processes(database),
+            "redis": processes_named("redis-server"),
+            "ray system": [p for p in ray_processes(head) if p.pid not in shards],
+        }
+    )
 
 
 class CpuMeter:
     """CPU seconds (user + system) each group of processes spent since the meter was made, and the wall time."""
 
-    def __init__(self, groups: dict[str, list[psutil.Process]]) -> None:
+    def __init__(self, groups: ProcessGroups) -> None:
         self.groups = groups
-        self.before = {name: cpu_seconds(procs) for name, procs in groups.items()}
+        self.before = groups.snapshot()
         self.wall = time.perf_counter()
 
     def spent(self) -> tuple[float, dict[str, float]]:
         wall = time.perf_counter() - self.wall
-        return wall, {name: cpu_seconds(p) - self.before[name] for name, p in self.groups.items()}
+        return wall, ProcessGroups.spent(self.before, self.groups.snapshot())
 
 
 def server_cpu(spent: dict[str, float]) -> float:

@@ -35,9 +35,11 @@ httpx process on the same machine; every write is closed loop with ``--concurren
   the healthz run before it are the server's background and are subtracted).
 
 CPU per write is read per group (benchmarks/_harness.py ``server_cpu_groups``): the api workers, the UserShard and
-ChatShard processes (pids from their ping), every postgres and redis-server process on the machine (shared with
-other work: an upper bound), and "ray system" (every other process under the Ray head: GCS, raylet, dashboard,
-idle workers). Server CPU per write = api workers + shards + postgres + redis; ray system is printed beside it.
+ChatShard processes (pids from their ping), the postgres processes of the bench's database (its backends and the
+processes every database shares; the phase tables' "(machine)" column counts every postgres process, other
+sessions' work included), every redis-server on the machine (an upper bound), and "ray system" (every other
+process under the Ray head: GCS, raylet, dashboard, idle workers). Server CPU per write = api workers + shards +
+postgres + redis; ray system is printed beside it.
 ``--profile`` adds one more wrk run per read endpoint with ``py-spy record`` (raw, 100 Hz, non-blocking) on both
 workers and prints the hottest frames.
 
@@ -177,7 +179,7 @@ class Phase:
             round(1e3 * h.percentile(lat, 50), 1),
             round(1e3 * h.percentile(lat, 99), 1),
             " ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())),
-            *[round(1e6 * self.cpu[g] / self.ops) for g in ("api workers", "shards", "postgres")],
+            *[round(1e6 * self.cpu[g] / self.ops) for g in ("api workers", "shards", "postgres (machine)")],
         ]
 
     def cpu_row(self) -> list[Any]:
@@ -207,7 +209,7 @@ CPU_HEADERS = [
     "api workers",
     "UserShards",
     "ChatShards",
-    "postgres (machine)",
+    "postgres (this database)",
     "redis (machine)",
     "ray system (not in server)",
 ]
@@ -224,13 +226,22 @@ def cpu_row(name: str, cpu: dict[str, float], ops: int) -> list[Any]:
 
 
 class Cpu:
-    """CPU seconds of the server's process groups (``h.server_cpu_groups``), plus "shards" (both kinds)."""
+    """CPU of the server's process groups (``h.server_cpu_groups``): ``read`` a snapshot before and after, ``spent``
+    between them per group, plus "shards" (both kinds)."""
+
+    Snapshot = dict[str, dict[tuple[int, float], float]]
 
     def __init__(self, server: h.Server, head: Any) -> None:
         self.groups = h.server_cpu_groups(server, head)
+        # The phase tables' "(machine)" column: every postgres process, other databases' work included.
+        self.groups.groups["postgres (machine)"] = lambda: h.processes_named("postgres")
 
-    def read(self) -> dict[str, float]:
-        spent = {name: h.cpu_seconds(procs) for name, procs in self.groups.items()}
+    def read(self) -> Snapshot:
+        return self.groups.snapshot()
+
+    @staticmethod
+    def spent(before: Snapshot, after: Snapshot) -> dict[str, float]:
+        spent = h.ProcessGroups.spent(before, after)
         spent["shards"] = spent["UserShards"] + spent["ChatShards"]
         return spent
 
@@ -257,7 +268,7 @@ async def closed_loop(
     await asyncio.gather(*(one(job) for job in jobs))
     seconds = time.perf_counter() - started
     after = cpu.read()
-    return Phase(name, len(jobs), seconds, latencies, statuses, {g: after[g] - before[g] for g in after})
+    return Phase(name, len(jobs), seconds, latencies, statuses, cpu.spent(before, after))
 
 
 async def reaction_storm(
@@ -299,7 +310,7 @@ async def reaction_storm(
     seconds = time.perf_counter() - started
     after = cpu.read()
     ops = sum(len(p) for p in plans)
-    return Phase(name, ops, seconds, latencies, statuses, {g: after[g] - before[g] for g in after})
+    return Phase(name, ops, seconds, latencies, statuses, cpu.spent(before, after))
 
 
 async def verify(
@@ -784,7 +795,7 @@ async def wrk_writes(
             x2 = await xact_commits(conn)
             span = time.perf_counter() - began
             writes = res["requests"]
-            spent = {g: after[g] - before[g] for g in after}
+            spent = cpu.spent(before, after)
             commits = x2 - x1
             background = background_rate * span
             net = commits - background
