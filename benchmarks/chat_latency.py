@@ -18,13 +18,14 @@ Latency (open loop): message n is sent at start + n/rate whatever the earlier on
 reports the ack time (frame sent -> ``ack`` back on the sender's socket), lost messages (acked but never
 received), and order (per receiver socket and chat, ``seq`` must go up by exactly 1).
 
-Throughput (closed loop, ``--inflight`` at once, ``--tput-seconds`` each): the same sends over HTTP (``POST
-/api/v1/chats/{id}/messages``) through the api, all on the one chat or spread over the many chats; and the same
-``send`` op straight to the ChatShards from this process (a ``ShardClient`` as the api builds one, over Ray), which
-leaves out HTTP and the gateway: the shard's own capacity. Every phase records the CPU time of the api workers, the
-ChatShard and UserShard processes (their pids from ``ping``), postgres (the processes of the bench's database and
-those every database shares) and redis (per message; their sum is the server total) and Ray's other processes ("ray
-other", beside it).
+Throughput (closed loop, ``--inflight`` at once, ``--tput-seconds`` each): ``chat.send`` frames over the sender
+sockets (each socket keeps its share of the in-flight sends, the next frame after an ack); the same sends over HTTP
+(``POST /api/v1/chats/{id}/messages``) through the api, all on the one chat or spread over the many chats; and the
+same ``send`` op straight to the ChatShards from this process (a ``ShardClient`` as the api builds one, over Ray),
+which leaves out HTTP and the gateway: the shard's own capacity. Every phase records the CPU time of the api
+workers, the ChatShard and UserShard processes (their pids from ``ping``), postgres (the processes of the bench's
+database and those every database shares) and redis (per message; their sum is the server total) and Ray's other
+processes ("ray other", beside it).
 
 Latency phases (issue 21): one chat at ``--one-chat-rates`` (100 and 300/s, over ``--solo-sockets`` 16 sockets of
 one user, each under the 30 frames/s a socket may send) and 64 chats at ``--rates`` (100 and 600/s).
@@ -201,6 +202,7 @@ class Sender:
         self.ws = ws
         self.chat_id = chat_id
         self.acks: dict[int, tuple[int, bool, str]] = {}  # n -> (ack ns, ok, error code)
+        self.waiters: dict[int, asyncio.Future[tuple[int, bool, str]]] = {}  # n -> its ack (closed loop)
         self.echoes = 0
         self.reader = asyncio.create_task(self._read())
 
@@ -213,7 +215,10 @@ class Sender:
                 ref = str(data.get("ref") or "")
                 if ref.isdigit():
                     code = "" if data["ok"] else str(data.get("error", {}).get("code"))
-                    self.acks[int(ref)] = (received, bool(data["ok"]), code)
+                    self.acks[int(ref)] = ack = (received, bool(data["ok"]), code)
+                    waiter = self.waiters.pop(int(ref), None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(ack)
             elif frame["type"] == "chat.message":
                 self.echoes += 1  # the sender's own devices get the message too
 
@@ -222,6 +227,41 @@ class Sender:
         data = {"chat_id": self.chat_id, "client_id": f"{phase}-{n}", "type": "text", "text": f"{sent} {n}"}
         await self.ws.send(orjson.dumps({"ref": str(n), "action": "chat.send", "data": data}).decode())
         return sent
+
+
+async def closed_loop_ws(senders: list[Sender], phase: str, first: int, window: int, seconds: float) -> dict[str, Any]:
+    """``window`` sends in flight on each sender socket (a frame, then its ack, then the next) until ``seconds``
+    have passed; message numbers from ``first`` (``next``: the first one not used)."""
+    counter = iter(range(first, first + 10**9))
+    outcomes: Counter[str] = Counter()
+    latencies: list[float] = []
+    sent: dict[int, int] = {}
+    loop = asyncio.get_running_loop()
+    deadline = time.perf_counter() + seconds
+
+    async def run(sender: Sender) -> None:
+        while time.perf_counter() < deadline:
+            n = next(counter)
+            waiter: asyncio.Future[tuple[int, bool, str]] = loop.create_future()
+            sender.waiters[n] = waiter
+            t = await sender.send(n, phase)
+            try:
+                ack_ns, ok, code = await asyncio.wait_for(waiter, timeout=60)
+            except TimeoutError:
+                outcomes["no ack in 60 s"] += 1
+                continue
+            if ok:
+                outcomes["acked"] += 1
+                sent[n] = t
+                latencies.append((ack_ns - t) / 1e6)
+            else:
+                outcomes[code] += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(run(s) for s in senders for _ in range(window)))
+    wall = time.perf_counter() - began
+    latencies.sort()
+    return {"sent": sent, "statuses": dict(outcomes), "wall": wall, "latencies": latencies, "next": next(counter)}
 
 
 async def open_loop(senders: list[Sender], phase: str, first: int, count: int, rate: float) -> dict[str, Any]:
@@ -598,13 +638,19 @@ async def measure(
         await asyncio.sleep(pause)
 
     tput_rows: list[dict[str, Any]] = []
-    for via in ("http", "shard") if chat_client is not None else ("http",):
+    for via in ("ws", "http", "shard") if chat_client is not None else ("ws", "http"):
         for label, chat_work in work.items():
             inflight = args.inflight if label == "one chat" else max(args.inflight, len(chat_work))
+            if via == "ws":  # the same number in flight, spread over the phase's sender sockets
+                window = -(-inflight // len(senders[label]))
+                inflight = window * len(senders[label])
             h.say(f"# throughput via {via}, {label}: closed loop, {inflight} in flight, {args.tput_seconds:.0f} s ...")
             phase = f"{tag}tp{via}{label[0]}"
             meter = CpuMeter(groups)
-            if via == "http":
+            if via == "ws":
+                out = await closed_loop_ws(senders[label], phase, n, window, args.tput_seconds)
+                n = out["next"]
+            elif via == "http":
                 out = await closed_loop_http(base_url, chat_work, phase, inflight, args.tput_seconds)
             else:
                 out = await closed_loop_shard(chat_client, chat_work, phase, inflight, args.tput_seconds)
@@ -733,6 +779,11 @@ def main() -> int:
     return 0
 
 
+PATHS = {
+    "ws": "chat.send frames over the sockets",
+    "http": "HTTP via the api",
+    "shard": "ShardClient -> ChatShard (no HTTP)",
+}
 # Issue 21's targets: p99 at an offered rate (ms), and server CPU per message at 300/s (ms).
 TARGET_P99_BY_RATE = {100.0: 20.0, 600.0: 50.0}
 TARGET_CPU_MS_AT_300 = 3.0
@@ -812,7 +863,7 @@ def report_target(results: dict[str, Any], title: str) -> None:
     for r in results["throughput"]:
         rows.append(
             [
-                "HTTP via the api" if r["via"] == "http" else "ShardClient -> ChatShard (no HTTP)",
+                PATHS[r["via"]],
                 r["label"],
                 r["inflight"],
                 r["messages"],
@@ -895,10 +946,10 @@ def report_ratios(ours: dict[str, Any], base: dict[str, Any]) -> None:
         if (a["label"], a["rate"]) == (b["label"], b["rate"])
     ]
     pairs += [
-        (f"http {a['label']} (closed loop)", a, b, a["rate"], b["rate"], "messages")
+        (f"{a['via']} {a['label']} (closed loop)", a, b, a["rate"], b["rate"], "messages")
         for a in ours["throughput"]
         for b in base["throughput"]
-        if a["via"] == "http" and (a["via"], a["label"]) == (b["via"], b["label"])
+        if (a["via"], a["label"]) == (b["via"], b["label"])
     ]
     for label, a, b, rate_a, rate_b, n in pairs:
         p99 = "p99" if n == "count" else "recv_p99"  # closed loop: send -> peer socket
@@ -921,7 +972,7 @@ def report_ratios(ours: dict[str, Any], base: dict[str, Any]) -> None:
     h.say(
         "Ours against the one-process baseline (server CPU per message: ours api workers + shards + postgres + "
         "redis, the baseline's process + postgres + redis; the closed-loop rows are the throughput ratio, target "
-        f">= {TARGET_BASELINE_RATIO}):"
+        f">= {TARGET_BASELINE_RATIO}, the sockets' rows first of all):"
     )
     h.say(
         h.table(
@@ -939,6 +990,11 @@ def report_ratios(ours: dict[str, Any], base: dict[str, Any]) -> None:
             rows,
         )
     )
+    for label, a, _b, rate_a, rate_b, _n in pairs:
+        if a.get("via") == "ws":
+            ratio = rate_a / rate_b if rate_b else float("nan")
+            verdict = "met" if ratio >= TARGET_BASELINE_RATIO else "MISSED"
+            h.say(f"{label}: ours / baseline messages/s {ratio:.2f}, target >= {TARGET_BASELINE_RATIO}: {verdict}")
 
 
 if __name__ == "__main__":

@@ -425,11 +425,13 @@ def loaded(
     workers: list[psutil.Process], url: str, headers: dict[str, str], connections: int, duration: int
 ) -> dict[str, Any]:
     """wrk against ``url``, with the api workers' CPU seconds spent meanwhile (per request, in microseconds), and
-    every postgres process's on the machine (shared with other work: an upper bound)."""
-    postgres = h.processes_named("postgres")
-    before, pg_before = h.cpu_seconds(workers), h.cpu_seconds(postgres)
+    every postgres process's on the machine (shared with other work: an upper bound; listed at both ends, so that a
+    backend of another session that ends meanwhile takes nothing off)."""
+    postgres = h.ProcessGroups({"postgres": lambda: h.processes_named("postgres")})
+    before, pg_before = h.cpu_seconds(workers), postgres.snapshot()
     result = wrk(url, headers, connections, duration)
-    spent, pg_spent = h.cpu_seconds(workers) - before, h.cpu_seconds(postgres) - pg_before
+    spent = h.cpu_seconds(workers) - before
+    pg_spent = h.ProcessGroups.spent(pg_before, postgres.snapshot())["postgres"]
     result["cpu_us"] = 1e6 * spent / max(1, result["requests"])
     result["pg_us"] = 1e6 * pg_spent / max(1, result["requests"])
     return result
