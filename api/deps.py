@@ -104,6 +104,9 @@ async def optional_user(
         if request.headers.get("authorization"):
             raise Unauthenticated("Use 'Authorization: Bearer <access token>'.", reason="invalid_token")
         return None
+    checked: Principal | None = getattr(request.state, "writer", None)
+    if checked is not None:  # a write: its session was checked with its rate limit (``_limit_writes``)
+        return checked
     return await authenticate(ctx_of(request), creds.credentials)
 
 
@@ -142,8 +145,21 @@ User = Annotated[Principal, Depends(require_user)]
 MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 
 
-async def _limit_writes(request: Request, principal: Annotated[Principal, Depends(require_user)]) -> None:
-    await ctx_of(request).limiter.hit("write", f"user:{principal.user_id}")
+async def _limit_writes(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """A write's session check and its rate limit in one Redis round trip (api/ratelimit.py ``hit_session``). A
+    route's own dependencies run before its parameters', so its ``User`` finds the caller checked here."""
+    if creds is None:
+        if request.headers.get("authorization"):
+            raise Unauthenticated("Use 'Authorization: Bearer <access token>'.", reason="invalid_token")
+        raise Unauthenticated()
+    ctx = ctx_of(request)
+    principal = ctx.services.tokens.decode_access(creds.credentials)
+    revoked_key = ctx.services.keys.revoked_session(principal.session_id)
+    if await ctx.limiter.hit_session("write", f"user:{principal.user_id}", revoked_key):
+        raise Unauthenticated("This session has ended; log in again.", reason="session_revoked")
+    request.state.writer = principal
 
 
 WriteLimit = Depends(_limit_writes)

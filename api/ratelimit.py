@@ -6,6 +6,9 @@ how much of it still overlaps the sliding window. One Lua script reads and incre
 Three ways to count: ``hit`` (count this request, refuse it past the limit: requests per IP or per user),
 ``check`` + ``record`` (refuse while past the limit, count only failures: failed logins per account, wrong
 codes per email, so the right password is refused too once an account is under attack).
+
+``hit_session``: a write's two checks in one round trip: the caller's session is not revoked (the denylist key,
+api/deps.py) and the user's write bucket has room; a revoked session counts nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local elapsed = tonumber(ARGV[3])
 local mode = ARGV[4]
+if KEYS[3] ~= nil and redis.call('EXISTS', KEYS[3]) == 1 then
+  return {-1, 0}
+end
 if mode == 'record' then
   redis.call('INCR', cur)
   redis.call('EXPIRE', cur, window * 2)
@@ -71,17 +77,27 @@ class RateLimiter:
         """Count one event (say a failed login) of ``subject`` in ``bucket``; never refuses."""
         await self._run(bucket, subject, "record")
 
-    async def _run(self, bucket: str, subject: str, mode: str) -> None:
+    async def hit_session(self, bucket: str, subject: str, revoked_key: str) -> bool:
+        """``hit`` unless ``revoked_key`` exists (the session was revoked: answers True, counts nothing)."""
+        if bucket not in self.limits:
+            return bool(await self.client.exists(revoked_key))
+        return await self._run(bucket, subject, "hit", revoked_key)
+
+    async def _run(self, bucket: str, subject: str, mode: str, revoked_key: str | None = None) -> bool:
         rule = self.limits.get(bucket)
         if rule is None:
-            return
+            return False
         limit, window = rule
         now = time.time()
         index = int(now // window)
         elapsed = now - index * window
         base = self.keys.rate(bucket, subject)
-        allowed, wait = await self._script(
-            keys=[f"{base}:{index}", f"{base}:{index - 1}"], args=[limit, window, elapsed, mode]
-        )
+        keys = [f"{base}:{index}", f"{base}:{index - 1}"]
+        if revoked_key is not None:
+            keys.append(revoked_key)
+        allowed, wait = await self._script(keys=keys, args=[limit, window, elapsed, mode])
+        if int(allowed) < 0:
+            return True
         if not int(allowed):
             raise RateLimited(int(wait) or 1)
+        return False
