@@ -20,6 +20,7 @@ from actors.after_commit import CountsChanged, Effect, MergedPost
 from actors.media import check_attachable
 from actors.runtime.delivery import OutboxEvent
 from actors.runtime.host import Done
+from actors.runtime.registry import shard_index
 from actors.runtime.services import Services
 from actors.user import UserState
 from domain import post_text
@@ -72,6 +73,13 @@ def _done(
     """An op's answer; ``posts`` and ``comments`` (comment id, post id) are those whose counts changed."""
     effects: list[Effect] = [CountsChanged(tuple(posts), tuple(comments))] if posts or comments else []
     return Done(result, events=events, effects=[*effects, *more])
+
+
+def counter_shard(settings: Any, user_id: int) -> int:
+    """The post-counter row a user's changes go to (storage/engagement.py): the one of the user's UserShard, so
+    that two shards' group commits never write the same counter row (a hot post would make their transactions
+    wait for each other, or deadlock); with more than ``COUNTER_SHARDS`` UserShards some share a row."""
+    return shard_index(user_id, settings.user_shards) % store.COUNTER_SHARDS
 
 
 async def _actor(conn: Any, user_id: int, base_url: str) -> UserSummary:
@@ -160,31 +168,33 @@ async def counts_of(conn: Any, post_id: int, user_id: int) -> PostEngagement:
 async def react_post(
     pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, chosen: str
 ) -> Done[PostEngagement]:
+    shard = counter_shard(settings, user_id)
     events = []
     async with db.transaction(pool) as conn:
         author = await _post_author(conn, post_id)
         previous = await store.set_reaction(conn, "post_reactions", "post_id", post_id, user_id, chosen)
         if previous is None:
-            await store.bump(conn, post_id, user_id, {"reactions": 1, f"emoji:{chosen}": 1})
+            await store.bump(conn, post_id, shard, {"reactions": 1, f"emoji:{chosen}": 1})
             event = await _notify(
                 conn, settings, owner_id=author, type_="reaction_post", actor_id=user_id, post_id=post_id, emoji=chosen
             )
             events = [event] if event else []
         elif previous != chosen:
-            await store.bump(conn, post_id, user_id, {f"emoji:{previous}": -1, f"emoji:{chosen}": 1})
+            await store.bump(conn, post_id, shard, {f"emoji:{previous}": -1, f"emoji:{chosen}": 1})
             await _renotify_emoji(conn, "reaction_post", user_id, post_id, None, chosen)
         result = await counts_of(conn, post_id, user_id)
     changed = [post_id] if previous != chosen else []
     return _done(result, events, posts=changed)
 
 
-async def unreact_post(pool: asyncpg.Pool, user_id: int, post_id: int) -> Done[Any]:
+async def unreact_post(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int) -> Done[Any]:
+    shard = counter_shard(settings, user_id)
     async with db.transaction(pool) as conn:
         await _post_author(conn, post_id)
         removed = await store.remove_reaction(conn, "post_reactions", "post_id", post_id, user_id)
         if removed is None:
             return _done(None)
-        await store.bump(conn, post_id, user_id, {"reactions": -1, f"emoji:{removed}": -1})
+        await store.bump(conn, post_id, shard, {"reactions": -1, f"emoji:{removed}": -1})
         await _unnotify(conn, "reaction_post", user_id, post_id, None)
     return _done(None, posts=[post_id])
 
@@ -194,6 +204,7 @@ async def unreact_post(pool: asyncpg.Pool, user_id: int, post_id: int) -> Done[A
 
 async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, kind: str, on: bool) -> Done[Any]:
     """Repost or save (``on``) and undo (idempotent): ``Reposted`` or ``Saved``."""
+    shard = counter_shard(settings, user_id)
     table, counter = ("reposts", "reposts") if kind == "repost" else ("saves", "saves")
     events = []
     async with db.transaction(pool) as conn:
@@ -205,7 +216,7 @@ async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, ki
             else:
                 changed = await store.add_mark(conn, table, post_id, user_id)
             if changed:
-                await store.bump(conn, post_id, user_id, {counter: 1})
+                await store.bump(conn, post_id, shard, {counter: 1})
                 if kind == "repost":
                     event = await _notify(
                         conn, settings, owner_id=author, type_="repost", actor_id=user_id, post_id=post_id
@@ -217,7 +228,7 @@ async def mark(pool: asyncpg.Pool, settings: Any, user_id: int, post_id: int, ki
         else:
             changed = await store.remove_mark(conn, table, post_id, user_id)
             if changed:
-                await store.bump(conn, post_id, user_id, {counter: -1})
+                await store.bump(conn, post_id, shard, {counter: -1})
                 if kind == "repost":
                     await _unnotify(conn, "repost", user_id, post_id, None)
     merged = [MergedPost(user_id)] if kind == "repost" and on and changed else []
@@ -242,6 +253,7 @@ async def comment(
 ) -> Done[Comment]:
     """A comment on a post, or a reply to a comment (any depth), checked at the edge (domain/posts.py).
     Idempotency-Key as for posts."""
+    shard = counter_shard(settings, user_id)
     if key is not None:
         kept = await post_store.find_idempotent(pool, user_id, COMMENT_ROUTE, key)
         if kept is not None:
@@ -279,7 +291,7 @@ async def comment(
             media_id=media_id,
             created_at=now,
         )
-        await store.bump(conn, post_id, user_id, {"comments": 1})
+        await store.bump(conn, post_id, shard, {"comments": 1})
         named = post_text.mentions(text)
         found = await post_store.find_user_ids(conn, named) if named else {}
         mentioned = [found[n] for n in named if n in found]
@@ -324,8 +336,9 @@ async def comment(
     return _done(view, events, posts=[post_id], comments=changed_comments)
 
 
-async def delete_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> Done[Any]:
+async def delete_comment(pool: asyncpg.Pool, settings: Any, user_id: int, comment_id: int) -> Done[Any]:
     """By the comment's author or the post's author; its replies go too, and every count with them."""
+    shard = counter_shard(settings, user_id)
     async with db.transaction(pool) as conn:
         row = await store.get_comment(conn, comment_id, lock=True)
         if row is None:
@@ -335,7 +348,7 @@ async def delete_comment(pool: asyncpg.Pool, user_id: int, comment_id: int) -> D
         if user_id not in (int(row["author_id"]), author):
             raise Forbidden("Only the comment's author or the post's author may delete it.")
         gone = await store.delete_comment(conn, row)
-        await store.bump(conn, post_id, user_id, {"comments": -gone})
+        await store.bump(conn, post_id, shard, {"comments": -gone})
     parents = [(int(row["parent_id"]), post_id)] if row["parent_id"] is not None else []
     return _done(None, posts=[post_id], comments=parents)
 
@@ -393,7 +406,7 @@ class EngagementOps:
         return await react_post(self.services.pool, self.services.settings, state.user_id, op.post_id, op.emoji)
 
     async def unreact_post(self, state: UserState, op: UnreactToPost) -> Done[Any]:
-        return await unreact_post(self.services.pool, state.user_id, op.post_id)
+        return await unreact_post(self.services.pool, self.services.settings, state.user_id, op.post_id)
 
     async def set_repost(self, state: UserState, op: SetRepost) -> Done[Reposted]:
         return await mark(self.services.pool, self.services.settings, state.user_id, op.post_id, "repost", op.on)
@@ -415,7 +428,7 @@ class EngagementOps:
         )
 
     async def delete_comment(self, state: UserState, op: DeleteComment) -> Done[Any]:
-        return await delete_comment(self.services.pool, state.user_id, op.comment_id)
+        return await delete_comment(self.services.pool, self.services.settings, state.user_id, op.comment_id)
 
     async def react_comment(self, state: UserState, op: ReactToComment) -> Done[CommentEngagement]:
         settings = self.services.settings

@@ -29,9 +29,9 @@ def _after(after: Position) -> tuple[dt.datetime | None, int | None]:
 # ------------------------------------------------------------ post counters
 
 
-async def bump(conn: asyncpg.Connection, post_id: int, actor_id: int, deltas: dict[str, int]) -> None:
-    """Add ``deltas`` (counter -> change) to the post's counters in the acting user's shard row."""
-    shard = actor_id % COUNTER_SHARDS
+async def bump(conn: asyncpg.Connection, post_id: int, shard: int, deltas: dict[str, int]) -> None:
+    """Add ``deltas`` (counter -> change) to the post's counters in row ``shard`` (0 <= shard < COUNTER_SHARDS: the
+    writer's, actors/engagement.py ``counter_shard``)."""
     items = [(post_id, counter, shard, delta) for counter, delta in sorted(deltas.items()) if delta]
     if not items:
         return
