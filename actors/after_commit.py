@@ -3,15 +3,16 @@ transaction has committed, carried out by the actor that ran it, never by a rout
 
 An op handler answers ``Done(result, events, effects)`` (actors/runtime/host.py):
 * ``events``: the outbox rows its transaction staged (domain events for users' streams, and ``job.*`` rows for
-  worker queues). The actor publishes them through ``Delivery`` while it still holds the entity's lock, so a chat's
-  events reach the members' streams in ``seq`` order; the live push to gateways follows without the lock. A
-  publish that fails leaves them to the outbox relay: they are already stored.
+  worker queues). The actor delivers them through ``Delivery`` (one Redis script appends them to the streams and
+  publishes them to the gateways on the recipients' routes) while it still holds the entity's lock, so a chat's
+  events reach the members in ``seq`` order. A delivery that fails leaves them to the outbox relay: they are
+  already stored.
 * ``effects``: what else must follow the commit: cache versions to bump (so cached reads show the write at once),
   messages to publish on channels (presence, control messages to gateways, live counts), a timeline to update.
   They run in one Redis pipeline where they can; a failure is logged once per outage and never fails the op: the
   caches expire and the timelines are rebuilt on read.
 
-Every op goes through ``AfterCommit.run``, whatever its kind.
+Every op goes through ``AfterCommit.run``, whatever its kind; the ops of one group commit go through it together.
 """
 
 from __future__ import annotations
@@ -87,6 +88,15 @@ class FeedFollow:
 
 
 @dataclass(frozen=True)
+class Route:
+    """The gateways holding a user's sockets changed: the mirror in Redis that delivery reads (storage/routes.py)
+    is rewritten, before the op that changed them returns (a socket's replay starts after its route is written)."""
+
+    user_id: int
+    gateways: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LiveOnly:
     """A live-only event (no stream entry, no id: typing) to one user's sockets, through the user's shard."""
 
@@ -95,7 +105,7 @@ class LiveOnly:
     data: dict[str, Any]
 
 
-Effect = Publish | Bump | CountsChanged | OwnTimeline | MergedPost | FeedFollow | LiveOnly
+Effect = Publish | Bump | CountsChanged | OwnTimeline | MergedPost | FeedFollow | Route | LiveOnly
 EphemeralPush = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 
 
@@ -128,10 +138,11 @@ class AfterCommit:
         self.delivery = delivery
         self.ephemeral = ephemeral
 
-    async def run(self, done: Done[Any]) -> None:
-        """A committed op's events, then its effects (the host calls this before releasing the entity)."""
-        await self.publish(done.events)
-        await self.effects(done.effects)
+    async def run(self, dones: Sequence[Done[Any]]) -> None:
+        """Committed ops' events, then their effects, in the ops' order: a group commit's together, in one
+        delivery script and one pipeline (the host calls this before its next batch)."""
+        await self.publish([event for done in dones for event in done.events])
+        await self.effects([effect for done in dones for effect in done.effects])
 
     async def publish(self, events: Sequence[OutboxEvent]) -> None:
         """Committed events to their recipients' streams now (the caller holds the entity's lock, so they land in
@@ -139,7 +150,7 @@ class AfterCommit:
         if not events:
             return
         try:
-            await self.delivery.publish(events, push_later=True)
+            await self.delivery.publish(events, mark_later=True)
         except Exception as exc:  # stored with the write: the outbox relay delivers them
             OUTAGES.note("events left to the outbox relay", exc, log)
 
@@ -160,6 +171,8 @@ class AfterCommit:
             for effect in effects:
                 if isinstance(effect, Publish):
                     pipe.publish(effect.channel, effect.message)
+                elif isinstance(effect, Route):
+                    self.delivery.routes.mirror(pipe, effect.user_id, effect.gateways)
                 elif isinstance(effect, Bump):
                     await live_cache.bump_keys(services.redis, list(effect.keys), pipe)
                 elif isinstance(effect, CountsChanged):

@@ -86,6 +86,10 @@ class ChatState:
     def holds_anything(self) -> bool:
         return bool(self.typing)  # kept until its typing expires (someone must send typing: false)
 
+    def unload(self) -> None:
+        """What memory holds may be ahead of storage (its group commit failed): the next op reloads it."""
+        self.loaded = False
+
     def peer_of(self, user_id: int) -> Member:
         (peer,) = [m for uid, m in self.members.items() if uid != user_id]
         return peer

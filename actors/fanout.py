@@ -27,7 +27,6 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +36,6 @@ import msgpack
 import msgspec
 
 from actors.runtime.delivery import OutboxEvent, PushItem
-from actors.runtime.registry import shard_index
 from domain.events import FEED_POST_EVENT, FeedPostEvent
 from domain.present import user_summary
 from storage import feed as feed_store
@@ -55,7 +53,7 @@ FEED_QUEUE = "feed"
 FOLLOW_ENTRIES = 50  # a new followee's newest entries go into the follower's timeline at once
 MAX_ATTEMPTS = 8  # a job that failed this often is dropped (logged), never retried for ever
 
-PushFn = Callable[[int, list[PushItem]], Awaitable[Any]]
+PushFn = Callable[[list[PushItem]], Awaitable[None]]
 
 
 def job_event(entry_id: int, post_id: int, author_id: int, via: int = 0) -> OutboxEvent:
@@ -81,13 +79,13 @@ class Outcome:
 
 
 class FanoutWorker:
-    """Consumes ``jobs:feed`` as ``consumer``; ``push`` hands stored events to a UserShard (shard, items)."""
+    """Consumes ``jobs:feed`` as ``consumer``; ``push`` hands stored events to the recipients' gateways (their
+    routes in Redis, storage/routes.py: ``Delivery.push``)."""
 
-    def __init__(self, services: Any, consumer: str, push: PushFn, *, user_shards: int) -> None:
+    def __init__(self, services: Any, consumer: str, push: PushFn) -> None:
         self.services = services
         self.consumer = consumer
         self.push = push
-        self.user_shards = user_shards
         self.queue = JobQueue(services.redis, services.keys, FEED_QUEUE)
         self.progress_key = services.keys("jobs", FEED_QUEUE, "progress")
         self.timelines = timelines_of(services)
@@ -207,15 +205,9 @@ class FanoutWorker:
         return Outcome(entry.entry_id, added, events, False)
 
     async def _push(self, stored: list[tuple[int, str, str]], packed: bytes) -> None:
-        """Stored events go live through the recipients' shards: one call per shard. A failed push is only
-        logged: the events are in the streams, and gateways catch their sockets up from there."""
-        by_shard: dict[int, list[PushItem]] = defaultdict(list)
-        for user_id, event_id, prev in stored:
-            by_shard[shard_index(user_id, self.user_shards)].append((user_id, event_id, FEED_POST_EVENT, packed, prev))
-        results = await asyncio.gather(*(self.push(k, items) for k, items in by_shard.items()), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                log.warning("feed.post live push failed", extra={"fields": {"error": repr(result)}})
+        """Stored events go live to the recipients' gateways in one script; ``push`` logs its own failures (the
+        events are in the streams, and gateways catch their sockets up from there)."""
+        await self.push([(user_id, event_id, FEED_POST_EVENT, packed, prev) for user_id, event_id, prev in stored])
 
 
 def _encode_position(position: tuple[dt.datetime, int]) -> str:

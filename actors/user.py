@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from actors.after_commit import Effect, Publish
+from actors.after_commit import Effect, Publish, Route
 from actors.runtime import shard_counters
 from actors.runtime.host import Done
 from actors.runtime.services import Services
@@ -87,6 +87,19 @@ class PresenceOps:
         message = msgpack.packb({"type": "presence", "data": presence_view(state)}, use_bin_type=True)
         return [Publish(self.services.keys.presence_channel(state.user_id), message)]
 
+    async def _changed(
+        self, state: UserState, before: list[str], transition: bool, *, always: bool = False
+    ) -> list[Effect]:
+        """The effects of a socket change: the route mirror when the set of gateways changed (or ``always``: a
+        gateway's re-registration rewrites it, in case Redis lost it), then the presence transition, if any."""
+        after = state.presence.gateways()
+        effects: list[Effect] = []
+        if always or sorted(before) != sorted(after):
+            effects.append(Route(state.user_id, tuple(sorted(after))))
+        if transition:
+            effects += await self._transition(state)
+        return effects
+
     async def connect(self, state: UserState, op: Connect) -> Done[dict[str, Any]]:
         """Register a socket; refused (429 ``too_many_sockets``) when the user already has the configured number
         open, across every gateway: this shard is the one place that sees all of them."""
@@ -99,25 +112,28 @@ class PresenceOps:
                 code="too_many_sockets",
                 details={"limit": limit},
             )
-        effects = await self._transition(state) if state.presence.add(op.gateway, op.socket_id, op.seq) else []
-        return Done(presence_view(state), effects=effects)
+        before = state.presence.gateways()
+        went = state.presence.add(op.gateway, op.socket_id, op.seq)
+        return Done(presence_view(state), effects=await self._changed(state, before, went))
 
     async def disconnect(self, state: UserState, op: Disconnect) -> Done[dict[str, Any]]:
         await self.load(state)
+        before = state.presence.gateways()
         gone = state.presence.remove(op.gateway, op.socket_id, _at(op.closed_at), op.seq)
-        effects = await self._transition(state) if gone else []
-        return Done(presence_view(state), effects=effects)
+        return Done(presence_view(state), effects=await self._changed(state, before, gone))
 
     async def sync_gateway(self, state: UserState, op: SyncGateway) -> Done[bool]:
         await self.load(state)
         closed = None if op.closed_at is None else _at(op.closed_at)
+        before = state.presence.gateways()
         changed = state.presence.replace_gateway(op.gateway, set(op.sockets), dt.datetime.now(dt.UTC), op.seq, closed)
-        return Done(changed, effects=await self._transition(state) if changed else [])
+        return Done(changed, effects=await self._changed(state, before, changed, always=True))
 
     async def expire_gateway(self, state: UserState, op: ExpireGateway) -> Done[bool]:
         await self.load(state)
+        before = state.presence.gateways()
         changed = state.presence.forget_gateway(op.gateway, dt.datetime.now(dt.UTC))
-        return Done(changed, effects=await self._transition(state) if changed else [])
+        return Done(changed, effects=await self._changed(state, before, changed))
 
     async def presence(self, state: UserState, op: GetPresence) -> Done[dict[str, Any]]:
         await self.load(state)

@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter=RateLimiter(services.redis, services.keys, settings.rate_limits),
             users=users,
             chats=chats,
-            test_events=TestEvents(services, users) if settings.env == "test" else None,
+            test_events=TestEvents(services) if settings.env == "test" else None,
             media=create_media_service(services),
             planned_pool=planned_pool,
             search=Search(planned_pool),

@@ -1,6 +1,6 @@
 """Test events (APP_ENV=test only): an event source for the realtime tests, before and besides the features that
 emit real events. They take the real write path: outbox rows committed, then published by ``Delivery`` to the
-recipients' streams and, through their UserShards, to their sockets. ``publish=False`` stages the rows only: a
+recipients' streams and to the gateways on their routes. ``publish=False`` stages the rows only: a
 crash between commit and publish, left to the outbox relay. Made only when the test routes are mounted
 (api/routes/testing.py); no other deployment has it."""
 
@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import msgspec
 
-from actors.runtime.client import ShardClient
 from actors.runtime.delivery import Delivery, OutboxEvent
 from actors.runtime.services import Services
 from storage import db
@@ -35,9 +34,9 @@ class EmitEvents(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 class TestEvents:
     __test__ = False  # not a pytest class
 
-    def __init__(self, services: Services, users: ShardClient) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.delivery = Delivery(services, users.push, len(users.shards))
+        self.delivery = Delivery(services)
 
     async def emit(self, recipients: list[int], count: int, note: str, *, publish: bool) -> dict[str, Any]:
         batch = [OutboxEvent.make(recipients, TEST_EVENT, {"n": i, "note": note}) for i in range(count)]

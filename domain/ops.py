@@ -31,9 +31,12 @@ Signal = Literal["less", "more"]
 
 
 class Op(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
-    """An operation on one logical actor; ``R`` is its answer. ``KIND`` names the shard kind that runs it."""
+    """An operation on one logical actor; ``R`` is its answer. ``KIND`` names the shard kind that runs it.
+    ``GROUP_COMMIT``: the op writes, and shares its batch's transaction (actors/runtime/host.py); an op that only
+    touches the entity's memory or Redis (sockets, presence, typing) runs on its own, at once."""
 
     KIND: ClassVar[str] = ""
+    GROUP_COMMIT: ClassVar[bool] = True
 
     @property
     def entity(self) -> int:
@@ -60,6 +63,7 @@ class UserOp(Op[R], frozen=True, kw_only=True):
 class GatewayOp(UserOp[R], frozen=True, kw_only=True):
     """An op that changes which sockets ``gateway`` holds for the user (the host tracks gateways by them)."""
 
+    GROUP_COMMIT: ClassVar[bool] = False
     gateway: str
 
 
@@ -97,10 +101,13 @@ GATEWAY_OPS: tuple[type[GatewayOp[Any]], ...] = (Connect, Disconnect, SyncGatewa
 class GetPresence(UserOp[dict[str, Any]], frozen=True, kw_only=True):
     """The user's presence view (a ``presence`` subscription's first event)."""
 
+    GROUP_COMMIT: ClassVar[bool] = False
+
 
 class CloseSessions(UserOp[int], frozen=True, kw_only=True):
     """Close the user's sockets of these (already revoked) sessions; answers how many gateways were told."""
 
+    GROUP_COMMIT: ClassVar[bool] = False
     session_ids: list[int]
 
 
@@ -267,6 +274,7 @@ class ReportProgress(ChatOp[ChatReceiptEvent], frozen=True, kw_only=True):
 
 
 class SetTyping(ChatOp[Typing], frozen=True, kw_only=True):
+    GROUP_COMMIT: ClassVar[bool] = False
     typing: bool
 
 

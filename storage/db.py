@@ -12,6 +12,8 @@ restart: a pool replaces its lost connections on demand.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -59,6 +61,20 @@ class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg is untyped
             raise PoolTimeout(f"no database connection became free within {budget:g} s") from exc
         OUTAGES.ok("postgresql")  # a dict look-up unless an outage is going on
         return connection
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        """A pooled connection; inside an op of a group commit (``GroupCommit.op``), in the task that runs it, the
+        batch's own connection instead, so that every statement of the op (``transaction``, ``fetch``...) joins
+        the batch's transaction and sees what the batch wrote."""
+        joined = _joined(self)
+        if joined is not None:
+            return _Joined(joined)
+        return super().acquire(timeout=timeout)
+
+    async def release(self, connection: Any, **kwargs: Any) -> None:
+        if connection is _joined(self):
+            return  # the batch's connection goes back when the batch ends
+        await super().release(connection, **kwargs)
 
     async def _get_new_connection(self) -> Any:
         connection = await super()._get_new_connection()
@@ -143,3 +159,82 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
                 yield conn
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(exc.constraint_name or "") from exc
+
+
+# ------------------------------------------------------------ group commit
+
+_BATCH: contextvars.ContextVar[tuple[asyncpg.Pool, asyncpg.Connection, asyncio.Task[Any] | None] | None] = (
+    contextvars.ContextVar("i9lyfe_group_commit", default=None)
+)
+
+
+def _joined(pool: asyncpg.Pool) -> asyncpg.Connection | None:
+    """The group commit's connection if this task runs one of its ops on ``pool`` (a task the op spawned gets
+    a connection of its own: one connection never runs two statements at once)."""
+    bound = _BATCH.get()
+    if bound is None or bound[0] is not pool or bound[2] is not asyncio.current_task():
+        return None
+    return bound[1]
+
+
+class _Joined:
+    """``pool.acquire()`` of an op inside a group commit: the batch's connection, not released on exit."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __await__(self) -> Any:
+        async def conn() -> asyncpg.Connection:
+            return self.conn
+
+        return conn().__await__()
+
+
+_LOCK_CONFLICTS = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.LockNotAvailableError,
+)
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """The statement lost a lock conflict with another transaction (a deadlock it was chosen to break): the same
+    work succeeds when tried again."""
+    return isinstance(exc, _LOCK_CONFLICTS)
+
+
+class GroupCommit:
+    """One PostgreSQL transaction for a batch of ops (DESIGN.md 2b): each op runs in a savepoint of its own, so an
+    op that fails is rolled back alone, and the batch commits once. Ops run one after another (one connection);
+    what an op writes is seen by the ops after it. Made by ``group_commit``."""
+
+    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.ops = 0
+
+    @asynccontextmanager
+    async def op(self) -> AsyncIterator[None]:
+        """Run one op of the batch: its statements on ``pool`` join the batch, inside a savepoint; an exception
+        rolls the op back to it and propagates."""
+        token = _BATCH.set((self.pool, self.conn, asyncio.current_task()))
+        self.ops += 1
+        try:
+            async with self.conn.transaction():  # nested in the batch's transaction: a savepoint
+                yield
+        finally:
+            _BATCH.reset(token)
+
+
+@asynccontextmanager
+async def group_commit(pool: asyncpg.Pool) -> AsyncIterator[GroupCommit]:
+    """Open a batch transaction on one connection of ``pool``; it commits when the block ends (and rolls back, with
+    every op in it, when the block raises: the commit itself failed, or the connection was lost)."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield GroupCommit(pool, conn)

@@ -97,6 +97,11 @@ class Keys:
         """Live-only new posts of an author who is not fanned out (too many followers)."""
         return self("topic", "author", user_id)
 
+    def route(self, user_id: int) -> str:
+        """The gateways holding the user's sockets, mirrored by the user's shard (storage/routes.py); in the
+        user's slot, beside the stream, so that one script appends and reads the route."""
+        return self("route", f"{{{user_id}}}")
+
     def gateway_channel(self, gateway_id: str) -> str:
         return self("gw", gateway_id)
 

@@ -346,3 +346,64 @@ class WsClient:
     async def close(self) -> None:
         await self.conn.close()
         self._reader.cancel()
+
+
+class HeldProxy:
+    """A TCP proxy in front of a real server (Redis, PostgreSQL) whose replies can be held back: ``hold()`` keeps
+    every byte the server sends until ``release()``. The request has reached the server and run there; the client
+    just does not hear back (a slow or partitioned reply path)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.replies = asyncio.Event()
+        self.replies.set()
+        self.requests_seen = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> HeldProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    def hold(self) -> None:
+        self.requests_seen.clear()
+        self.replies.clear()
+
+    def release(self) -> None:
+        self.replies.set()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers += [writer, up_writer]
+        for task in (self._pipe(reader, up_writer, False), self._pipe(up_reader, writer, True)):
+            made = asyncio.get_running_loop().create_task(task)
+            self._tasks.add(made)
+            made.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: bool) -> None:
+        try:
+            while data := await reader.read(65536):
+                if reply:
+                    await self.replies.wait()
+                else:
+                    self.requests_seen.set()
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()

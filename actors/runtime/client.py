@@ -92,11 +92,6 @@ class ShardClient:
         result: dict[str, Any] = await self.shards[k].register.remote(gateway, sockets, seq, departed)
         return result
 
-    async def push(self, k: int, items: list[Any]) -> int:
-        """Stored events to the gateways holding their recipients' sockets, through user shard ``k``."""
-        result: int = await self.shards[k].push.remote(items)
-        return result
-
     async def _send(self, k: int, ops: list[Op[Any]]) -> list[tuple[str, Any]]:
         SHARD_BATCH_SIZE.observe(len(ops))
         started = time.perf_counter()

@@ -1,42 +1,41 @@
 """Delivery of stored events to users, used by every feature that notifies someone.
 
-``publish(events)``: for committed outbox events, append to each recipient's stream (idempotent per event),
-then hand the entries to the recipients' UserShards, one call per shard, which publish them to the gateways
-holding the recipients' sockets, one PUBLISH per gateway. Then the outbox rows are marked sent.
+``publish(events)``: for committed outbox events, one Redis script (storage/routes.py) appends each to its
+recipients' streams (idempotent per event) and publishes the entries to the gateways on the recipients' routes, one
+PUBLISH per gateway: no Ray hop (DESIGN.md 2b). Concurrent publishers share that script (micro-batched). Then the
+outbox rows are marked sent.
 
-Once the streams hold an event it is acknowledged: a failed shard push is retried in the background, and a
-gateway that sees its shard restart replays its sockets from their streams, so the event still arrives.
+Once the streams hold an event it is acknowledged; a gateway that missed a publish (it was resubscribing, or the
+route was being rewritten) catches its sockets up from the streams.
 
 ``relay_once()`` re-publishes rows left unsent. It leases a batch in one short statement, publishes with no
-transaction open (no row lock is held across Redis and Ray), then marks each row sent or records its failure:
-a poison row backs off and is parked as dead after ``MAX_ATTEMPTS`` (storage/outbox.py), alone.
+transaction open (no row lock is held across Redis), then marks each row sent or records its failure: a poison
+row backs off and is parked as dead after ``MAX_ATTEMPTS`` (storage/outbox.py), alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from actors.runtime.batching import Coalescer
-from actors.runtime.registry import shard_index
 from actors.runtime.services import Services
 from storage import db, ids
 from storage import outbox as outbox_store
 from storage.jobs import JobQueue
 from storage.outage import OUTAGES, dependency_of, describe
+from storage.routes import DeliverFailed, DeliverItem, PushItem, Routes
 from storage.streams import Appended, Streams
 
 log = logging.getLogger("i9lyfe.delivery")
 
-PushItem = tuple[int, str, str, bytes, str]  # (user id, event id, type, msgpack data, previous event id)
-PushFn = Callable[[int, list[PushItem]], Awaitable[Any]]
-AppendItem = tuple[int, list[int], str, bytes]
 AppendResult = dict[int, Appended] | Exception  # per event: where it landed, or why its append failed
+__all__ = ["Delivery", "OutboxEvent", "PushItem"]
 _PACK = msgspec.msgpack.Encoder()
 JOB_PREFIX = "job."  # outbox rows of this type are jobs for a worker queue (job.<queue>), not user events
 
@@ -55,17 +54,15 @@ class OutboxEvent:
 
 
 class Delivery:
-    """Every hop is micro-batched (actors/runtime/batching.py): stream appends from concurrent writers share one Redis
-    pipeline, pushes to a shard share one Ray call, and outbox rows are marked sent together."""
+    """Every hop is micro-batched (actors/runtime/batching.py): concurrent publishers share one delivery script,
+    live pushes share one script, and outbox rows are marked sent together."""
 
-    def __init__(self, services: Services, push: PushFn, shards: int, push_retries: int = 4) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.streams = Streams(services.redis, services.keys)
-        self._push = push
-        self.shards = shards
-        self.push_retries = push_retries
+        self.routes = Routes(services.redis, services.keys)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._appends: Coalescer[AppendItem, AppendResult] = Coalescer(self._append_batch, max_batch=256)
+        self._delivers: Coalescer[DeliverItem, AppendResult] = Coalescer(self._deliver_batch, max_batch=256)
         self._pushes: Coalescer[PushItem, None] = Coalescer(self._push_batch, max_batch=512)
         self._marks: Coalescer[int, None] = Coalescer(self._mark_batch, max_batch=512)
         self._stages: Coalescer[OutboxEvent, None] = Coalescer(self._stage_batch, max_batch=512)
@@ -87,14 +84,14 @@ class Delivery:
         return [None] * len(events)
 
     async def publish(
-        self, events: Sequence[OutboxEvent], *, mark: bool = True, push_later: bool = False
+        self, events: Sequence[OutboxEvent], *, mark: bool = True, mark_later: bool = False
     ) -> dict[int, dict[int, str]]:
-        """Streams first (the acknowledgement point), then live push, then mark the outbox rows sent.
-        Returns, per outbox event, recipient -> event id. When an event cannot be appended, the others are
-        still pushed and marked, then its error is raised (its row stays unsent for the relay).
+        """Streams and live push in one script (the streams are the acknowledgement point), then mark the outbox
+        rows sent. Returns, per outbox event, recipient -> event id. When an event cannot be appended, the others
+        are still delivered and marked, then its error is raised (its row stays unsent for the relay).
 
-        ``push_later``: return once the streams hold the events, and push and mark in the background (a single
-        writer that must append in order, such as a chat, need not hold its lock for the push).
+        ``mark_later``: return once the events are delivered, and mark the rows in the background (a single
+        writer that must deliver in order, such as a chat, need not hold its lock for the mark).
 
         Outbox rows of type ``job.<queue>`` are enqueued on that worker queue instead (storage/jobs.py), then
         marked sent: a worker expands them (the feed fan-out, actors/fanout.py)."""
@@ -104,18 +101,35 @@ class Delivery:
             events = [e for e in events if not e.type.startswith(JOB_PREFIX)]
             if not events:
                 return {e.id: {} for e in jobs}
-        results = await asyncio.gather(*(self._appends.submit(0, (e.id, e.recipients, e.type, e.data)) for e in events))
+        results = await asyncio.gather(
+            *(self._delivers.submit(0, (e.id, e.recipients, e.type, e.data)) for e in events)
+        )
         landed = [(e, r) for e, r in zip(events, results, strict=True) if not isinstance(r, Exception)]
-        if push_later:
-            task = asyncio.get_running_loop().create_task(self._push_and_mark(landed, mark, background=True))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            await self._push_and_mark(landed, mark)
+        if mark and landed:
+            if mark_later:
+                task = asyncio.get_running_loop().create_task(self._mark([e.id for e, _ in landed]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                await asyncio.gather(*(self._marks.submit(0, e.id) for e, _ in landed))
         for result in results:
             if isinstance(result, Exception):
                 raise result
         return {e.id: {u: at.id for u, at in where.items()} for e, where in landed}
+
+    async def push(self, items: Sequence[PushItem]) -> None:
+        """Entries already in the streams (or live-only ones, without an id) to the gateways on their users'
+        routes. Best effort: a failure is logged once per outage; gateways catch up from the streams."""
+        try:
+            await asyncio.gather(*(self._pushes.submit(0, item) for item in items))
+        except Exception as exc:
+            OUTAGES.note("live push failed (gateways catch up from the streams)", exc, log)
+
+    async def _mark(self, outbox_ids: list[int]) -> None:
+        try:
+            await asyncio.gather(*(self._marks.submit(0, i) for i in outbox_ids))
+        except Exception as exc:  # nobody waits: the relay re-publishes them (at-least-once; clients de-duplicate)
+            OUTAGES.note("outbox rows not marked sent (the relay re-publishes them)", exc, log)
 
     async def _enqueue(self, jobs: list[OutboxEvent], mark: bool) -> None:
         by_queue: dict[str, list[OutboxEvent]] = {}
@@ -129,68 +143,17 @@ class Delivery:
         if mark:
             await asyncio.gather(*(self._marks.submit(0, job.id) for job in jobs))
 
-    async def _push_and_mark(
-        self, landed: list[tuple[OutboxEvent, dict[int, Appended]]], mark: bool, *, background: bool = False
-    ) -> None:
-        pushes = [
-            self._push_with_retry(shard_index(user_id, self.shards), (user_id, at.id, event.type, event.data, at.prev))
-            for event, where in landed
-            for user_id, at in where.items()
-        ]
-        await asyncio.gather(*pushes)
-        if not mark:
-            return
-        try:
-            await asyncio.gather(*(self._marks.submit(0, e.id) for e, _ in landed))
-        except Exception as exc:
-            if not background:
-                raise
-            # Nobody waits for this: the relay re-publishes the rows (at-least-once; clients de-duplicate by id).
-            OUTAGES.note("outbox rows not marked sent (the relay re-publishes them)", exc, log)
+    async def _deliver_batch(self, _key: int, items: list[DeliverItem]) -> list[AppendResult]:
+        results = await self.routes.deliver(items)
+        return [DeliveryError(r.reason) if isinstance(r, DeliverFailed) else r for r in results]
 
-    async def _append_batch(self, _key: int, items: list[AppendItem]) -> list[AppendResult]:
-        try:
-            return list(await self.streams.append(items))
-        except Exception as exc:
-            if len(items) == 1:
-                return [exc]
-        # One bad event fails the whole pipeline: append each alone so that only it fails. Idempotent: the
-        # events the pipeline did append get their recorded ids back.
-        return list(await asyncio.gather(*(self._append_one(item) for item in items)))
-
-    async def _append_one(self, item: AppendItem) -> AppendResult:
-        try:
-            return (await self.streams.append([item]))[0]
-        except Exception as exc:
-            return exc
-
-    async def _push_batch(self, shard: int, items: list[PushItem]) -> list[None]:
-        await self._push(shard, items)
+    async def _push_batch(self, _key: int, items: list[PushItem]) -> list[None]:
+        await self.routes.push(items)
         return [None] * len(items)
 
     async def _mark_batch(self, _key: int, outbox_ids: list[int]) -> list[None]:
         await outbox_store.mark_sent(self.services.pool, outbox_ids)
         return [None] * len(outbox_ids)
-
-    async def _push_with_retry(self, shard: int, item: PushItem) -> None:
-        try:
-            await self._pushes.submit(shard, item)
-        except Exception as exc:
-            OUTAGES.note("live push failed; retrying in background", exc, log)
-            task = asyncio.get_running_loop().create_task(self._retry(shard, item))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _retry(self, shard: int, item: PushItem) -> None:
-        delay = 0.25
-        for _ in range(self.push_retries):
-            await asyncio.sleep(delay)
-            try:
-                await self._pushes.submit(shard, item)  # retries coalesce too
-                return
-            except Exception:
-                delay *= 2
-        log.error("live push gave up; gateways will catch up from streams", extra={"fields": {"shard": shard}})
 
     async def relay_once(
         self,
@@ -258,6 +221,10 @@ class Delivery:
         except Exception as exc:
             return exc
         return None
+
+
+class DeliveryError(RuntimeError):
+    """An event that could not be appended (its row stays unsent: the relay retries it, then parks it)."""
 
 
 def _row_fields(row: Any) -> dict[str, Any]:

@@ -5,11 +5,18 @@ A shard kind is its plain state class plus its op handlers (``ShardKind``); the 
 * an op table derived from the handlers' types (``op_table``): each handler is a coroutine method whose ``op``
   parameter is annotated with its op struct (domain/ops.py), so an op is dispatched by its type, never by a name,
   and a kind whose ops lack a handler refuses to start;
-* batched calls: ``call_batch`` runs a batch of typed ops concurrently across entities, each under its entity's
-  lock (``op.entity``); errors come back as tuples, so one failing op never fails its batch;
+* group commit (DESIGN.md 2b): ops that write (``GROUP_COMMIT``, domain/ops.py) go into the shard's queue, and
+  one drain task takes everything queued as one batch: one PostgreSQL transaction (storage/db.py
+  ``group_commit``), each op in a savepoint of its own, under its entity's lock, in arrival order (so the ops of
+  one entity stay in order); then one after-commit for the whole batch (one delivery script, one Redis pipeline
+  of effects), then the answers. A batch never waits to fill: the drain starts on the next loop turn, and what
+  arrives while a batch runs makes the next one, so under load batches grow and the cost per op falls. Ops that
+  only touch memory or Redis (sockets, presence, typing) run at once, concurrently. Errors come back as tuples,
+  so one failing op never fails its batch; a commit that fails fails the ops of its batch, and their entities
+  reload from storage (``ShardKind.stale``);
 * the one after-commit path: a handler answers ``Done(result, events, effects)`` and the host hands the events
-  and effects to the kind's ``finish`` (actors/after_commit.py) before the entity's lock is released, for every op
-  alike, then returns only the result;
+  and effects to the kind's ``finish`` (actors/after_commit.py) after the commit, for every op alike, then
+  returns only the result;
 * an epoch (new on every start: a restarted shard is told apart by the gateways);
 * gateway registration, for kinds whose entities hold sockets (``tracks_gateways``): heartbeats, versioned
   re-registration through ``SyncGateway`` ops, and expiry of a gateway that went silent through ``ExpireGateway``;
@@ -21,13 +28,14 @@ Plain Python (no Ray import): tests run a host in-process; actors/runtime/shards
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
 import time
 import typing
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -35,8 +43,9 @@ from typing import Any, Generic, TypeVar
 from actors.runtime import shard_counters
 from actors.runtime.entities import EntityTable
 from actors.runtime.services import Services
-from domain.errors import DomainError, Internal
+from domain.errors import DomainError, Internal, Unavailable
 from domain.ops import GATEWAY_OPS, ExpireGateway, GatewayOp, Op, SyncGateway, op_types
+from storage import db
 from storage.config import Settings
 from storage.outage import OUTAGES, is_outage, unavailable_or_none
 
@@ -51,6 +60,8 @@ OpTable = Mapping[type[Op[Any]], Handler]
 
 GATEWAY_TIMEOUT_S = 15.0
 MAINTENANCE_S = 5.0
+GROUP_MAX = 128  # ops in one group commit at most
+GROUP_RETRIES = 3  # an op that lost this many lock conflicts (deadlocks with another shard's batch) answers 503
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,19 @@ class Done(Generic[R]):
     result: R
     events: Sequence[Any] = ()
     effects: Sequence[Any] = ()
+
+
+@dataclass
+class _Queued:
+    """An op waiting for its group commit, and how often it lost a lock conflict."""
+
+    op: Op[Any]
+    future: asyncio.Future[Result]
+    tries: int = 0
+
+
+def _apply(fn: Handler, op: Op[Any], state: Any) -> Awaitable[Done[Any]]:
+    return fn(state, op)
 
 
 def op_table(handlers: Iterable[object]) -> dict[type[Op[Any]], Handler]:
@@ -90,6 +114,7 @@ class ShardKind(Generic[S]):
     handlers: Callable[[Any], Sequence[object]]  # the handler objects of a ready host (given the host), made once
     sockets_of: Callable[[S, str], int] | None = None  # sockets an entity holds on a gateway (gateway tracking)
     count: Callable[[Settings], int] = field(default=lambda s: s.user_shards)  # K, from the settings
+    stale: Callable[[S], None] = field(default=lambda s: None)  # its batch did not commit: reload from storage
 
     @property
     def tracks_gateways(self) -> bool:
@@ -107,6 +132,10 @@ class ShardHost(Generic[S]):
         self.started = time.time()
         self.calls = 0
         self.batches = 0
+        self.group_commits = 0  # batches committed (each one PostgreSQL transaction)
+        self.group_ops = 0  # ops in them
+        self._queue: deque[_Queued] = deque()
+        self._drainer: asyncio.Task[None] | None = None
         self.table: EntityTable[S] = EntityTable(kind.state, keep=kind.keep)
         self.gateway_seen: dict[str, float] = {}
         self.gateway_entities: dict[str, set[int]] = defaultdict(set)
@@ -158,9 +187,9 @@ class ShardHost(Generic[S]):
             raise TypeError(f"{self.kind.name} shards track gateways but lack the gateway ops")
         return table
 
-    async def finish(self, done: Done[Any]) -> None:
-        """For subclasses: carry out a committed op's events and effects (actors/after_commit.py). Runs before the
-        entity's lock is released."""
+    async def finish(self, dones: Sequence[Done[Any]]) -> None:
+        """For subclasses: carry out committed ops' events and effects (actors/after_commit.py), in their order:
+        a group commit's together. Runs before the next batch of the shard starts."""
 
     @property
     def services(self) -> Services:
@@ -186,7 +215,7 @@ class ShardHost(Generic[S]):
         self.table.evict_idle()
 
     async def close(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *([self._drainer] if self._drainer is not None else [])]:
             task.cancel()
         if self._services is not None:
             await self._services.close()
@@ -206,32 +235,121 @@ class ShardHost(Generic[S]):
             "epoch": self.epoch,
             "started": self.started,
             "gateways": len(self.gateway_seen),
+            "group_commits": self.group_commits,
+            "group_ops": self.group_ops,
             "counters": shard_counters.snapshot(),  # for GET /metrics (actors/runtime/shard_counters.py)
         }
 
     async def call_batch(self, ops: list[Op[Any]]) -> list[Result]:
         table = await self.ready()
         self.batches += 1
-        return list(await asyncio.gather(*(self._one(table, op) for op in ops)))
+        return list(await asyncio.gather(*(self._submit(table, op) for op in ops)))
+
+    async def _submit(self, table: OpTable, op: Op[Any]) -> Result:
+        if not op.GROUP_COMMIT:
+            return await self._one(table, op)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(op, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain(table))
+        return await future
+
+    async def _drain(self, table: OpTable) -> None:
+        """Group-commit everything queued, batch after batch, until the queue is empty."""
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), GROUP_MAX))]
+            try:
+                retry = await self._group(table, batch)
+            except BaseException as exc:  # cancelled (the shard is closing): nobody is left waiting
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("closing"))
+                raise
+            self._queue.extendleft(reversed(retry))  # first in the next batch, in their order
+
+    async def _group(self, table: OpTable, batch: list[_Queued]) -> list[_Queued]:
+        """One batch: every op in a savepoint of one transaction, then one after-commit for those that ran, then
+        their answers. Answers the ops to run again in the next batch: those that lost a lock conflict with
+        another shard's batch (a deadlock), and the ops of their entities behind them, to keep their order."""
+        results: list[Result | None] = [None] * len(batch)
+        done: list[tuple[int, Op[Any], Done[Any]]] = []
+        retry: list[_Queued] = []
+        waiting: set[int] = set()  # entities with an op to run again: their later ops wait too
+        try:
+            async with db.group_commit(self.services.pool) as group:
+                for i, item in enumerate(batch):
+                    op = item.op
+                    if op.entity in waiting:
+                        retry.append(item)
+                        continue
+                    self.calls += 1
+                    fn = table.get(type(op))
+                    if fn is None:
+                        results[i] = ("err", Internal(f"{type(op).__name__} is no {self.kind.name} op").to_wire())
+                        continue
+                    try:
+                        async with group.op():
+                            outcome = await self.table.run(op.entity, functools.partial(_apply, fn, op))
+                    except Exception as exc:
+                        if db.is_lock_conflict(exc) and item.tries < GROUP_RETRIES:
+                            shard_counters.count(shard_counters.GROUP_RETRIES)
+                            item.tries += 1
+                            retry.append(item)
+                            waiting.add(op.entity)
+                        else:
+                            results[i] = self._failed(op, exc)
+                        continue
+                    done.append((i, op, outcome))
+        except Exception as exc:  # no connection, or the commit failed: none of the batch is stored
+            failed = self._failed(None, exc)
+            for _, op, _ in done:
+                state = self.table.peek(op.entity)
+                if state is not None:
+                    self.kind.stale(state)
+            done = []
+            results = [failed if r is None else r for r in results]
+            retry_ids = {id(item) for item in retry}
+            for i, item in enumerate(batch):
+                if id(item) in retry_ids:
+                    results[i] = failed
+            retry = []
+        self.group_commits += 1
+        self.group_ops += len(done)
+        if done:
+            await self.finish([outcome for _, _, outcome in done])
+        for i, _, outcome in done:
+            results[i] = ("ok", outcome.result)
+        again = {id(item) for item in retry}
+        for i, item in enumerate(batch):
+            if id(item) in again:
+                continue
+            result = results[i]
+            if not item.future.done():
+                item.future.set_result(result if result is not None else ("err", Internal().to_wire()))
+        return retry
+
+    def _failed(self, op: Op[Any] | None, exc: Exception) -> Result:
+        if isinstance(exc, DomainError):
+            return ("err", exc.to_wire())
+        if db.is_lock_conflict(exc):  # lost again and again to other shards' batches: the client retries
+            return ("err", Unavailable("Too many concurrent writes to the same rows; try again.").to_wire())
+        shed = unavailable_or_none(exc, "shard ops are answered 503", log)
+        if shed is not None:  # PostgreSQL or Redis down: 503 with Retry-After, one warning per outage
+            return ("err", shed.to_wire())
+        fields = {"op": type(op).__name__ if op is not None else "group commit", "kind": self.kind.name}
+        log.exception("shard op failed", extra={"fields": {**fields, "shard": self.index}})
+        return ("err", Internal().to_wire())
 
     async def _one(self, table: OpTable, op: Op[Any]) -> Result:
+        """An op outside group commit (sockets, presence, typing): at once, under its entity's lock."""
         self.calls += 1
         fn = table.get(type(op))
         if fn is None:
             return ("err", Internal(f"{type(op).__name__} is not an op of {self.kind.name} shards").to_wire())
         try:
             value = await self.table.run(op.entity, lambda state: self._run(fn, state, op))
-        except DomainError as exc:
-            return ("err", exc.to_wire())
         except Exception as exc:
-            shed = unavailable_or_none(exc, "shard ops are answered 503", log)
-            if shed is not None:  # PostgreSQL or Redis down: 503 with Retry-After, one warning per outage
-                return ("err", shed.to_wire())
-            log.exception(
-                "shard op failed",
-                extra={"fields": {"op": type(op).__name__, "kind": self.kind.name, "shard": self.index}},
-            )
-            return ("err", Internal().to_wire())
+            return self._failed(op, exc)
         if self.kind.sockets_of is not None and isinstance(op, GatewayOp):
             self._track(self.kind.sockets_of, op.gateway, op.entity)
         return ("ok", value)
@@ -239,7 +357,7 @@ class ShardHost(Generic[S]):
     async def _run(self, fn: Handler, state: S, op: Op[Any]) -> Any:
         """The op, then its after-commit path, under the entity's lock; the caller gets the result only."""
         done = await fn(state, op)
-        await self.finish(done)
+        await self.finish([done])
         return done.result
 
     # ------------------------------------------------------------ gateway registration

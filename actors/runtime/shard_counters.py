@@ -14,6 +14,7 @@ from collections import Counter
 
 PRESENCE_ONLINE = "presence_online"
 PRESENCE_OFFLINE = "presence_offline"
+GROUP_RETRIES = "group_retries"  # ops run again in the next group commit after losing a lock conflict
 
 _counts: Counter[str] = Counter()
 

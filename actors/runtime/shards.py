@@ -3,10 +3,10 @@
 A UserShard hosts many logical per-user actors: the shard host with the user kind (``USER_KIND``: the plain
 ``UserState`` and the handlers of the user ops: presence, profile, posts, engagement, follows, recommendations).
 Entity ops (typed structs, domain/ops.py) arrive in batches (``call_batch``) from each api
-process's ShardClient and run under their entity's lock. Shard-level calls: ``push`` (route stored events to
-the gateways holding the recipients' sockets), ``heartbeat``/``register`` (gateways keep their socket lists
-in sync; a restarted shard has a new ``epoch`` and gateways re-register), and background jobs: the outbox
-relay and the retention purge.
+process's ShardClient and run under their entity's lock. Shard-level calls: ``heartbeat``/``register``
+(gateways keep their socket lists in sync; a restarted shard has a new ``epoch`` and gateways re-register), and
+background jobs: the outbox relay, the retention purge and the refresh of the users' routes (storage/routes.py:
+committed events reach gateways through Redis, never through another shard).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -30,15 +30,16 @@ from actors.follows import FollowOps
 from actors.posts import PostOps
 from actors.profile import ProfileOps
 from actors.recommendations import RecommendationOps
-from actors.runtime.delivery import Delivery, PushItem
+from actors.runtime.delivery import Delivery
 from actors.runtime.host import Done, Result, ShardHost, ShardKind
-from actors.runtime.registry import shard_index, shard_name
+from actors.runtime.registry import shard_name
 from actors.runtime.services import Services
 from actors.runtime.topology import retire_stale_shards
 from actors.runtime.versioning import shard_fingerprint
 from actors.user import PresenceOps, UserState
 from domain.ops import ChatOp, Op, UserOp
 from storage.config import Settings
+from storage.routes import ROUTE_REFRESH_S
 
 log = logging.getLogger("i9lyfe.shard")
 
@@ -71,9 +72,8 @@ class UserShardCore(ShardHost[UserState]):
 
     KIND = USER_KIND
 
-    def __init__(self, index: int, settings: Settings, peers: Any = None, *, fanout: bool = False) -> None:
+    def __init__(self, index: int, settings: Settings, *, fanout: bool = False) -> None:
         super().__init__(USER_KIND, index, settings)
-        self._peers = peers  # callable shard index -> handle (for delivery from inside a shard)
         self._consume_fanout = fanout  # the Ray shard is a feed fan-out consumer; an in-process core (tests) is not
         self.delivery: Delivery | None = None
         self.after: AfterCommit | None = None
@@ -81,30 +81,26 @@ class UserShardCore(ShardHost[UserState]):
         self.every("outbox relay", RELAY_INTERVAL_S, self._relay)
         self.every("retention purge", retention.PURGE_INTERVAL_S, self._purge)
         self.every("recommendations refresh", settings.recs_refresh_s, self._refresh_recommendations)
+        self.every("routes refresh", ROUTE_REFRESH_S, self._refresh_routes)
 
     async def on_ready(self, services: Services) -> None:
-        self.delivery = Delivery(services, self._push_to_peer, self.settings.user_shards)
+        self.delivery = Delivery(services)
         self.after = AfterCommit(services, self.delivery)
         # Every UserShard is a consumer of the feed fan-out queue, under a stable name: restarted, it resumes
         # its own unfinished jobs (actors/fanout.py).
         if self._consume_fanout:
             # One consumer name per shard and deploy (a restart keeps it; another version's shards are others).
             consumer = f"user-shard-{self.index}-{shard_fingerprint(self.settings)}"
-            self.fanout = FanoutWorker(services, consumer, self._push_to_peer, user_shards=self.settings.user_shards)
+            self.fanout = FanoutWorker(services, consumer, self.delivery.push)
             self.daemon("feed fan-out", self.fanout.run)
 
-    async def finish(self, done: Done[Any]) -> None:
+    async def finish(self, dones: Sequence[Done[Any]]) -> None:
         assert self.after is not None, "made in on_ready"
-        await self.after.run(done)
+        await self.after.run(dones)
 
     @property
     def gateway_users(self) -> dict[str, set[int]]:
         return self.gateway_entities
-
-    async def _push_to_peer(self, shard: int, items: list[PushItem]) -> Any:
-        if shard == self.index or self._peers is None:
-            return await self.push(items)
-        return await self._peers(shard).push.remote(items)
 
     async def _relay(self) -> None:
         assert self.delivery is not None
@@ -118,23 +114,17 @@ class UserShardCore(ShardHost[UserState]):
         """Trending posts, each interest's top posts and authors (actors/recommendations.py); one shard at a time."""
         await recommendations.refresh(self.services.pool, self.settings.recs_refresh_s)
 
-    async def push(self, items: list[PushItem]) -> int:
-        """Publish stored events to the gateways of their recipients: one PUBLISH per gateway."""
-        await self.ready()
-        by_gateway: dict[str, list[PushItem]] = defaultdict(list)
-        for item in items:
-            state = self.table.peek(item[0])
-            if state is None:
-                continue
-            for gateway in state.presence.gateways():
-                by_gateway[gateway].append(item)
-        if by_gateway:
-            keys = self.services.keys
-            async with self.services.redis.pipeline(transaction=False) as pipe:
-                for gateway, batch in by_gateway.items():
-                    pipe.publish(keys.gateway_channel(gateway), msgpack.packb(batch, use_bin_type=True))
-                await pipe.execute()
-        return len(by_gateway)
+    async def _refresh_routes(self) -> None:
+        """Rewrite the routes of every user with open sockets here: their expiry is pushed back, and a route lost
+        with Redis's data comes back (storage/routes.py)."""
+        routes = {}
+        for user_id in self.table.ids():
+            state = self.table.peek(user_id)
+            if state is not None and state.presence.online:
+                routes[user_id] = state.presence.gateways()
+        if routes:
+            assert self.delivery is not None
+            await self.delivery.routes.mirror_all(routes)
 
 
 CHAT_KIND: ShardKind[ChatState] = ShardKind(
@@ -144,45 +134,41 @@ CHAT_KIND: ShardKind[ChatState] = ShardKind(
     ops=ChatOp,
     handlers=lambda host: [host.chat_ops()],
     count=lambda settings: settings.chat_shards,
+    stale=ChatState.unload,
 )
 TYPING_CHECK_S = 1.0
 
 
 class ChatShardCore(ShardHost[ChatState]):
     """Everything a ChatShard does, without the Ray decorator: the chat entities (actors/chat.py), delivery of
-    their committed events through the members' UserShards, and the typing expiry."""
+    their committed events to the members' streams and gateways (storage/routes.py), and the typing expiry."""
 
     KIND = CHAT_KIND
 
-    def __init__(self, index: int, settings: Settings, peers: Any = None, user_shard: Any = None) -> None:
+    def __init__(self, index: int, settings: Settings) -> None:
         super().__init__(CHAT_KIND, index, settings)
-        self._user_shard = user_shard  # callable user shard index -> handle
+        self.delivery: Delivery | None = None
         self.ops: ChatOps | None = None
         self.after: AfterCommit | None = None
         self.every("typing expiry", TYPING_CHECK_S, self._expire_typing)
 
     async def on_ready(self, services: Services) -> None:
-        delivery = Delivery(services, self._push_to_user_shard, self.settings.user_shards)
-        self.after = AfterCommit(services, delivery, self._ephemeral)
+        self.delivery = Delivery(services)
+        self.after = AfterCommit(services, self.delivery, self._ephemeral)
         self.ops = ChatOps(services, self._ephemeral)
 
-    async def finish(self, done: Done[Any]) -> None:
+    async def finish(self, dones: Sequence[Done[Any]]) -> None:
         assert self.after is not None, "made in on_ready"
-        await self.after.run(done)
+        await self.after.run(dones)
 
     def chat_ops(self) -> ChatOps:
         assert self.ops is not None, "made in on_ready"
         return self.ops
 
-    async def _push_to_user_shard(self, shard: int, items: list[PushItem]) -> Any:
-        if self._user_shard is None:
-            return 0
-        return await self._user_shard(shard).push.remote(items)
-
     async def _ephemeral(self, user_id: int, type_: str, data: dict[str, Any]) -> None:
-        """A live-only event (no stream entry, no id) to one user's sockets, through the user's shard."""
-        item = (user_id, None, type_, msgpack.packb(data, use_bin_type=True), None)
-        await self._push_to_user_shard(shard_index(user_id, self.settings.user_shards), [item])  # type: ignore[list-item]
+        """A live-only event (no stream entry, no id) to one user's sockets, through the user's route."""
+        assert self.delivery is not None, "made in on_ready"
+        await self.delivery.push([(user_id, None, type_, msgpack.packb(data, use_bin_type=True), None)])
 
     async def _expire_typing(self) -> None:
         if self.ops is None:
@@ -207,29 +193,14 @@ class Shard:
         kind: str,
         index: int,
         settings: dict[str, Any],
-        peer_names: list[str],
-        user_names: list[str] | None = None,
     ) -> None:
         logging.basicConfig(level=settings.get("log_level", "INFO"))
         parsed = Settings.from_dict(settings)
-        namespace = parsed.ray_namespace
-
-        def resolver(names: list[str]) -> Any:
-            cache: dict[int, Any] = {}
-
-            def get(k: int) -> Any:
-                # The creator's names for this version's shards (a fingerprint recomputed here could differ).
-                if k not in cache:
-                    cache[k] = ray.get_actor(names[k], namespace=namespace)
-                return cache[k]
-
-            return get
-
         self.core: UserShardCore | ChatShardCore
         if kind == "chat":
-            self.core = ChatShardCore(index, parsed, resolver(peer_names), resolver(user_names or []))
+            self.core = ChatShardCore(index, parsed)
         else:
-            self.core = UserShardCore(index, parsed, resolver(peer_names), fanout=True)
+            self.core = UserShardCore(index, parsed, fanout=True)
         self._node = ray.get_runtime_context().get_node_id()
 
     async def ping(self) -> dict[str, Any]:
@@ -237,10 +208,6 @@ class Shard:
 
     async def call_batch(self, ops: list[Op[Any]]) -> list[Result]:
         return await self.core.call_batch(ops)
-
-    async def push(self, items: list[PushItem]) -> int:
-        result: int = await self.core.push(items)  # type: ignore[union-attr]
-        return result
 
     async def heartbeat(self, gateway: str, sockets: int) -> dict[str, Any]:
         return await self.core.heartbeat(gateway, sockets)
@@ -291,7 +258,6 @@ def get_or_create_shards(kind: str, settings: Settings, ready_timeout_s: float =
     fingerprint = shard_fingerprint(settings)
     count = CORES[kind].KIND.count(settings)
     names = [shard_name(kind, fingerprint, k) for k in range(count)]
-    user_names = [shard_name("user", fingerprint, k) for k in range(settings.user_shards)]
     nodes = alive_nodes()
     handles = []
     for k, name in enumerate(names):
@@ -306,7 +272,7 @@ def get_or_create_shards(kind: str, settings: Settings, ready_timeout_s: float =
                 memory=PLACEMENT_MEMORY,
                 max_concurrency=1000,
                 scheduling_strategy=placement(nodes, k),
-            ).remote(kind, k, settings.to_dict(), names, user_names if kind == "chat" else None)
+            ).remote(kind, k, settings.to_dict())
         )
     ray.get([handle.ping.remote() for handle in handles], timeout=ready_timeout_s)
     retire_stale_shards(settings.ray_namespace, fingerprint)

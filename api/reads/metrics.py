@@ -58,6 +58,21 @@ class ScrapeState:
             "Presence changes a shard announced (online, offline), since that shard started",
             labels=["kind", "shard", "state"],
         )
+        groups = CounterMetricFamily(
+            "i9lyfe_group_commits",
+            "Group commits of a shard (one PostgreSQL transaction for a batch of ops), since that shard started",
+            labels=["kind", "shard"],
+        )
+        grouped = CounterMetricFamily(
+            "i9lyfe_group_commit_ops",
+            "Ops committed in a shard's group commits, since it started",
+            labels=["kind", "shard"],
+        )
+        retried = CounterMetricFamily(
+            "i9lyfe_group_commit_retries",
+            "Ops run again in a shard's next group commit after losing a lock conflict, since it started",
+            labels=["kind", "shard"],
+        )
         for kind, index, ping in self.shards:
             up.add_metric([kind, str(index)], 0 if ping is None else 1)
             if ping is None:
@@ -65,8 +80,14 @@ class ScrapeState:
             counters = ping.get("counters") or {}
             for state in ("online", "offline"):
                 presence.add_metric([kind, str(index), state], counters.get(f"presence_{state}", 0))
+            groups.add_metric([kind, str(index)], ping.get("group_commits", 0))
+            grouped.add_metric([kind, str(index)], ping.get("group_ops", 0))
+            retried.add_metric([kind, str(index)], counters.get("group_retries", 0))
         yield up
         yield presence
+        yield groups
+        yield grouped
+        yield retried
 
 
 async def _outbox(ctx: AppContext) -> OutboxCounts | None:

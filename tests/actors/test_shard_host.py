@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, ClassVar, TypeVar
@@ -72,8 +72,8 @@ class CounterHost(ShardHost[Counter]):
         super().__init__(kind, index, settings)
         self.finished: list[Done[Any]] = []
 
-    async def finish(self, done: Done[Any]) -> None:
-        self.finished.append(done)
+    async def finish(self, dones: Sequence[Done[Any]]) -> None:
+        self.finished.extend(dones)
 
 
 def counter_kind(handlers: Any) -> ShardKind[Counter]:

@@ -1,11 +1,13 @@
 """The outbox relay against real PostgreSQL and Redis: a poison row is retried with backoff and parked as dead
 while the rows behind it are delivered; no row lock is held while publishing; a retried row lands once.
 
-The push function stands in for the Ray hop to the UserShards (it is not a part of ours being mocked)."""
+What reaches gateways is read where gateways read it: on a gateway's channel, for users routed to it
+(storage/routes.py). A publish that hangs is a Redis reply held back by a TCP proxy (tests/support.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,31 +15,63 @@ from typing import Any
 import asyncpg
 import msgpack
 import pytest
+import redis.asyncio as aioredis
 
-from actors.runtime.delivery import Delivery, OutboxEvent, PushItem
+from actors.runtime.delivery import Delivery, OutboxEvent
 from actors.runtime.services import Services
 from storage import db
 from storage import outbox as outbox_store
+from storage import redis as rstore
 from storage import streams as streams_store
 from tests.storage.fresh_db import fresh_database, private_services
-from tests.support import wait_until
+from tests.support import HeldProxy, wait_until
 
 POISON_USER = 666
 
 
-class Pushes:
-    """Records what reaches the shards; ``gate`` (when set) holds every push until it opens."""
+GATEWAY = "relay-test-gateway"
 
-    def __init__(self) -> None:
-        self.items: list[PushItem] = []
-        self.entered = asyncio.Event()
-        self.gate: asyncio.Event | None = None
 
-    async def __call__(self, _shard: int, items: list[PushItem]) -> None:
-        self.entered.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        self.items.extend(items)
+class Gateway:
+    """A gateway's channel: the users in ``users`` are routed to it; ``items`` is what it received."""
+
+    def __init__(self, services: Services, users: list[int]) -> None:
+        self.services = services
+        self.users = users
+        self.items: list[list[Any]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Gateway:
+        routes = Delivery(self.services).routes
+        await routes.mirror_all({u: [GATEWAY] for u in self.users})
+        self.pubsub = self.services.redis.pubsub()
+        await self.pubsub.subscribe(self.services.keys.gateway_channel(GATEWAY))
+        self._task = asyncio.get_running_loop().create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        async for message in self.pubsub.listen():
+            if message["type"] == "message":
+                self.items.extend(msgpack.unpackb(message["data"], raw=False))
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await self.pubsub.aclose()
+        await self.services.redis.delete(*(self.services.keys.route(u) for u in self.users))
+
+
+@pytest.fixture
+async def held(services: Services) -> AsyncIterator[tuple[HeldProxy, Services]]:
+    """Services whose Redis is reached through a proxy that can hold its replies."""
+    async with HeldProxy("127.0.0.1", 6379) as proxy:
+        client = rstore.create_client(f"redis://127.0.0.1:{proxy.port}/0", max_connections=8)
+        await client.ping()  # connected (the handshake's replies are not held) and the scripts loaded
+        await Delivery(services).routes.deliver([])
+        try:
+            yield proxy, dataclasses.replace(services, redis=client)
+        finally:
+            await client.aclose()
 
 
 @pytest.fixture(scope="module")
@@ -80,21 +114,26 @@ async def make_due(services: Services, event_id: int) -> None:
 async def test_a_poison_row_is_retried_with_backoff_then_parked_while_the_rows_behind_it_are_delivered(
     services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pushes = Pushes()
-    delivery = Delivery(services, pushes, shards=2)
+    delivery = Delivery(services)
     # A recipient whose stream key holds something else: every append of the event fails (WRONGTYPE).
     await services.redis.set(services.keys.events(POISON_USER), b"not a stream")
     poison = await stage(services, delivery, [POISON_USER], 0)  # oldest: first in line
     good = [await stage(services, delivery, [1, 2], n) for n in (1, 2, 3)]
 
-    assert await delivery.relay_once(older_than_s=0.0) == 3
+    async with Gateway(services, [1, 2, POISON_USER]) as gateway:
+        assert await delivery.relay_once(older_than_s=0.0) == 3
+
+        async def all_pushed() -> bool:
+            return len(gateway.items) >= 6
+
+        await wait_until(all_pushed)
     for user_id in (1, 2):
         assert [n for _, n in await stream_ids(services, user_id)] == [1, 2, 3]
     unsent = await services.pool.fetchval(
         "SELECT array_agg(id ORDER BY id) FROM outbox WHERE sent_at IS NULL", column=0
     )
     assert unsent == [poison.id]
-    assert sorted(item[0] for item in pushes.items) == [1, 1, 1, 2, 2, 2]
+    assert sorted(item[0] for item in gateway.items) == [1, 1, 1, 2, 2, 2]  # the poison event went nowhere
 
     row = await outbox_row(services, poison.id)
     assert row["attempts"] == 1
@@ -124,58 +163,60 @@ async def test_a_poison_row_is_retried_with_backoff_then_parked_while_the_rows_b
     assert all(r["sent_at"] is not None for r in [await outbox_row(services, e.id) for e in good])
 
 
-async def test_no_row_lock_is_held_while_publishing(services: Services) -> None:
-    pushes = Pushes()
-    pushes.gate = asyncio.Event()
-    delivery = Delivery(services, pushes, shards=2)
+async def test_no_row_lock_is_held_while_publishing(services: Services, held: tuple[HeldProxy, Services]) -> None:
+    proxy, slow = held
+    delivery = Delivery(slow)
     event = await stage(services, delivery, [7], 0)
 
+    proxy.hold()
     relay = asyncio.get_running_loop().create_task(delivery.relay_once(older_than_s=0.0))
     try:
-        await asyncio.wait_for(pushes.entered.wait(), timeout=10)  # the relay is inside the Ray hop now
+        await asyncio.wait_for(proxy.requests_seen.wait(), timeout=10)  # the relay is inside the publish now
         async with db.transaction(services.pool) as conn:
             locked = await conn.fetchrow("SELECT id FROM outbox WHERE id = $1 FOR UPDATE NOWAIT", event.id)
         assert locked is not None
         # The claim is a lease instead: another relay meanwhile leaves the row alone.
-        assert await Delivery(services, Pushes(), shards=2).relay_once(older_than_s=0.0) == 0
+        assert await Delivery(services).relay_once(older_than_s=0.0) == 0
     finally:
-        pushes.gate.set()
+        proxy.release()
     assert await asyncio.wait_for(relay, timeout=10) == 1
     assert (await outbox_row(services, event.id))["sent_at"] is not None
     assert [n for _, n in await stream_ids(services, 7)] == [0]
 
 
-async def test_a_row_retried_after_a_publish_ran_out_of_time_lands_in_the_stream_once(services: Services) -> None:
-    pushes = Pushes()
-    pushes.gate = asyncio.Event()  # the shard hop hangs: the publish outlives its share of the lease
-    delivery = Delivery(services, pushes, shards=2)
+async def test_a_row_retried_after_a_publish_ran_out_of_time_lands_in_the_stream_once(
+    services: Services, held: tuple[HeldProxy, Services]
+) -> None:
+    proxy, slow = held
+    delivery = Delivery(slow)
     event = await stage(services, delivery, [8, 9], 0)
 
-    assert await delivery.relay_once(older_than_s=0.0, lease_s=1.0) == 0
-    row = await outbox_row(services, event.id)
-    assert row["sent_at"] is None
-    assert row["attempts"] == 1
-    assert "Timeout" in row["last_error"]
-    first = {u: await stream_ids(services, u) for u in (8, 9)}
-    assert all(len(entries) == 1 for entries in first.values())  # the append itself went through
+    async with Gateway(services, [8, 9]) as gateway:
+        proxy.hold()  # the script runs in Redis, its reply never comes: the publish outlives its share of the lease
+        assert await delivery.relay_once(older_than_s=0.0, lease_s=1.0) == 0
+        row = await outbox_row(services, event.id)
+        assert row["sent_at"] is None
+        assert row["attempts"] == 1
+        assert "Timeout" in row["last_error"]
+        first = {u: await stream_ids(services, u) for u in (8, 9)}
+        assert all(len(entries) == 1 for entries in first.values())  # the append itself went through
+        proxy.release()
 
-    pushes.gate.set()
+        await make_due(services, event.id)
+        assert await Delivery(services).relay_once(older_than_s=0.0) == 1
 
-    async def hung_pushes_done() -> bool:
-        return len(pushes.items) >= 2
+        async def both_publishes_in() -> bool:
+            return len(gateway.items) >= 4
 
-    await wait_until(hung_pushes_done, timeout=10)
-    await make_due(services, event.id)
-    assert await delivery.relay_once(older_than_s=0.0) == 1
+        await wait_until(both_publishes_in)
     assert {u: await stream_ids(services, u) for u in (8, 9)} == first  # no duplicate entries
-    pushed_ids = {(item[0], item[1]) for item in pushes.items}
+    pushed_ids = {(item[0], item[1]) for item in gateway.items}
     assert pushed_ids == {(u, entries[0][0]) for u, entries in first.items()}  # the retry pushed the same ids
     assert (await outbox_row(services, event.id))["sent_at"] is not None
 
 
 async def test_a_row_older_than_the_retry_window_is_parked_not_published(services: Services) -> None:
-    pushes = Pushes()
-    delivery = Delivery(services, pushes, shards=2)
+    delivery = Delivery(services)
     event = await stage(services, delivery, [10], 0)
     await services.pool.execute(
         "UPDATE outbox SET created_at = now() - make_interval(secs => $2) WHERE id = $1",
@@ -186,7 +227,6 @@ async def test_a_row_older_than_the_retry_window_is_parked_not_published(service
     row = await outbox_row(services, event.id)
     assert row["dead_at"] is not None and row["sent_at"] is None
     assert await stream_ids(services, 10) == []
-    assert pushes.items == []
 
 
 def test_the_append_dedupe_outlives_every_retry_of_a_row() -> None:
@@ -222,13 +262,9 @@ async def test_an_event_with_one_corrupt_recipient_stream_writes_nothing_so_retr
 async def test_attempts_that_failed_because_redis_was_down_are_given_back(services: Services) -> None:
     """An outage does not use a row up: its attempts are refunded (never parked as dead for it), it waits
     OUTAGE_WAIT_S, and it is delivered once Redis answers again."""
-    import dataclasses
-
-    import redis.asyncio as aioredis
-
     down = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # nothing listens there
     try:
-        broken = Delivery(dataclasses.replace(services, redis=down), Pushes(), shards=2)
+        broken = Delivery(dataclasses.replace(services, redis=down))
         event = await stage(services, broken, [7], 1)
         for _ in range(3):
             await make_due(services, event.id)
@@ -239,5 +275,5 @@ async def test_attempts_that_failed_because_redis_was_down_are_given_back(servic
     finally:
         await down.aclose()
     await make_due(services, event.id)
-    assert await Delivery(services, Pushes(), shards=2).relay_once(older_than_s=0.0) == 1
+    assert await Delivery(services).relay_once(older_than_s=0.0) == 1
     assert [n for _, n in await stream_ids(services, 7)] == [1]
