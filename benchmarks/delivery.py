@@ -2,19 +2,23 @@
 
 Starts ``python -m api`` with WORKERS=2 (two gateway processes), signs up user U, and connects one subscriber
 socket for U from a separate client process (so that receive times are not delayed by the emitters); its ``ping``
-ack names its gateway. This process builds the real ``Delivery`` (``Services.create(settings)``, a push function
-calling the UserShard handles' ``push.remote``, as api/app.py does) and emits events ``{"t": time.time_ns(), ...}``
-to U, one event per call, open loop: each event starts at its scheduled time whatever the previous ones are doing
-(up to ``--inflight`` at once). The subscriber takes latency = receive time - t (same clock). Three paths:
+ack names its gateway, and its connect makes U's UserShard mirror that gateway into U's route in Redis
+(``route:{U}``, storage/routes.py). This process builds the real ``Delivery(services)`` (``Services.create``, as
+the api workers and the shards do: no Ray, no UserShard in the path) and emits events ``{"t": time.time_ns(),
+...}`` to U, one event per call, open loop: each event starts at its scheduled time whatever the previous ones are
+doing (up to ``--inflight`` at once). The subscriber takes latency = receive time - t (same clock). Three paths:
 
-* ``deliver``: outbox row committed in PostgreSQL, then ``publish``: Lua XADD to ``events:U`` (streams.append),
-  then one ``push`` call to U's UserShard (Ray), which PUBLISHes to U's gateway; then the outbox row is marked
-  sent. Goes through the UserShard.
-* ``publish``: the same without PostgreSQL (``publish(mark=False)``). Goes through the UserShard.
-* ``raw``: one Lua script doing XADD to ``events:U`` and PUBLISH to the gateway's channel by hand, with the
-  payload the gateway expects: the lower bound without PostgreSQL and without the shard hop. No UserShard.
+* ``deliver``: ``Delivery.deliver``: the outbox row committed in PostgreSQL (group commit), then ``publish``: ONE
+  Redis script (``Routes.deliver``, micro-batched across concurrent emitters) appends the event to
+  ``events:U`` and PUBLISHes it to the gateways on U's route; then the outbox row is marked sent.
+* ``publish``: the same without PostgreSQL (``publish(mark=False)``): the script alone.
+* ``raw``: a hand-written script per event doing XREVRANGE (the previous id) + XADD to ``events:U`` + PUBLISH to
+  U's gateway channel, of the same message ``Routes.deliver`` publishes (``[[user, id, type, data, previous
+  id]]``, byte for byte): the lower bound without PostgreSQL, the batching, the dedupe record, the stream's
+  EXPIRE and the route lookup.
 
-For the two shard paths the time of every stage is recorded (commit, streams.append, push call, push to socket).
+The time of every stage is recorded: the outbox commit (``deliver``), the wait for a script slot (batching), the
+delivery script call, from the script call to the socket (receive), and the mark after it (``deliver``).
 
     .venv/bin/python benchmarks/delivery.py [--rates 1000] [--seconds 10] [--paths deliver,publish,raw] [--smoke]
 """
@@ -35,6 +39,7 @@ import json
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +48,29 @@ import psutil
 import uvloop
 
 from actors.runtime.delivery import Delivery, OutboxEvent
-from actors.runtime.registry import shard_index
 from actors.runtime.services import Services
-from actors.runtime.shards import get_or_create_user_shards
 from benchmarks import _harness as h
-from storage.streams import STREAM_MAXLEN, parse_stream_id
+from storage.routes import DeliverFailed, DeliverItem, Routes
+from storage.streams import STREAM_MAXLEN, Appended, parse_stream_id
 
 TYPE = "test.event"
 PATH_CODES = {"deliver": 1, "publish": 2, "raw": 3}
 TARGET_P99_MS = 20.0
 SMOKE = {"rates": "100", "seconds": 0.5, "inflight": 16, "pool": 4}
 
-# XADD and PUBLISH in one atomic step (so concurrent emitters never publish out of stream order). The payload is
-# what a UserShard publishes: msgpack [[user_id, event_id, type, data]], the event id spliced in as a fixstr.
+# XADD and PUBLISH in one atomic step (so concurrent emitters never publish out of stream order), with the message
+# storage/routes.py publishes, byte for byte: [[user id, event id, type, data (bin), previous id]], the ids as str 8
+# (0xd9) as its Lua ``str`` packs them. ARGV[4]: the array heads and the packed user id; ARGV[5]: the type (str 8)
+# and the data (bin) packed here.
 RAW_SCRIPT = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if #last > 0 then
+  prev = last[1][1]
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[2], 'd', ARGV[3])
-redis.call('PUBLISH', KEYS[2], ARGV[4] .. string.char(0xa0 + #id) .. id .. ARGV[5])
-return id
+redis.call('PUBLISH', KEYS[2], ARGV[4] .. string.char(0xd9, #id) .. id .. ARGV[5] .. string.char(0xd9, #prev) .. prev)
+return {id, prev}
 """
 
 
@@ -158,7 +169,7 @@ class Stages:
 
     def __init__(self) -> None:
         self.t: dict[int, dict[str, int]] = defaultdict(dict)
-        self.push_order: list[tuple[int, str]] = []  # (n, stream id) in the order pushes were issued
+        self.published: list[tuple[int, str]] = []  # (n, stream id) in the order the scripts returned them
 
     def mark(self, n: int, stage: str) -> None:
         self.t[n][stage] = time.time_ns()
@@ -168,32 +179,32 @@ def _n_of(packed: bytes) -> int:
     return int(msgpack.unpackb(packed, raw=False)["n"])
 
 
-def instrument(delivery: Delivery, handles: list[Any], stages: Stages) -> None:
-    """Time streams.append and the shard push without changing what they do."""
-    append = delivery.streams.append
+def instrument(delivery: Delivery, stages: Stages) -> None:
+    """Time ``publish`` (its start: the end of the outbox commit for ``deliver``) and the delivery script
+    (``Routes.deliver``, one call per batch) without changing what they do."""
+    publish = delivery.publish
+    deliver = delivery.routes.deliver
 
-    async def timed_append(events: list[tuple[int, list[int], str, bytes]]) -> list[dict[int, str]]:
-        ns = [_n_of(e[3]) for e in events]
+    async def timed_publish(
+        events: Sequence[OutboxEvent], *, mark: bool = True, mark_later: bool = False
+    ) -> dict[int, dict[int, str]]:
+        for event in events:
+            stages.mark(_n_of(event.data), "publish_start")
+        return await publish(events, mark=mark, mark_later=mark_later)
+
+    async def timed_deliver(events: Sequence[DeliverItem]) -> list[dict[int, Appended] | DeliverFailed]:
+        ns = [_n_of(item[3]) for item in events]
         for n in ns:
-            stages.mark(n, "append_start")
-        result = await append(events)
-        for n in ns:
-            stages.mark(n, "append_end")
+            stages.mark(n, "script_start")
+        result = await deliver(events)
+        for n, landed in zip(ns, result, strict=True):
+            stages.mark(n, "script_end")
+            if not isinstance(landed, DeliverFailed):
+                stages.published.extend((n, at.id) for at in landed.values())
         return result
 
-    delivery.streams.append = timed_append  # type: ignore[method-assign]
-
-    async def push(k: int, items: list[Any]) -> Any:
-        ns = [_n_of(item[3]) for item in items]
-        for n, item in zip(ns, items, strict=True):
-            stages.mark(n, "push_start")
-            stages.push_order.append((n, item[1]))
-        result = await handles[k].push.remote(items)
-        for n in ns:
-            stages.mark(n, "push_end")
-        return result
-
-    delivery._push = push
+    delivery.publish = timed_publish  # type: ignore[method-assign]
+    delivery.routes.deliver = timed_deliver  # type: ignore[method-assign]
 
 
 async def emit_phase(
@@ -262,36 +273,32 @@ def analyse(path: str, count: int, records: list[list[Any]], stages: Stages) -> 
     received = {r[1]: r for r in mine}
     latencies = sorted((r[3] - r[2]) / 1e6 for r in received.values())
     missing = sorted(set(range(count)) - set(received))
-    # A missing event whose stream id is below one pushed before it was dropped by the gateway as "already sent".
+    # A missing event whose stream id is below one published before it was dropped by the gateway as "already sent".
     reordered = 0
     highest = (0, 0)
     missing_set = set(missing)
-    missing_ids = [stream_id for n, stream_id in stages.push_order if n in missing_set]
-    for n, stream_id in stages.push_order:
+    missing_ids = [stream_id for n, stream_id in stages.published if n in missing_set]
+    for n, stream_id in stages.published:
         position = parse_stream_id(stream_id)
         if position < highest and n in missing_set:
             reordered += 1
         highest = max(highest, position)
-    breakdown: dict[str, tuple[float, float]] = {}
-    if path in ("deliver", "publish"):
-        spans: dict[str, list[float]] = defaultdict(list)
-        for n, r in received.items():
-            s = stages.t.get(n, {})
-            if not {"t0", "append_start", "append_end", "push_start", "push_end"} <= s.keys():
-                continue
-            if path == "deliver":
-                spans["outbox commit"].append((s["append_start"] - s["t0"]) / 1e6)
-            spans["streams.append"].append((s["append_end"] - s["append_start"]) / 1e6)
-            spans["append -> push call"].append((s["push_start"] - s["append_end"]) / 1e6)
-            spans["push call (Ray round trip)"].append((s["push_end"] - s["push_start"]) / 1e6)
-            spans["push call -> socket"].append((r[3] - s["push_start"]) / 1e6)
-            if "done" in s and path == "deliver":
-                spans["mark_sent (after push)"].append((s["done"] - s["push_end"]) / 1e6)
-        breakdown = {name: _ms(values) for name, values in spans.items()}
-    elif path == "raw":
-        spans_raw = [(r[3] - stages.t[n]["done"]) / 1e6 for n, r in received.items() if "done" in stages.t.get(n, {})]
-        calls = [(s["done"] - s["t0"]) / 1e6 for s in stages.t.values() if "done" in s and "t0" in s]
-        breakdown = {"script call (XADD+PUBLISH)": _ms(calls), "script return -> socket": _ms(spans_raw)}
+    spans: dict[str, list[float]] = defaultdict(list)
+    for n, r in received.items():
+        s = stages.t.get(n, {})
+        if not {"t0", "script_start", "script_end"} <= s.keys():
+            continue
+        if path == "deliver" and "publish_start" in s:
+            spans["outbox commit"].append((s["publish_start"] - s["t0"]) / 1e6)
+            spans["wait for a script (batching)"].append((s["script_start"] - s["publish_start"]) / 1e6)
+        elif path == "publish":
+            spans["wait for a script (batching)"].append((s["script_start"] - s["t0"]) / 1e6)
+        script = "script call (XADD+PUBLISH)" if path == "raw" else "deliver script (Routes.deliver)"
+        spans[script].append((s["script_end"] - s["script_start"]) / 1e6)
+        spans["script call -> socket"].append((r[3] - s["script_start"]) / 1e6)
+        if path == "deliver" and "done" in s:
+            spans["mark_sent (after the script)"].append((s["done"] - s["script_end"]) / 1e6)
+    breakdown = {name: _ms(values) for name, values in spans.items()}
     return {
         "received": len(received),
         "duplicates": len(mine) - len(received),
@@ -306,20 +313,25 @@ def analyse(path: str, count: int, records: list[list[Any]], stages: Stages) -> 
     }
 
 
-def cpu_groups(server: h.Server, head: Any, sub: Subscriber) -> dict[str, list[Any]]:
-    """Processes whose CPU time is accounted per phase (postgres and redis-server: every process by that name)."""
-    shards = [psutil.Process(pid) for pid in h.ray_worker_pids(head)]
-    ray_all = [psutil.Process(head.process.pid), *psutil.Process(head.process.pid).children(recursive=True)]
-    shard_pids = {p.pid for p in shards}
-    return {
-        "emitter": [psutil.Process()],
-        "subscriber": [psutil.Process(sub.process.pid)],
-        "api workers": [psutil.Process(pid) for pid in server.worker_pids],
-        "ray workers": shards,
-        "ray system": [p for p in ray_all if p.pid not in shard_pids],
-        "postgres": h.processes_named("postgres"),
-        "redis": h.processes_named("redis-server"),
-    }
+def cpu_groups(server: h.Server, head: Any, sub: Subscriber) -> h.ProcessGroups:
+    """Processes whose CPU time is accounted per phase: "ray workers" are the server's shard processes (pids from
+    their ping), "ray system" every other process under the Ray head; postgres the processes working for the
+    bench's database (``h.postgres_processes``, listed anew at each reading: its backends and the shared ones);
+    redis-server every process by that name (shared with other work on the machine: an upper bound)."""
+    pids = h.shard_pids(server.base_url)
+    shard_pids = {pid for group in pids.values() for pid in group}
+    database = server.env["DATABASE_URL"].rsplit("/", 1)[1]
+    return h.ProcessGroups(
+        {
+            "emitter": [psutil.Process()],
+            "subscriber": [psutil.Process(sub.process.pid)],
+            "api workers": [psutil.Process(pid) for pid in server.worker_pids],
+            "ray workers": [psutil.Process(pid) for pid in sorted(shard_pids)],
+            "ray system": [p for p in h.ray_processes(head) if p.pid not in shard_pids],
+            "postgres": lambda: h.postgres_processes(database),
+            "redis": h.processes_named("redis-server"),
+        }
+    )
 
 
 async def stored(services: Services, stream_key: str, event_ids: list[str]) -> int:
@@ -342,23 +354,27 @@ async def run(
     bench.defer("subscriber", sub.stop)
     h.say(f"# subscriber for user {user.id} is on gateway {sub.gateway}; api workers {server.worker_pids}")
 
-    handles = get_or_create_user_shards(settings)
     services = await Services.create(settings, pool_max=args.pool)
     try:
         current: dict[str, Delivery] = {}
+        timed: dict[str, Stages] = {}
 
         def fresh_delivery(stages: Stages) -> None:
-            """A Delivery as api/app.py builds one, its seams timed into ``stages``."""
-            delivery = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
-            instrument(delivery, handles, stages)
+            """A Delivery as the api workers and the shards build one, its seams timed into ``stages``."""
+            delivery = Delivery(services)
+            instrument(delivery, stages)
             current["delivery"] = delivery
+            timed["stages"] = stages
 
         stream_key = services.keys.events(user.id)  # as storage.streams.Streams.stream_key
         channel = services.keys.gateway_channel(sub.gateway)
         raw_script = services.redis.register_script(RAW_SCRIPT)
-        raw_head = b"\x91\x94" + msgpack.packb(user.id)
-        raw_type = msgpack.packb(TYPE)
-        h.say(f"# user {user.id} lives in UserShard {shard_index(user.id, len(handles))} of {len(handles)}")
+        raw_head = b"\x91\x95" + msgpack.packb(user.id)
+        raw_type = b"\xd9" + bytes([len(TYPE)]) + TYPE.encode()  # str 8, as storage/routes.py packs it
+        routed = await Routes(services.redis, services.keys).gateways(user.id)
+        h.say(f"# user {user.id}'s route (mirrored by the UserShard on connect): {sorted(routed)}")
+        if routed != {sub.gateway}:
+            raise RuntimeError(f"route of user {user.id} is {sorted(routed)}, not the subscriber's {sub.gateway}")
 
         async def via_deliver(data: dict[str, Any]) -> None:
             await current["delivery"].deliver([OutboxEvent.make([user.id], TYPE, data)])
@@ -369,7 +385,14 @@ async def run(
         async def via_raw(data: dict[str, Any]) -> None:
             packed = msgpack.packb(data, use_bin_type=True)
             tail = raw_type + msgpack.packb(packed, use_bin_type=True)
-            await raw_script(keys=[stream_key, channel], args=[STREAM_MAXLEN, TYPE, packed, raw_head, tail])
+            n = int(data["n"])
+            stages = timed["stages"]
+            stages.mark(n, "script_start")
+            event_id, _prev = await raw_script(
+                keys=[stream_key, channel], args=[STREAM_MAXLEN, TYPE, packed, raw_head, tail]
+            )
+            stages.mark(n, "script_end")
+            stages.published.append((n, event_id.decode() if isinstance(event_id, bytes) else str(event_id)))
 
         emitters = {"deliver": via_deliver, "publish": via_publish, "raw": via_raw}
         warm, pause = (20, 0.2) if args.smoke else (200, 1.0)  # warm-up events; seconds between the steps
@@ -385,12 +408,10 @@ async def run(
                 fresh_delivery(stages)
                 count = int(rate * args.seconds)
                 h.say(f"# {path}: {count} events at {rate:.0f}/s ...")
-                groups = cpu_groups(server, head, sub)  # after the warm-up opened the pools' connections
-                cpu_before = {name: h.cpu_seconds(procs) for name, procs in groups.items()}
-                wall = time.perf_counter()
+                meter = h.CpuMeter(cpu_groups(server, head, sub))
                 emitted = await emit_phase(path, count, rate, args.inflight, emitters[path], stages)
-                wall = time.perf_counter() - wall
-                cores = {name: (h.cpu_seconds(procs) - cpu_before[name]) / wall for name, procs in groups.items()}
+                wall, spent = meter.spent()
+                cores = {name: seconds / wall for name, seconds in spent.items()}
                 await asyncio.sleep(2 * pause)
                 records = sub.report()
                 result = {"path": path, "rate": rate, "count": count, "cores": cores, **emitted}
@@ -424,8 +445,7 @@ def main() -> int:
         dsn = bench.database()
         prefix = bench.redis_prefix()
         head = bench.ray_head(num_cpus=2)
-        server = bench.server(dsn, prefix, head, {"WORKERS": "2"})
-        bench.ray_driver(head)
+        server = bench.server(dsn, prefix, head, {"WORKERS": "2"})  # its UserShards keep U's route
         settings = bench.settings(dsn, prefix, head)
         results = uvloop.run(run(bench, server, head, settings, args))
 
@@ -436,14 +456,14 @@ def main() -> int:
         rows.append(
             [
                 r["path"],
-                "yes" if r["path"] != "raw" else "no",
+                {"deliver": "commit + mark", "publish": "no", "raw": "no"}[r["path"]],
                 f"{r['count']:,} @ {r['rate']:.0f}/s",
                 r["achieved_rate"],
                 r["p50"],
                 r["p90"],
                 r["p99"],
                 r["max"],
-                f"{r['lost']} ({r['lost_but_stored']} stored, {r['lost_reordered']} pushed out of order)",
+                f"{r['lost']} ({r['lost_but_stored']} stored, {r['lost_reordered']} published out of order)",
                 r["lag_p99_ms"],
             ]
         )
@@ -451,7 +471,7 @@ def main() -> int:
         h.table(
             [
                 "path",
-                "via UserShard",
+                "PostgreSQL",
                 "events",
                 "achieved/s",
                 "p50 ms",

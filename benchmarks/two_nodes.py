@@ -4,12 +4,15 @@ A two-node Ray cluster on this machine (tests/cluster/two_node_cluster.py: a hea
 each, both on 127.0.0.1), a throwaway database and Redis prefix, and the real UserShards
 (``get_or_create_user_shards``, K shards, placed shard k on the k-th node). Phase 1, with the shards on both
 nodes, measures shard-call throughput and latency of the ``touch`` op (as benchmarks/batching.py, batched
-ShardClient), then ``deliver()`` latency (outbox commit, stream append, push through the recipient's UserShard)
-to the gateway channel the shard publishes on. Then node 2's raylet and workers are SIGKILLed and the time until
-every shard that ran there answers again (restarted on the head) is measured. Phase 2 repeats both measurements
-with every shard on the head. Both nodes share this machine's cores, so the ratio shows the cost or gain of the
-placement itself, not of more hardware. The GCS health check runs at 0.5 s x 3 here (Ray's defaults take about
-15 s to declare a node dead).
+ShardClient), then ``deliver()`` latency (outbox commit, then one Redis script that appends to the recipient's
+stream and publishes to the gateways on the recipient's route, storage/routes.py) to the gateway channel. The
+routes are what the shards contribute: each recipient's UserShard mirrors the gateway that registers its sockets
+into Redis (``route:{user}``); the delivery itself makes no Ray call, wherever the shards run. Then node 2's
+raylet and workers are SIGKILLed and the time until every shard that ran there answers again (restarted on the
+head) is measured. Phase 2 repeats both measurements with every shard on the head (the gateway registers again,
+so the restarted shards mirror the routes again). Both nodes share this machine's cores, so the ratio shows the
+cost or gain of the placement itself, not of more hardware. The GCS health check runs at 0.5 s x 3 here (Ray's
+defaults take about 15 s to declare a node dead).
 
     .venv/bin/python benchmarks/two_nodes.py [--callers 50,500] [--seconds 5] [--users 100000] [--shards 4] [--rate 500]
         [--smoke]
@@ -104,9 +107,10 @@ GATEWAY = "bench-gateway"
 
 
 async def delivery_cell(handles: list[Any], services: Services, rate: float, seconds: float) -> dict[str, Any]:
-    """``deliver()`` as a writer does (outbox commit, stream append, push through the recipient's UserShard),
-    measured to the gateway channel the shard publishes on (a Redis subscriber standing in for a gateway):
-    ``rate`` events per second to users spread over every shard, each registered on one fake gateway."""
+    """``deliver()`` as a writer does (outbox commit, then one Redis script: stream append and PUBLISH to the
+    gateways on the recipient's route), measured to the gateway channel (a Redis subscriber standing in for a
+    gateway): ``rate`` events per second to users spread over every shard, each registered on one fake gateway
+    through its UserShard, which mirrors the route into Redis before ``register`` returns."""
     uids = [
         int(r["id"]) for r in await services.pool.fetch("SELECT id FROM users ORDER BY id LIMIT $1", DELIVERY_USERS)
     ]
@@ -115,7 +119,10 @@ async def delivery_cell(handles: list[Any], services: Services, rate: float, sec
     for uid in uids:
         by_shard.setdefault(client.shard_for(uid), {})[uid] = [f"s{uid}"]
     await asyncio.gather(*(handles[k].register.remote(GATEWAY, socks, time.time_ns()) for k, socks in by_shard.items()))
-    delivery = Delivery(services, lambda k, items: handles[k].push.remote(items), len(handles))
+    delivery = Delivery(services)
+    routes = await asyncio.gather(*(delivery.routes.gateways(uid) for uid in uids))
+    routed = sum(1 for gateways in routes if GATEWAY in gateways)
+    h.say(f"# routes mirrored by the UserShards: {routed} of {len(uids)} users on {GATEWAY}")
     pubsub = services.redis.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(services.keys.gateway_channel(GATEWAY))
     latencies: list[int] = []
