@@ -169,7 +169,7 @@ BENCHMARKS: dict[str, tuple[Table, ...]] = {
         Table(
             (
                 "path",
-                "via UserShard",
+                "PostgreSQL",
                 "events",
                 "achieved/s",
                 "p50 ms",
@@ -183,7 +183,7 @@ BENCHMARKS: dict[str, tuple[Table, ...]] = {
         ),
         Table(
             ("path", "stage", "p50 ms", "p99 ms"),
-            ("outbox commit", "push call (Ray round trip)", "script call (XADD+PUBLISH)"),
+            ("outbox commit", "deliver script (Routes.deliver)", "script call (XADD+PUBLISH)"),
         ),
         Table(
             ("path", "emitter", "subscriber", "api workers", "ray workers", "ray system", "postgres", "redis", "total")
