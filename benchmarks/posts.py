@@ -666,8 +666,6 @@ async def writes(args: argparse.Namespace, server: h.Server, head: Any, dsn: str
                     state,
                 )
             )
-        if args.profile_writes:
-            await profile_writes(args, server, head, http, users, created)
         h.say()
         h.say(h.table(PHASE_HEADERS, [p.row() for p in phases]))
         h.say()
@@ -686,6 +684,8 @@ async def writes(args: argparse.Namespace, server: h.Server, head: Any, dsn: str
         h.say()
         h.say(h.table(["check", "found", "expected (rows)", "equal"], checks))
         h.say(f"counts equal the rows: {'yes' if ok else 'NO'}")
+        if args.profile_writes:  # after the check: the profiled reactions are not in the client's state
+            await profile_writes(args, server, head, http, users, created)
         if args.wrk_writes:
             await wrk_writes(args, server, head, dsn, users, created, int(images[0]))
 

@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import datetime as dt
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -449,3 +452,68 @@ async def test_a_failing_chat_op_inside_a_batch_fails_alone(
     # Both members' streams got the messages in seq order.
     for member in world.users[:2]:
         assert (await stream_types(users, member)).count("chat.message") >= 3
+
+
+# ------------------------------------------------------------ many writers, several shards: nothing acknowledged lost
+
+
+class _Method:
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def remote(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+class _InProcess:
+    """Stands where a Ray actor handle would: the same core, called without a process hop."""
+
+    def __init__(self, core: UserShardCore) -> None:
+        self.call_batch = _Method(core.call_batch)
+
+
+async def test_reaction_storms_over_four_shards_leave_exactly_what_was_acknowledged(settings: Settings) -> None:
+    from actors.runtime.client import ShardClient
+
+    many = dataclasses.replace(settings, user_shards=4)
+    shards = [UserShardCore(k, many) for k in range(4)]
+    for core in shards:
+        await core.ready()
+    try:
+        pool = shards[0].services.pool
+        async with db.transaction(pool) as conn:
+            people = [(await a_user(conn))[0] for _ in range(40)]
+            posts = []
+            for k in range(6):
+                post = ids.new_id()
+                await post_store.insert_post(conn, post, people[k], "photo", "storm", dt.datetime.now(dt.UTC))
+                posts.append(post)
+        client = ShardClient([_InProcess(c) for c in shards], max_batch=64)
+        rng = random.Random(21)
+        plans = {u: [(rng.choice(posts), rng.choice(["👍", "🔥", None])) for _ in range(12)] for u in people}
+        expected: dict[tuple[int, int], str | None] = {}
+
+        async def run(user: int) -> None:
+            for post, emoji in plans[user]:
+                if emoji is None:
+                    await client.call(ops.UnreactToPost(user_id=user, post_id=post))
+                else:
+                    await client.call(ops.ReactToPost(user_id=user, post_id=post, emoji=emoji))
+                expected[(user, post)] = emoji
+
+        await asyncio.gather(*(run(u) for u in people))
+        rows = await pool.fetch("SELECT user_id, post_id, emoji FROM post_reactions WHERE post_id = ANY($1)", posts)
+        assert {(r["user_id"], r["post_id"]): r["emoji"] for r in rows} == {
+            key: emoji for key, emoji in expected.items() if emoji is not None
+        }
+        counted = await pool.fetch(
+            """SELECT post_id, sum(n)::int AS n FROM post_counts WHERE post_id = ANY($1) AND counter = 'reactions'
+               GROUP BY 1""",
+            posts,
+        )
+        per_post = collections.Counter(post for (_, post), emoji in expected.items() if emoji is not None)
+        assert {r["post_id"]: r["n"] for r in counted if r["n"]} == dict(per_post)
+        assert sum(core.group_commits for core in shards) < len(people) * 12  # batches formed
+    finally:
+        for core in shards:
+            await core.close()
