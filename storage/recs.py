@@ -1,5 +1,5 @@
-"""Explore's SQL (issue 14): the candidates with their facts (one statement), feedback, knobs, and the refresh of
-the small precomputed tables (trending, each interest's top posts and authors).
+"""Explore's SQL (issue 14): the candidates (one statement) and their facts (another), feedback, knobs, and the
+refresh of the small precomputed tables (trending, each interest's top posts and authors).
 
 Every candidate source walks an index from a small, bounded start (the caller's followed interests, followees,
 recent reactions) with a LIMIT per step; none scans posts or users. Functions take a connection and never
@@ -67,16 +67,15 @@ STAMP = """(SELECT following_count FROM users WHERE id = $1) AS stamp_following,
        (SELECT count(*) FROM interest_follows WHERE user_id = $1) AS stamp_interests,
        (SELECT extract(epoch FROM changed_at)::float8 FROM recs_refreshed WHERE name = 'recs') AS stamp_refreshed"""
 
-# Every source at once, merged per post, cut to the ``shortlist`` most relevant by what the sources say, with the
-# facts the ranking needs. Sources (each walks an index from a small start with a LIMIT per step):
+# Every source at once, merged per post, cut to the ``shortlist`` most relevant by what the sources say (best
+# first, with that relevance). Sources (each walks an index from a small start with a LIMIT per step):
 #   interest: each followed interest's newest posts and its precomputed top ones;
 #   engaged: posts the caller's followees reacted to or commented on lately (who);
 #   alike: what the caller's peers reacted to lately: peers are those who reacted to the caller's latest
 #            reactions, a post in common counting 1 / ln(2 + its reactions) (niche beats viral);
 #   trending: the precomputed trending posts; recent: the newest posts of all.
-# Facts: author, time, engagement (reactions + 2 x comments + 3 x reposts), the post's interests and those the
-# caller follows, and whether the caller reacted to it, gave feedback on it, or has it in their timeline (follows
-# its author or someone who reposted it).
+# The facts the ranking needs are read apart (``_FACTS``), for as many of these as a ranking's stage takes
+# (api/reads/explore.py): a first page needs the facts of the most relevant few, not of the whole shortlist.
 # Parameters: $1 the caller, $2 and $3 the post id floors of the interest and recent sources (ids are time-ordered);
 # every LIMIT, window and weight is written into the text (``candidates_statement``): with them known, the plan
 # made once per connection (the explorer's pool, storage/db.py GENERIC_SETTINGS) is the one a plan for each call
@@ -126,16 +125,26 @@ cand AS (
 scored AS (
     SELECT c.post_id, i.post_id IS NOT NULL AS by_interest, e.users, coalesce(s.n, 0) AS similar_n,
            coalesce(s.weight, 0) AS similar_weight, coalesce(t.score, 0) / (SELECT top FROM top_trend) AS trend,
-           r.post_id IS NOT NULL AS recent
+           r.post_id IS NOT NULL AS recent,
+           CASE WHEN i.post_id IS NULL THEN 0 ELSE {w_interest}::float8 END
+           + coalesce(cardinality(e.users), 0) * {w_engaged}::float8 + coalesce(s.weight, 0) * {w_similar}::float8
+           + coalesce(t.score, 0) / (SELECT top FROM top_trend) * {w_trending}::float8
+           + CASE WHEN r.post_id IS NULL THEN 0 ELSE {w_recent}::float8 END AS relevance
     FROM cand c LEFT JOIN interest i ON i.post_id = c.post_id LEFT JOIN engaged e ON e.post_id = c.post_id
     LEFT JOIN alike s ON s.post_id = c.post_id LEFT JOIN trend t ON t.post_id = c.post_id
     LEFT JOIN recent r ON r.post_id = c.post_id
-    ORDER BY (CASE WHEN i.post_id IS NULL THEN 0 ELSE {w_interest}::float8 END
-              + coalesce(cardinality(e.users), 0) * {w_engaged}::float8 + coalesce(s.weight, 0) * {w_similar}::float8
-              + coalesce(t.score, 0) / (SELECT top FROM top_trend) * {w_trending}::float8
-              + CASE WHEN r.post_id IS NULL THEN 0 ELSE {w_recent}::float8 END) DESC, c.post_id DESC
+    ORDER BY relevance DESC, c.post_id DESC
     LIMIT {shortlist})
-SELECT sc.*, p.author_id, p.created_at, {engagement} AS engagement, {stamp},
+SELECT sc.*, {stamp} FROM scored sc ORDER BY sc.relevance DESC, sc.post_id DESC
+"""
+
+# The facts of posts $2 (the candidates a ranking's stage takes) for the caller $1: author, time, engagement
+# (reactions + 2 x comments + 3 x reposts), the post's interests and those the caller follows, and whether the caller
+# reacted to it, gave feedback on it, or has it in their timeline (follows its author or someone who reposted it).
+# Posts gone since are not answered.
+_FACTS = f"""
+WITH slugs AS (SELECT slug FROM interest_follows WHERE user_id = $1)
+SELECT p.id AS post_id, p.author_id, p.created_at, {ENGAGEMENT} AS engagement,
        ARRAY(SELECT pi.slug FROM post_interests pi WHERE pi.post_id = p.id ORDER BY pi.slug) AS slugs,
        ARRAY(SELECT pi.slug FROM post_interests pi JOIN slugs ON slugs.slug = pi.slug
              WHERE pi.post_id = p.id ORDER BY pi.slug) AS followed_slugs,
@@ -144,7 +153,7 @@ SELECT sc.*, p.author_id, p.created_at, {engagement} AS engagement, {stamp},
        (EXISTS (SELECT 1 FROM follows x WHERE x.follower_id = $1 AND x.followee_id = p.author_id)
         OR EXISTS (SELECT 1 FROM reposts rp JOIN follows x ON x.followee_id = rp.user_id
                    WHERE rp.post_id = p.id AND x.follower_id = $1)) AS in_timeline
-FROM scored sc JOIN posts p ON p.id = sc.post_id
+FROM posts p WHERE p.id = ANY($2::bigint[])
 """
 
 # Whether anything a ranking of the caller was made from changed after $2 (a time) / post id $3: the caller's own
@@ -173,13 +182,12 @@ SELECT {STAMP},
 @functools.lru_cache(maxsize=8)
 def candidates_statement(limits: Limits, weights: Weights) -> str:
     """The candidates statement with these limits and weights in its text (see above)."""
-    return _CANDIDATES.format(
-        **db.literals("", limits), **db.literals("w_", weights), engagement=ENGAGEMENT, stamp=STAMP
-    )
+    return _CANDIDATES.format(**db.literals("", limits), **db.literals("w_", weights), stamp=STAMP)
 
 
 async def candidates(conn: Any, user_id: int, limits: Limits, weights: Weights) -> list[asyncpg.Record]:
-    """The caller's shortlisted candidates from every source, with their facts (one round trip; see above)."""
+    """The caller's shortlisted candidates from every source, most relevant first, with what each source said and
+    the caller's stamp (one round trip; see above). Their facts: ``facts``."""
     now_ms = int(time.time() * 1000)
     rows: list[asyncpg.Record] = await conn.fetch(
         candidates_statement(limits, weights),
@@ -188,6 +196,14 @@ async def candidates(conn: Any, user_id: int, limits: Limits, weights: Weights) 
         ids.min_id_at(now_ms - int(limits.recent_s * 1000)),
     )
     return rows
+
+
+async def facts(conn: Any, user_id: int, post_ids: Sequence[int]) -> dict[int, asyncpg.Record]:
+    """The facts of these posts for the caller, by post id (those gone are left out; one round trip)."""
+    if not post_ids:
+        return {}
+    rows = await conn.fetch(_FACTS, user_id, list(post_ids))
+    return {int(row["post_id"]): row for row in rows}
 
 
 Stamp = tuple[int, int, float | None]  # following count, followed interests, last refresh (epoch s)
