@@ -9,8 +9,9 @@ worker does (timed), then:
   ``suggestions`` with api/reads/suggestions.py ``WEIGHTS``, exactly what the route runs) against the most
   followed users they do not follow yet: precision@10 and recall@50 against their held-out follows;
 - **explore**: for ``--sample`` users with held-out reactions, the app's ranking (api/reads/explore.py
-  ``Explorer.ranking``) against the posts with the most reactions that they did not write or react to: hit
-  rate@20 (a user is a hit when one of the top 20 is a post they reacted to in the held-out set);
+  ``Explorer.ranking``, as far as a first page of 20 ranks it) against the posts with the most reactions that
+  they did not write or react to: hit rate@20 (a user is a hit when one of the top 20 is a post they reacted to in
+  the held-out set);
 - **latency**: ``python -m api`` (2 workers) loaded by ``wrk`` (1 thread, ``--connections`` 16, then 4) with a
   token of a different user on each request (a Lua script), for GET /explore, GET /suggestions/users and GET
   /healthz of the same server, ``--rounds`` rounds of ``--duration`` seconds: p50/p99 and req/s as a ratio to
@@ -20,7 +21,11 @@ worker does (timed), then:
 
     apt-get install -y wrk
     .venv/bin/python benchmarks/recs.py [--users 100000] [--follows 2000000] [--posts 1000000] [--sample 1000]
-        [--connections 16,4] [--duration 10] [--rounds 3] [--warm 25] [--skip-latency] [--smoke]
+        [--connections 16,4] [--duration 10] [--rounds 3] [--warm 25] [--skip-latency] [--database DSN] [--smoke]
+
+``--database`` reuses a database ``recs_seed.py`` seeded earlier (its held-out sets generated again), so that two
+versions of the code are measured on the same data side by side. PostgreSQL CPU per request counts the processes
+working for the bench's database only (not other work on this machine).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from actors import recommendations
 from api.reads import explore, suggestions
 from benchmarks import _harness as h
 from benchmarks.posts import wrk
-from benchmarks.recs_seed import Network, seed
+from benchmarks.recs_seed import Network, recover, seed
 from domain.tokens import TokenService
 from storage import db
 from storage import graph as graph_store
@@ -108,7 +113,7 @@ async def explore_quality(pool: asyncpg.Pool, net: Network, users: list[int]) ->
         uid = net.user_ids[u]
         held = net.held_reactions[u]
         started = time.perf_counter()
-        ranked, _ = await explorer.ranking(uid, skip_followed=False)
+        ranked, _ = await explorer.ranking(uid, skip_followed=False, want=20)  # as a first page of 20 ranks it
         timings.append(time.perf_counter() - started)
         mine = {int(r["post_id"]) for r in await pool.fetch(
             "SELECT post_id FROM post_reactions WHERE user_id = $1", uid)}  # fmt: skip
@@ -152,6 +157,7 @@ def latency_table(
     urls: dict[str, str],
     tokens: Tokens,
     workers: list[psutil.Process],
+    database: str,
     connections: int,
     duration: int,
     rounds: int,
@@ -159,7 +165,9 @@ def latency_table(
 ) -> None:
     """Per endpoint and round: new users (every request a user seen by no earlier request: nothing of theirs is
     kept) and returning users (the sampled users in turn, each of whom had a first page within the last minute:
-    a pass over all of them just before)."""
+    a pass over all of them just before). PostgreSQL's CPU is that of the processes working for the bench's
+    database (``h.postgres_processes``: not other work on this machine)."""
+    postgres = h.ProcessGroups({"postgres": lambda: h.postgres_processes(database)})
     runs = [("healthz", "returning")] + [
         (name, who) for name in urls if name != "healthz" for who in ("new", "returning")
     ]
@@ -170,11 +178,11 @@ def latency_table(
             if who == "returning" and name != "healthz":
                 wrk(urls[name], {}, connections, warm_s, script=tokens.returning)  # each returning user once
             script = tokens.returning if who == "returning" else tokens.new_users(600 * duration)
-            postgres = h.processes_named("postgres")
-            before, pg_before = h.cpu_seconds(workers), h.cpu_seconds(postgres)
+            before, pg_before = h.cpu_seconds(workers), postgres.snapshot()
             res = wrk(urls[name], {}, connections, duration, script=script)
             res["cpu_us"] = 1e6 * (h.cpu_seconds(workers) - before) / max(1, res["requests"])
-            res["pg_us"] = 1e6 * (h.cpu_seconds(postgres) - pg_before) / max(1, res["requests"])
+            pg_spent = h.ProcessGroups.spent(pg_before, postgres.snapshot())["postgres"]
+            res["pg_us"] = 1e6 * pg_spent / max(1, res["requests"])
             if name == "healthz":
                 health = res["rps"]
             res["ratio"] = res["rps"] / health
@@ -214,13 +222,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warm", type=int, default=25, help="seconds of the pass over returning users")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--database",
+        help="a database recs_seed.py seeded earlier with the same --users/--follows/--posts: used as it is (and kept)"
+        " instead of seeding a new one; its held-out sets are generated again (recs_seed.py recover)",
+    )
     args = h.parse_args(parser, SMOKE)
     if not args.skip_latency and shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install -y wrk)")
     with h.Bench("recs", smoke=args.smoke) as bench:
-        dsn = bench.database()
         prefix = bench.redis_prefix()
-        net = asyncio.run(seed(dsn, args.users, args.follows, args.posts))
+        if args.database:
+            dsn = args.database
+            net = asyncio.run(recover(dsn, args.users, args.follows, args.posts))
+        else:
+            dsn = bench.database()
+            net = asyncio.run(seed(dsn, args.users, args.follows, args.posts))
         h.say("# seeded: " + ", ".join(f"{k} {v:.0f} s" for k, v in net.seconds.items()))
         h.say(
             f"# {net.users} users, {net.follows} follows, {net.posts} posts, {net.reactions} reactions written; held"
@@ -288,7 +305,9 @@ def main() -> None:
             for url in urls.values():
                 wrk(url, {}, 16, WARMUP_S, script=tokens.new_users(2000))  # warm up
         for connections in [int(c) for c in args.connections.split(",")]:
-            latency_table(urls, tokens, workers, connections, args.duration, args.rounds, args.warm)
+            latency_table(
+                urls, tokens, workers, dsn.rsplit("/", 1)[1], connections, args.duration, args.rounds, args.warm
+            )
         for line in h.log_summary(server.log_path):
             h.say(f"# log: {line}")
 

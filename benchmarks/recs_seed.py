@@ -18,6 +18,9 @@ with every counter equal to its rows, then the precomputed recommendation tables
 ANALYZEd (this machine's PostgreSQL runs without autovacuum).
 
     .venv/bin/python benchmarks/recs_seed.py postgresql://postgres@127.0.0.1:5432/<migrated, empty db>
+
+``recover`` gives the network of a database seeded so earlier (``benchmarks/recs.py --database``), held-out sets
+included, without writing it again.
 """
 
 from __future__ import annotations
@@ -203,6 +206,54 @@ def generate(
     return network, kept_follows, post_rows, kept_reactions
 
 
+def _name(
+    network: Network, post_rows: list[tuple[int, int, float]], now: dt.datetime
+) -> tuple[list[dt.datetime], list[int]]:
+    """The users' and posts' ids (and the posts' times) of a network written at ``now``; the held-out reactions are
+    indexed by post id from here on."""
+    made = now - dt.timedelta(days=400)
+    network.user_ids = [_id(made + dt.timedelta(seconds=i), i) for i in range(network.users)]
+    post_at = [now - dt.timedelta(seconds=ago) for _, _, ago in post_rows]
+    post_ids = [_id(at, i) for i, at in enumerate(post_at)]
+    network.held_reactions = {u: {post_ids[p] for p in ps} for u, ps in network.held_reactions.items()}
+    return post_at, post_ids
+
+
+async def recover(
+    dsn: str,
+    users: int = 100_000,
+    follows: int = 2_000_000,
+    posts: int = 1_000_000,
+    reactions_per_user: float = 30.0,
+    seed_: int = 14,
+) -> Network:
+    """The network that ``seed`` with these sizes wrote into ``dsn`` earlier, with its held-out follows and
+    reactions, without writing anything: generated again (the generator is deterministic) and named with the ids
+    the seed gave (from the time it ran, which the follows' time tells). A database seeded with other sizes is
+    refused."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        slugs = [r["slug"] for r in await conn.fetch("SELECT slug FROM interests ORDER BY position")]
+        phase = time.monotonic()
+        network, follow_rows, post_rows, reaction_rows = generate(
+            users, follows, posts, reactions_per_user, slugs, seed_
+        )
+        network.seconds["generate"] = time.monotonic() - phase
+        follow_at = await conn.fetchval("SELECT min(created_at) FROM follows")
+        if follow_at is None:
+            raise ValueError(f"{dsn} holds no seeded network")
+        _, post_ids = _name(network, post_rows, follow_at + dt.timedelta(days=30))
+        sample = post_ids[:: max(1, len(post_ids) // 1000)]
+        found = await conn.fetchval("SELECT count(*) FROM posts WHERE id = ANY($1)", sample)
+        stored = await conn.fetchval("SELECT count(*) FROM users WHERE id = ANY($1)", network.user_ids)
+        if found != len(sample) or stored != users or await conn.fetchval("SELECT count(*) FROM posts") != posts:
+            raise ValueError(f"{dsn} was not seeded with {users} users, {follows} follows and {posts} posts")
+        network.follows, network.posts, network.reactions = len(follow_rows), len(post_rows), len(reaction_rows)
+    finally:
+        await conn.close()
+    return network
+
+
 async def seed(
     dsn: str,
     users: int = 100_000,
@@ -222,12 +273,8 @@ async def seed(
         seconds["generate"] = time.monotonic() - phase
         now = dt.datetime.now(dt.UTC)
         made = now - dt.timedelta(days=400)
-        user_ids = [_id(made + dt.timedelta(seconds=i), i) for i in range(users)]
-        network.user_ids = user_ids
-        post_at = [now - dt.timedelta(seconds=ago) for _, _, ago in post_rows]
-        post_ids = [_id(at, i) for i, at in enumerate(post_at)]
-        # Post ids index the held-out reactions from here on.
-        network.held_reactions = {u: {post_ids[p] for p in ps} for u, ps in network.held_reactions.items()}
+        post_at, post_ids = _name(network, post_rows, now)
+        user_ids = network.user_ids
 
         phase = time.monotonic()
         await conn.execute("SET session_replication_role = replica")  # no per-row FK or search triggers
