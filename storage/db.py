@@ -152,7 +152,19 @@ async def create_pool(
 @asynccontextmanager
 async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
     """Acquire a connection (within the pool's deadline) and run one transaction; unique violations become
-    ``UniqueViolation``."""
+    ``UniqueViolation``. Inside an op of a group commit it is that op's part of the batch's transaction: no
+    savepoint of its own (two round trips saved); an exception rolls the op back to its savepoint (everything the
+    op wrote so far, which in every op is this block's work) before it propagates."""
+    joined = _joined(pool)
+    if joined is not None:
+        try:
+            yield joined
+        except BaseException as exc:
+            await joined.execute(f"ROLLBACK TO SAVEPOINT {_OP_SAVEPOINT}")
+            if isinstance(exc, asyncpg.UniqueViolationError):
+                raise UniqueViolation(exc.constraint_name or "") from exc
+            raise
+        return
     async with pool.acquire() as conn:
         try:
             async with conn.transaction():
@@ -209,10 +221,18 @@ def is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, _LOCK_CONFLICTS)
 
 
+_OP_SAVEPOINT = "i9lyfe_op"
+
+
 class GroupCommit:
     """One PostgreSQL transaction for a batch of ops (DESIGN.md 2b): each op runs in a savepoint of its own, so an
     op that fails is rolled back alone, and the batch commits once. Ops run one after another (one connection);
-    what an op writes is seen by the ops after it. Made by ``group_commit``."""
+    what an op writes is seen by the ops after it. Made by ``group_commit``.
+
+    Every op that writes takes a subtransaction id; past 64 in one transaction PostgreSQL's per-backend cache of
+    them overflows and every snapshot elsewhere gets slower, so a batch holds at most ``MAX_OPS``."""
+
+    MAX_OPS = 60
 
     def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
         self.pool = pool
@@ -226,8 +246,14 @@ class GroupCommit:
         token = _BATCH.set((self.pool, self.conn, asyncio.current_task()))
         self.ops += 1
         try:
-            async with self.conn.transaction():  # nested in the batch's transaction: a savepoint
+            await self.conn.execute(f"SAVEPOINT {_OP_SAVEPOINT}")
+            try:
                 yield
+            except BaseException:
+                if not self.conn.is_closed():
+                    await self.conn.execute(f"ROLLBACK TO SAVEPOINT {_OP_SAVEPOINT}; RELEASE SAVEPOINT {_OP_SAVEPOINT}")
+                raise
+            await self.conn.execute(f"RELEASE SAVEPOINT {_OP_SAVEPOINT}")
         finally:
             _BATCH.reset(token)
 

@@ -60,7 +60,7 @@ OpTable = Mapping[type[Op[Any]], Handler]
 
 GATEWAY_TIMEOUT_S = 15.0
 MAINTENANCE_S = 5.0
-GROUP_MAX = 128  # ops in one group commit at most
+GROUP_MAX = db.GroupCommit.MAX_OPS  # ops in one group commit at most
 GROUP_RETRIES = 3  # an op that lost this many lock conflicts (deadlocks with another shard's batch) answers 503
 
 
