@@ -46,7 +46,6 @@ from domain.wire.users import UserSummary
 from storage import chats as chat_store
 from storage import db, ids
 from storage import outbox as outbox_store
-from storage import users as user_store
 from storage.errors import UniqueViolation
 from storage.media import store as media_store
 from storage.media.backends import url_signer
@@ -237,14 +236,11 @@ class ChatOps:
                 replied = await chat_store.get_message(conn, state.chat_id, op.reply_to)
                 if replied is None:
                     raise ValidationFailed({"reply_to": "not a message of this chat"})
-            seq = state.last_seq + 1
-            if not await chat_store.advance_seq(conn, state.chat_id, state.last_seq, now):
-                raise _StaleSeq()
-            await chat_store.insert_message(
+            sender = await chat_store.append_message(
                 conn,
+                state.last_seq,
                 id=message_id,
                 chat_id=state.chat_id,
-                seq=seq,
                 sender_id=sender_id,
                 client_id=op.client_id,
                 type=op.type,
@@ -255,9 +251,9 @@ class ChatOps:
                 reply_to=op.reply_to,
                 created_at=now,
             )
-            await chat_store.touch_members(conn, state.chat_id, now)
-            sender = await user_store.get_summary_row(conn, sender_id)
-            assert sender is not None
+            if sender is None:
+                raise _StaleSeq()
+            seq = int(sender["seq"])
             row = {
                 "id": message_id,
                 "chat_id": state.chat_id,

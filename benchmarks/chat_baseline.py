@@ -10,12 +10,13 @@ ONE uvicorn process (uvloop, httptools, websockets-sansio, no compression: as ``
 
 A send: the sender must be a member (the chat's members and ``last_seq`` are loaded once: storage/chats.py
 ``load_chat``); then, under the chat's lock (the single writer, as a ChatShard entity), one transaction with the
-same seq guard (storage/chats.py ``advance_seq``: ``UPDATE chats ... WHERE last_seq = <held>``) and the same insert
-(``insert_message``); then the same stream append (storage/streams.py ``Streams.append``: the members' streams,
+same statement the ChatShard runs (storage/chats.py ``append_message``: the seq guard ``UPDATE chats ... WHERE
+last_seq = <held>``, the insert, the members' chat lists touched, the sender's summary); then the same stream
+append (storage/streams.py ``Streams.append``: the members' streams,
 idempotent per event, one round trip) and one ``PUBLISH`` of the event on this process's channel, whose
 subscriber (the same process) hands it to the members' open sockets as the gateways frame it (``{"id": <stream
-entry id>, "type": "chat.message", "data": <the message>}``). Left out, against the ChatShard: the outbox row,
-``touch_members``, the sender's summary lookup, the Ray hops and the UserShard's socket routing. Sockets are
+entry id>, "type": "chat.message", "data": <the message>}``). Left out, against the ChatShard: the outbox row, the
+Ray hop, the group commit's savepoint and the routes (the baseline's one process holds every socket). Sockets are
 authenticated by the access token's signature and expiry (domain/tokens.py), as the api checks them.
 
 It runs with the api's environment (storage/config.py ``load_settings``: DATABASE_URL, REDIS_URL, REDIS_PREFIX,
@@ -151,24 +152,24 @@ class Baseline:
             message_id = ids.new_id()
             for attempt in (1, 2):
                 async with db.transaction(self.pool) as conn:
-                    if await chat_store.advance_seq(conn, chat_id, chat.last_seq, now):
-                        seq = chat.last_seq + 1
-                        await chat_store.insert_message(
-                            conn,
-                            id=message_id,
-                            chat_id=chat_id,
-                            seq=seq,
-                            sender_id=user_id,
-                            client_id=client_id,
-                            type="text",
-                            text=text,
-                            media_id=None,
-                            caption=None,
-                            duration_ms=None,
-                            reply_to=None,
-                            created_at=now,
-                        )
-                        break
+                    appended = await chat_store.append_message(
+                        conn,
+                        chat.last_seq,
+                        id=message_id,
+                        chat_id=chat_id,
+                        sender_id=user_id,
+                        client_id=client_id,
+                        type="text",
+                        text=text,
+                        media_id=None,
+                        caption=None,
+                        duration_ms=None,
+                        reply_to=None,
+                        created_at=now,
+                    )
+                if appended is not None:
+                    seq = int(appended["seq"])
+                    break
                 rows = await chat_store.load_chat(self.pool, chat_id)  # another writer: take its seq, once more
                 chat.last_seq = int(rows[0]["last_seq"])
                 if attempt == 2:

@@ -74,19 +74,41 @@ async def is_member(conn: Any, chat_id: int, user_id: int) -> bool:
     )
 
 
-async def advance_seq(conn: asyncpg.Connection, chat_id: int, expected: int, at: dt.datetime) -> bool:
-    """Move the chat from ``expected`` to ``expected + 1``; False when it is not at ``expected`` (another writer)."""
-    status = await conn.execute(
-        "UPDATE chats SET last_seq = last_seq + 1, updated_at = $3 WHERE id = $1 AND last_seq = $2",
-        chat_id,
+async def append_message(conn: asyncpg.Connection, expected: int, **m: Any) -> asyncpg.Record | None:
+    """A message of the chat's writer in one statement: the chat moves from ``expected`` to ``expected + 1`` (the
+    seq guard: a second holder of the chat, such as a stale shard, finds it moved), the message takes that seq, the
+    members' chat lists are touched; answers the sender's summary columns with the ``seq`` (None when the chat was
+    not at ``expected``: another writer)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """WITH advanced AS (
+               UPDATE chats SET last_seq = last_seq + 1, updated_at = $11 WHERE id = $2 AND last_seq = $12
+               RETURNING last_seq
+           ), message AS (
+               INSERT INTO messages (id, chat_id, seq, sender_id, client_id, type, text, media_id, caption,
+                                     duration_ms, reply_to, created_at)
+               SELECT $1, $2, last_seq, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM advanced
+               RETURNING seq
+           ), touched AS (
+               UPDATE chat_members SET updated_at = $11 WHERE chat_id = $2 AND EXISTS (SELECT 1 FROM advanced)
+           )
+           SELECT (SELECT seq FROM message) AS seq, u.id, u.username, u.name, u.avatar_media_id
+           FROM users u WHERE u.id = $3""",
+        m["id"],
+        m["chat_id"],
+        m["sender_id"],
+        m["client_id"],
+        m["type"],
+        m["text"],
+        m["media_id"],
+        m["caption"],
+        m["duration_ms"],
+        m["reply_to"],
+        m["created_at"],
         expected,
-        at,
     )
-    return bool(str(status).endswith(" 1"))
-
-
-async def touch_members(conn: asyncpg.Connection, chat_id: int, at: dt.datetime) -> None:
-    await conn.execute("UPDATE chat_members SET updated_at = $2 WHERE chat_id = $1", chat_id, at)
+    if row is None or row["seq"] is None:
+        return None
+    return row
 
 
 async def set_receipts(conn: asyncpg.Connection, chat_id: int, user_id: int, delivered: int, read: int) -> None:
@@ -136,26 +158,6 @@ async def list_chats(
 
 
 # ------------------------------------------------------------ messages
-
-
-async def insert_message(conn: asyncpg.Connection, **m: Any) -> None:
-    await conn.execute(
-        """INSERT INTO messages (id, chat_id, seq, sender_id, client_id, type, text, media_id, caption, duration_ms,
-                                 reply_to, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
-        m["id"],
-        m["chat_id"],
-        m["seq"],
-        m["sender_id"],
-        m["client_id"],
-        m["type"],
-        m["text"],
-        m["media_id"],
-        m["caption"],
-        m["duration_ms"],
-        m["reply_to"],
-        m["created_at"],
-    )
 
 
 async def get_message(conn: Any, chat_id: int, message_id: int) -> asyncpg.Record | None:
