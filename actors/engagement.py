@@ -152,8 +152,7 @@ async def _post_author(conn: asyncpg.Connection, post_id: int) -> int:
 
 
 async def counts_of(conn: Any, post_id: int, user_id: int) -> PostEngagement:
-    counts = (await store.post_counts(conn, [post_id]))[post_id]
-    mine = (await store.my_flags(conn, user_id, [post_id]))[post_id]
+    counts, mine = await store.post_engagement(conn, post_id, user_id)
     return PostEngagement(
         post_id=str(post_id),
         counts=PostCounts(**counts["counts"]),
@@ -171,8 +170,9 @@ async def react_post(
     shard = counter_shard(settings, user_id)
     events = []
     async with db.transaction(pool) as conn:
-        author = await _post_author(conn, post_id)
-        previous = await store.set_reaction(conn, "post_reactions", "post_id", post_id, user_id, chosen)
+        author, previous = await store.react_to_post(conn, post_id, user_id, chosen)
+        if author is None:
+            raise NotFound("No such post.")
         if previous is None:
             await store.bump(conn, post_id, shard, {"reactions": 1, f"emoji:{chosen}": 1})
             event = await _notify(

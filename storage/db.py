@@ -238,22 +238,27 @@ class GroupCommit:
         self.pool = pool
         self.conn = conn
         self.ops = 0
+        self._open = False  # the savepoint of the op before is still open: released with the next one's start
 
     @asynccontextmanager
     async def op(self) -> AsyncIterator[None]:
         """Run one op of the batch: its statements on ``pool`` join the batch, inside a savepoint; an exception
-        rolls the op back to it and propagates."""
+        rolls the op back to it and propagates. Each op costs one round trip of its own for this: the savepoint
+        of the op before is released in the same message that opens this one's, and the last one's by COMMIT."""
         token = _BATCH.set((self.pool, self.conn, asyncio.current_task()))
         self.ops += 1
         try:
-            await self.conn.execute(f"SAVEPOINT {_OP_SAVEPOINT}")
+            if self._open:
+                await self.conn.execute(f"RELEASE SAVEPOINT {_OP_SAVEPOINT}; SAVEPOINT {_OP_SAVEPOINT}")
+            else:
+                await self.conn.execute(f"SAVEPOINT {_OP_SAVEPOINT}")
+            self._open = True
             try:
                 yield
             except BaseException:
                 if not self.conn.is_closed():
-                    await self.conn.execute(f"ROLLBACK TO SAVEPOINT {_OP_SAVEPOINT}; RELEASE SAVEPOINT {_OP_SAVEPOINT}")
+                    await self.conn.execute(f"ROLLBACK TO SAVEPOINT {_OP_SAVEPOINT}")  # it stays open, empty
                 raise
-            await self.conn.execute(f"RELEASE SAVEPOINT {_OP_SAVEPOINT}")
         finally:
             _BATCH.reset(token)
 

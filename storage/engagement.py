@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 import asyncpg
+import orjson
 
 from storage.pages import Position, keyset_page
 from storage.posts import MEDIA_JSON
@@ -63,17 +64,29 @@ async def post_counts(conn: Any, post_ids: list[int]) -> dict[int, dict[str, Any
     return out
 
 
-async def my_flags(conn: Any, viewer_id: int, post_ids: list[int]) -> dict[int, dict[str, Any]]:
-    rows = await conn.fetch(
-        """SELECT p.id,
-                  (SELECT emoji FROM post_reactions r WHERE r.post_id = p.id AND r.user_id = $1) AS reaction,
-                  EXISTS (SELECT 1 FROM reposts r WHERE r.post_id = p.id AND r.user_id = $1) AS reposted,
-                  EXISTS (SELECT 1 FROM saves s WHERE s.post_id = p.id AND s.user_id = $1) AS saved
-           FROM unnest($2::bigint[]) AS p(id)""",
+async def post_engagement(conn: Any, post_id: int, viewer_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One post's counts (as ``post_counts``) and the viewer's flags (reaction, reposted, saved), in one statement."""
+    row = await conn.fetchrow(
+        """SELECT (SELECT coalesce(json_agg(json_build_array(c.counter, c.n)), '[]')
+                   FROM (SELECT counter, sum(n)::bigint AS n FROM post_counts WHERE post_id = $1 GROUP BY 1) c)
+                  AS counters,
+                  (SELECT emoji FROM post_reactions r WHERE r.post_id = $1 AND r.user_id = $2) AS reaction,
+                  EXISTS (SELECT 1 FROM reposts r WHERE r.post_id = $1 AND r.user_id = $2) AS reposted,
+                  EXISTS (SELECT 1 FROM saves s WHERE s.post_id = $1 AND s.user_id = $2) AS saved""",
+        post_id,
         viewer_id,
-        post_ids,
     )
-    return {int(r["id"]): {"reaction": r["reaction"], "reposted": r["reposted"], "saved": r["saved"]} for r in rows}
+    entry: dict[str, Any] = {
+        "counts": {"reactions": 0, "comments": 0, "reposts": 0, "saves": 0},
+        "reactions_summary": {},
+    }
+    for name, n in orjson.loads(row["counters"]):
+        if name.startswith("emoji:"):
+            if n > 0:
+                entry["reactions_summary"][name[6:]] = int(n)
+        else:
+            entry["counts"][name] = int(n)
+    return entry, {"reaction": row["reaction"], "reposted": row["reposted"], "saved": row["saved"]}
 
 
 async def lock_post(conn: asyncpg.Connection, post_id: int) -> int | None:
@@ -83,6 +96,28 @@ async def lock_post(conn: asyncpg.Connection, post_id: int) -> int | None:
 
 
 # ------------------------------------------------------------ reactions
+
+
+async def react_to_post(
+    conn: asyncpg.Connection, post_id: int, user_id: int, emoji: str
+) -> tuple[int | None, str | None]:
+    """Set the user's one reaction on a post, in one statement: the post share-locked (a delete waits for this
+    transaction), the user's previous reaction row locked, the row written unless it already holds ``emoji``.
+    Answers the post's author (None: no such post, nothing written) and the emoji replaced (None: none)."""
+    row = await conn.fetchrow(
+        """WITH post AS (SELECT author_id FROM posts WHERE id = $1 FOR SHARE),
+                old AS (SELECT emoji FROM post_reactions WHERE post_id = $1 AND user_id = $2 FOR UPDATE),
+                put AS (
+                    INSERT INTO post_reactions (post_id, user_id, emoji)
+                    SELECT $1, $2, $3 FROM post WHERE NOT EXISTS (SELECT 1 FROM old WHERE emoji = $3)
+                    ON CONFLICT (post_id, user_id) DO UPDATE SET emoji = EXCLUDED.emoji
+                )
+           SELECT (SELECT author_id FROM post) AS author, (SELECT emoji FROM old) AS previous""",
+        post_id,
+        user_id,
+        emoji,
+    )
+    return row["author"], row["previous"]
 
 
 async def set_reaction(
