@@ -51,6 +51,7 @@ def main() -> None:
         access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=max(1, round(settings.drain_s)),
+        timeout_keep_alive=max(1, round(settings.http_keepalive_s)),
         log_config=None,
     )
 

@@ -135,6 +135,9 @@ class Settings:
     hash_concurrency: int = 2
     var_dir: str = "var"
     drain_s: float = 10.0  # on SIGTERM: seconds to close sockets (1012) and finish requests before exiting
+    # An idle keep-alive connection is closed after this: longer than a proxy's or client's own idle timeout (AWS
+    # ALB 60 s), so the server never closes one the other side is sending a request on at that moment.
+    http_keepalive_s: float = 75.0
     redis_pool_max: int = 64  # Redis connections per process; a command waits up to 2 s for one, then 503
     ws_max_sockets_per_user: int = 20  # open sockets per user across every gateway; one more is refused (429)
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")  # client networks (CIDR) GET /metrics answers
@@ -206,6 +209,7 @@ def load_settings() -> Settings:
         hash_concurrency=_env_int("HASH_CONCURRENCY", 2),
         var_dir=str(var_dir),
         drain_s=float(_env("DRAIN_S", "10")),
+        http_keepalive_s=float(_env("HTTP_KEEPALIVE_S", "75")),
         redis_pool_max=_env_int("REDIS_POOL_MAX", 64),
         ws_max_sockets_per_user=_env_int("WS_MAX_SOCKETS_PER_USER", 20),
         metrics_allow=_networks("METRICS_ALLOW", _env_list("METRICS_ALLOW", "127.0.0.1/32,::1/128")),

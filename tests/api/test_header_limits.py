@@ -158,3 +158,18 @@ def test_a_request_that_is_not_http_gets_400_in_the_error_shape(server: Server) 
         _request(server, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Bad: a\x00b\r\n\r\n"), 400, "malformed_request"
     )
     _assert_error(_request(server, b"GET /healthz HTTP/9.x\r\n\r\n"), 400, "malformed_request")
+
+
+def test_an_idle_keep_alive_connection_outlives_a_proxys_idle_timeout(server: Server) -> None:
+    """A connection left idle longer than uvicorn's default (5 s) still serves its next request: the server keeps
+    idle connections HTTP_KEEPALIVE_S (75 s), longer than the proxies and clients in front of it, so it never
+    closes one just as a request goes out on it (the client would see a reset)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+    with socket.create_connection(_address(server)) as sock:
+        sock.sendall(request)
+        assert _parse(_read_response(sock))[0] == 200
+        time.sleep(6.5)
+        readable, _, _ = select.select([sock], [], [], 0)
+        assert not readable, "the server closed the idle connection"
+        sock.sendall(request)
+        assert _parse(_read_response(sock))[0] == 200
