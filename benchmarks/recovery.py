@@ -6,8 +6,9 @@ Sets up its own database, Redis prefix, Ray head and a 2-worker server (benchmar
 
 1. ``--resets`` times: a fresh socket of one user is opened, then dropped with a TCP RST (no close frame);
    measured until the watcher receives ``online: false``.
-2. Every UserShard process is SIGKILLed; right after, one event per user is stored (their live pushes fail);
-   measured until the shards know every socket again and until every socket has received its event.
+2. Every UserShard process is SIGKILLed; right after, one event per user is stored (delivered through the users'
+   routes in Redis, which outlive the shards: since issue 21 no push goes through a shard); measured until the
+   shards know every socket again and until every socket has received its event.
 
     .venv/bin/python benchmarks/recovery.py [--users 102] [--resets 10] [--smoke]
 """
