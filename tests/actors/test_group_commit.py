@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+import asyncpg
 import pytest
 
 from actors.runtime import shard_counters
@@ -34,6 +35,7 @@ from storage import posts as post_store
 from storage import users as user_store
 from storage.config import Settings
 from tests.conftest import REDIS_URL, TEST_JWT_SECRET
+from tests.storage.fresh_db import fresh_database
 
 R = TypeVar("R")
 
@@ -517,3 +519,67 @@ async def test_reaction_storms_over_four_shards_leave_exactly_what_was_acknowled
     finally:
         for core in shards:
             await core.close()
+
+
+async def _commits(dsn: str) -> int:
+    """The database's committed transactions as PostgreSQL's statistics have them (a backend reports its own when
+    it exits, so every pool whose work is counted is closed first)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"))
+    finally:
+        await conn.close()
+
+
+async def test_at_64_writes_in_flight_postgresql_commits_fewer_transactions_than_writes(redis_prefix: str) -> None:
+    from actors.runtime.client import ShardClient
+
+    async with fresh_database("i9group") as dsn:
+        seed = await asyncpg.connect(dsn)
+        try:
+            now = dt.datetime.now(dt.UTC)
+            people = list(range(10_001, 10_201))
+            await seed.executemany(
+                """INSERT INTO users (id, username, email, name, bio, birthday, password_hash)
+                   VALUES ($1, $2, $2 || '@example.com', 'G', '', '2000-01-31', 'x')""",
+                [(u, f"g{u}") for u in people],
+            )
+            posts = list(range(20_001, 20_021))
+            await seed.executemany(
+                "INSERT INTO posts (id, author_id, type, caption, created_at) VALUES ($1, $2, 'photo', 'p', $3)",
+                [(p, people[i], now) for i, p in enumerate(posts)],
+            )
+        finally:
+            await seed.close()
+        settings = Settings(
+            database_url=dsn,
+            redis_url=REDIS_URL,
+            redis_prefix=redis_prefix + "group64:",
+            jwt_secret=TEST_JWT_SECRET,
+            user_shards=4,
+        )
+        before = await _commits(dsn)
+        shards = [UserShardCore(k, settings) for k in range(4)]
+        client = ShardClient([_InProcess(c) for c in shards], max_batch=64)
+        rng = random.Random(64)
+        writes = [
+            ops.ReactToPost(user_id=rng.choice(people), post_id=rng.choice(posts), emoji=rng.choice(["👍", "🔥"]))
+            for _ in range(1280)
+        ]
+        gate = asyncio.Semaphore(64)
+
+        async def write(op: ops.ReactToPost) -> None:
+            async with gate:
+                await client.call(op)
+
+        try:
+            await asyncio.gather(*(write(op) for op in writes))
+        finally:
+            for core in shards:
+                await core.close()  # the pools' backends exit and report their commits
+        await asyncio.sleep(0.5)
+        commits = await _commits(dsn) - before
+        batches = sum(core.group_commits for core in shards)
+        print(f"{len(writes)} writes at 64 in flight: {commits} PostgreSQL commits, {batches} group commits")
+        assert batches < len(writes) / 4
+        assert commits < len(writes) / 2, commits  # each group commit one transaction (plus background jobs')
