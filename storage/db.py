@@ -16,7 +16,7 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -175,7 +175,7 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
 
 # ------------------------------------------------------------ group commit
 
-_BATCH: contextvars.ContextVar[tuple[asyncpg.Pool, asyncpg.Connection, asyncio.Task[Any] | None] | None] = (
+_BATCH: contextvars.ContextVar[tuple[asyncpg.Pool, asyncpg.Connection, asyncio.Task[Any] | None, Any] | None] = (
     contextvars.ContextVar("i9lyfe_group_commit", default=None)
 )
 
@@ -223,6 +223,63 @@ def is_lock_conflict(exc: BaseException) -> bool:
 
 _OP_SAVEPOINT = "i9lyfe_op"
 
+# Counter columns that many writers share (a followee's followers, a hashtag's posts): table -> (key column, its
+# SQL type, the columns that may be added to, what else an increase sets). Names here are code, never input.
+SHARED_COUNTERS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "users": ("id", "bigint", ("followers_count", "following_count", "posts_count"), ""),
+    "hashtags": (
+        "tag",
+        "text",
+        ("posts_count",),
+        "last_used_at = CASE WHEN d.c0 > 0 THEN now() ELSE t.last_used_at END",
+    ),
+}
+
+
+async def add_to_counters(conn: asyncpg.Connection, table: str, deltas: Sequence[tuple[Any, str, int]]) -> None:
+    """Add ``(key, column, delta)`` to shared counter rows of ``table`` (``SHARED_COUNTERS``). Inside an op of a
+    group commit they are kept until the end of the batch, summed per row, and applied in key order just before
+    the commit (``GroupCommit.flush``): rows every shard writes are then locked only for the commit, and in one
+    order, so two shards' batches neither wait for each other's whole batch nor deadlock. Elsewhere: at once, in key
+    order. Nothing in the op may read these columns back (they lag until the commit)."""
+    bound = _BATCH.get()
+    if bound is not None and bound[1] is conn and bound[3] is not None:
+        bound[3].defer(table, deltas)
+        return
+    await _apply_counters(conn, table, _summed(deltas))
+
+
+def _summed(deltas: Sequence[tuple[Any, str, int]]) -> dict[Any, dict[str, int]]:
+    rows: dict[Any, dict[str, int]] = {}
+    for key, column, delta in deltas:
+        row = rows.setdefault(key, {})
+        row[column] = row.get(column, 0) + delta
+    return rows
+
+
+async def _apply_counters(conn: asyncpg.Connection, table: str, rows: dict[Any, dict[str, int]]) -> None:
+    key, key_type, columns, touch = SHARED_COUNTERS[table]
+    used = [c for c in columns if any(r.get(c) for r in rows.values())]
+    if not used:
+        return
+    keys = sorted(rows)
+    # Lock the rows in key order first (an UPDATE ... FROM may visit them in any order).
+    await conn.execute(
+        f"SELECT 1 FROM {table} WHERE {key} = ANY($1::{key_type}[]) ORDER BY {key} FOR NO KEY UPDATE", keys
+    )
+    arrays = [[rows[k].get(c, 0) for k in keys] for c in used]
+    sets = [f"{c} = t.{c} + d.c{i}" for i, c in enumerate(used)]
+    if touch and used[0] == columns[0]:
+        sets.append(touch)
+    unnest = ", ".join(f"${i + 2}::int[]" for i in range(len(used)))
+    names = ", ".join(f"c{i}" for i in range(len(used)))
+    await conn.execute(
+        f"UPDATE {table} AS t SET {', '.join(sets)} FROM unnest($1::{key_type}[], {unnest}) AS d(k, {names}) "
+        f"WHERE t.{key} = d.k",
+        keys,
+        *arrays,
+    )
+
 
 class GroupCommit:
     """One PostgreSQL transaction for a batch of ops (DESIGN.md 2b): each op runs in a savepoint of its own, so an
@@ -239,14 +296,26 @@ class GroupCommit:
         self.conn = conn
         self.ops = 0
         self._open = False  # the savepoint of the op before is still open: released with the next one's start
+        self._counters: dict[str, dict[Any, dict[str, int]]] = {}  # deferred shared counters (add_to_counters)
+        self._op_counters: list[tuple[str, Sequence[tuple[Any, str, int]]]] = []  # the running op's
+
+    def defer(self, table: str, deltas: Sequence[tuple[Any, str, int]]) -> None:
+        self._op_counters.append((table, deltas))
+
+    async def flush(self) -> None:
+        """Apply the batch's deferred shared counters (each table's rows in key order), before the commit."""
+        counters, self._counters = self._counters, {}
+        for table in sorted(counters):
+            await _apply_counters(self.conn, table, counters[table])
 
     @asynccontextmanager
     async def op(self) -> AsyncIterator[None]:
         """Run one op of the batch: its statements on ``pool`` join the batch, inside a savepoint; an exception
         rolls the op back to it and propagates. Each op costs one round trip of its own for this: the savepoint
         of the op before is released in the same message that opens this one's, and the last one's by COMMIT."""
-        token = _BATCH.set((self.pool, self.conn, asyncio.current_task()))
+        token = _BATCH.set((self.pool, self.conn, asyncio.current_task(), self))
         self.ops += 1
+        self._op_counters = []
         try:
             if self._open:
                 await self.conn.execute(f"RELEASE SAVEPOINT {_OP_SAVEPOINT}; SAVEPOINT {_OP_SAVEPOINT}")
@@ -259,7 +328,13 @@ class GroupCommit:
                 if not self.conn.is_closed():
                     await self.conn.execute(f"ROLLBACK TO SAVEPOINT {_OP_SAVEPOINT}")  # it stays open, empty
                 raise
+            for table, deltas in self._op_counters:  # the op stands: its counters join the batch's
+                rows = self._counters.setdefault(table, {})
+                for key, column, delta in deltas:
+                    row = rows.setdefault(key, {})
+                    row[column] = row.get(column, 0) + delta
         finally:
+            self._op_counters = []
             _BATCH.reset(token)
 
 

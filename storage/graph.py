@@ -27,10 +27,11 @@ _SUMMARY = ", ".join(f"u.{c.strip()}" for c in USER_COLUMNS.split(","))
 
 
 async def _bump(conn: asyncpg.Connection, follower_id: int, followee_id: int, delta: int) -> None:
-    """Both counters, the two rows locked in id order (two opposite follows never deadlock)."""
-    for user_id in sorted((follower_id, followee_id)):
-        column = "following_count" if user_id == follower_id else "followers_count"
-        await conn.execute(f"UPDATE users SET {column} = {column} + $2 WHERE id = $1", user_id, delta)
+    """Both counters, shared rows (storage/db.py ``add_to_counters``: locked in id order, at the end of a group
+    commit: two opposite follows never deadlock, a popular followee never holds up a batch)."""
+    await db.add_to_counters(
+        conn, "users", [(follower_id, "following_count", delta), (followee_id, "followers_count", delta)]
+    )
 
 
 async def add_follow(conn: asyncpg.Connection, follower_id: int, followee_id: int) -> dt.datetime | None:

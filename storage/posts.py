@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from storage import db
 from storage.pages import Position, keyset_page
 from storage.users import USER_COLUMNS
 
@@ -29,7 +30,7 @@ async def insert_post(
         caption,
         at,
     )
-    await conn.execute("UPDATE users SET posts_count = posts_count + 1 WHERE id = $1", author_id)
+    await db.add_to_counters(conn, "users", [(author_id, "posts_count", 1)])
 
 
 async def attach_media(conn: asyncpg.Connection, post_id: int, media_ids: list[int]) -> None:
@@ -49,11 +50,12 @@ async def insert_mentions(conn: asyncpg.Connection, post_id: int, user_ids: list
 async def insert_hashtags(conn: asyncpg.Connection, post_id: int, tags: list[str], at: dt.datetime) -> None:
     if not tags:
         return
-    await conn.execute(
-        """INSERT INTO hashtags (tag, posts_count, last_used_at) SELECT t, 1, now() FROM unnest($1::text[]) t
-           ON CONFLICT (tag) DO UPDATE SET posts_count = hashtags.posts_count + 1, last_used_at = now()""",
-        sorted(tags),  # in one order, so two posts with the same tags never deadlock
+    await conn.execute(  # new tags (a tag's row is shared: its count is added with the batch's, add_to_counters)
+        """INSERT INTO hashtags (tag, posts_count, last_used_at) SELECT t, 0, now() FROM unnest($1::text[]) t
+           ON CONFLICT (tag) DO NOTHING""",
+        sorted(tags),
     )
+    await db.add_to_counters(conn, "hashtags", [(tag, "posts_count", 1) for tag in tags])
     await conn.executemany(
         "INSERT INTO post_hashtags (post_id, tag, created_at) VALUES ($1, $2, $3)", [(post_id, t, at) for t in tags]
     )
@@ -76,12 +78,10 @@ async def delete_post(conn: asyncpg.Connection, post_id: int) -> bool:
         return False
     tags = [r["tag"] for r in await conn.fetch("SELECT tag FROM post_hashtags WHERE post_id = $1", post_id)]
     if tags:
-        await conn.execute(
-            "UPDATE hashtags SET posts_count = posts_count - 1 WHERE tag = ANY($1::text[])", sorted(tags)
-        )
+        await db.add_to_counters(conn, "hashtags", [(tag, "posts_count", -1) for tag in tags])
     await conn.execute("DELETE FROM notifications WHERE post_id = $1", post_id)
     await conn.execute("DELETE FROM posts WHERE id = $1", post_id)
-    await conn.execute("UPDATE users SET posts_count = posts_count - 1 WHERE id = $1", author)
+    await db.add_to_counters(conn, "users", [(author, "posts_count", -1)])
     return True
 
 

@@ -300,6 +300,7 @@ class ShardHost(Generic[S]):
                             results[i] = self._failed(op, exc)
                         continue
                     done.append((i, op, outcome))
+                await group.flush()  # the shared counters of the ops that stand, just before the commit
         except Exception as exc:  # no connection, or the commit failed: none of the batch is stored
             failed = self._failed(None, exc)
             for _, op, _ in done:

@@ -583,3 +583,46 @@ async def test_at_64_writes_in_flight_postgresql_commits_fewer_transactions_than
         print(f"{len(writes)} writes at 64 in flight: {commits} PostgreSQL commits, {batches} group commits")
         assert batches < len(writes) / 4
         assert commits < len(writes) / 2, commits  # each group commit one transaction (plus background jobs')
+
+
+async def test_follow_storms_over_four_shards_keep_the_shared_counters_equal_to_the_rows(settings: Settings) -> None:
+    """A followee's followers_count is a row every shard writes: its increments wait for the end of each batch and
+    go in id order (storage/db.py add_to_counters), so the batches neither deadlock nor drift."""
+    from actors.runtime.client import ShardClient
+
+    many = dataclasses.replace(settings, user_shards=4)
+    shards = [UserShardCore(k, many) for k in range(4)]
+    for core in shards:
+        await core.ready()
+    try:
+        pool = shards[0].services.pool
+        async with db.transaction(pool) as conn:
+            people = [await a_user(conn) for _ in range(30)]
+        client = ShardClient([_InProcess(c) for c in shards], max_batch=64)
+        rng = random.Random(7)
+        few = people[:3]  # popular: everyone follows and unfollows them
+
+        async def run(uid: int) -> None:
+            for _ in range(8):
+                _, name = rng.choice(few if rng.random() < 0.7 else people)
+                if name.endswith(str(uid)[-5:]):
+                    continue
+                if rng.random() < 0.3:
+                    await client.call(ops.Unfollow(user_id=uid, username=name))
+                else:
+                    await client.call(ops.Follow(user_id=uid, username=name))
+
+        await asyncio.gather(*(run(uid) for uid, _ in people))
+        ids_ = [uid for uid, _ in people]
+        drift = await pool.fetch(
+            """SELECT u.id FROM users u
+               WHERE u.id = ANY($1) AND (
+                   u.followers_count <> (SELECT count(*) FROM follows f WHERE f.followee_id = u.id)
+                   OR u.following_count <> (SELECT count(*) FROM follows f WHERE f.follower_id = u.id))""",
+            ids_,
+        )
+        assert drift == []
+        assert await pool.fetchval("SELECT count(*) FROM follows WHERE follower_id = ANY($1)", ids_) > 0
+    finally:
+        for core in shards:
+            await core.close()
