@@ -32,7 +32,8 @@ ExploreCursor = Annotated[
 ]
 
 EXPLORE_DESCRIPTION = (
-    "Posts picked for you, best first, each with `reasons` (why) and `score`. The first page (no cursor) ranks "
+    "Posts picked for you, best first (ranked in stages: the most relevant candidates first, the rest after them "
+    "as pages reach them), each with `reasons` (why) and `score`. The first page (no cursor) ranks "
     "anew, or is your latest ranking when it is less than a minute old and nothing it came from has changed since "
     "(your follows, interests, feedback, knobs and reactions, the engagement of people you follow, new posts in "
     "your interests); its `next_cursor` pages through that same ranking for 30 minutes (no re-ranking, no "
