@@ -34,6 +34,7 @@ from storage import db, ids
 from storage import posts as post_store
 from storage import users as user_store
 from storage.config import Settings
+from tests.actors.in_process import InProcess
 from tests.conftest import REDIS_URL, TEST_JWT_SECRET
 from tests.storage.fresh_db import fresh_database
 
@@ -465,21 +466,6 @@ async def test_a_failing_chat_op_inside_a_batch_fails_alone(
 # ------------------------------------------------------------ many writers, several shards: nothing acknowledged lost
 
 
-class _Method:
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def remote(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-class _InProcess:
-    """Stands where a Ray actor handle would: the same core, called without a process hop."""
-
-    def __init__(self, core: UserShardCore) -> None:
-        self.call_batch = _Method(core.call_batch)
-
-
 async def test_reaction_storms_over_four_shards_leave_exactly_what_was_acknowledged(settings: Settings) -> None:
     from actors.runtime.client import ShardClient
 
@@ -496,7 +482,7 @@ async def test_reaction_storms_over_four_shards_leave_exactly_what_was_acknowled
                 post = ids.new_id()
                 await post_store.insert_post(conn, post, people[k], "photo", "storm", dt.datetime.now(dt.UTC))
                 posts.append(post)
-        client = ShardClient([_InProcess(c) for c in shards], max_batch=64)
+        client = ShardClient([InProcess(c) for c in shards], max_batch=64)
         rng = random.Random(21)
         plans = {u: [(rng.choice(posts), rng.choice(["👍", "🔥", None])) for _ in range(12)] for u in people}
         expected: dict[tuple[int, int], str | None] = {}
@@ -566,7 +552,7 @@ async def test_at_64_writes_in_flight_postgresql_commits_fewer_transactions_than
         )
         before = await _commits(dsn)
         shards = [UserShardCore(k, settings) for k in range(4)]
-        client = ShardClient([_InProcess(c) for c in shards], max_batch=64)
+        client = ShardClient([InProcess(c) for c in shards], max_batch=64)
         rng = random.Random(64)
         writes = [
             ops.ReactToPost(user_id=rng.choice(people), post_id=rng.choice(posts), emoji=rng.choice(["👍", "🔥"]))
@@ -604,7 +590,7 @@ async def test_follow_storms_over_four_shards_keep_the_shared_counters_equal_to_
         pool = shards[0].services.pool
         async with db.transaction(pool) as conn:
             people = [await a_user(conn) for _ in range(30)]
-        client = ShardClient([_InProcess(c) for c in shards], max_batch=64)
+        client = ShardClient([InProcess(c) for c in shards], max_batch=64)
         rng = random.Random(7)
         few = people[:3]  # popular: everyone follows and unfollows them
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -13,23 +12,8 @@ from actors.runtime.shards import UserShardCore
 from domain.errors import NotFound
 from domain.ops import Follow, Touch
 from storage.config import Settings
+from tests.actors.in_process import InProcess
 from tests.conftest import REDIS_URL, TEST_JWT_SECRET
-
-
-class _Method:
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def remote(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-class _InProcess:
-    """Stands where a Ray actor handle would: the same core, called without a process hop."""
-
-    def __init__(self, core: UserShardCore) -> None:
-        self.core = core
-        self.call_batch = _Method(core.call_batch)
 
 
 @pytest.fixture
@@ -50,7 +34,7 @@ async def cores(database_url: str, redis_prefix: str) -> AsyncIterator[list[User
 async def test_concurrent_calls_ride_in_few_batches_and_each_gets_its_own_result(
     cores: list[UserShardCore],
 ) -> None:
-    client = ShardClient([_InProcess(c) for c in cores], max_batch=64)
+    client = ShardClient([InProcess(c) for c in cores], max_batch=64)
     user_ids = list(range(1_000, 1_400))
     results = await asyncio.gather(*(client.call(Touch(user_id=uid)) for uid in user_ids))
     assert len(results) == 400
@@ -64,7 +48,7 @@ async def test_concurrent_calls_ride_in_few_batches_and_each_gets_its_own_result
 
 
 async def test_one_failing_op_does_not_fail_its_batch(cores: list[UserShardCore]) -> None:
-    client = ShardClient([_InProcess(c) for c in cores])
+    client = ShardClient([InProcess(c) for c in cores])
     good = client.call(Touch(user_id=7))
     bad = client.call(Follow(user_id=7, username="nobody_at_all"))
     results = await asyncio.gather(good, bad, return_exceptions=True)
@@ -73,6 +57,6 @@ async def test_one_failing_op_does_not_fail_its_batch(cores: list[UserShardCore]
 
 
 async def test_without_batching_every_op_is_its_own_call(cores: list[UserShardCore]) -> None:
-    client = ShardClient([_InProcess(c) for c in cores], max_batch=1)
+    client = ShardClient([InProcess(c) for c in cores], max_batch=1)
     await asyncio.gather(*(client.call(Touch(user_id=uid)) for uid in range(50)))
     assert client.batches_sent == 50
