@@ -38,6 +38,7 @@ GATEWAY_ONLY_SETTINGS = frozenset(
         "max_body_bytes",
         "ray_address",  # how this process reaches the cluster, not what the shards do
         "drain_s",
+        "http_keepalive_s",  # how long the front door keeps an idle connection
         "metrics_allow",  # who may read GET /metrics: the front door's business
     }
 )
