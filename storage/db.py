@@ -160,7 +160,7 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
         try:
             yield joined
         except BaseException as exc:
-            await joined.execute(f"ROLLBACK TO SAVEPOINT {_OP_SAVEPOINT}")
+            await _rollback_to_op(joined)
             if isinstance(exc, asyncpg.UniqueViolationError):
                 raise UniqueViolation(exc.constraint_name or "") from exc
             raise
@@ -222,6 +222,19 @@ def is_lock_conflict(exc: BaseException) -> bool:
 
 
 _OP_SAVEPOINT = "i9lyfe_op"
+
+
+async def _rollback_to_op(conn: asyncpg.Connection) -> None:
+    """Roll the running op back to its savepoint. When that cannot be done (the connection was lost, or a statement
+    is still being cancelled) the error that got us here is the one that counts: the batch then fails as a whole
+    and its connection is closed, never reused (``group_commit``)."""
+    if conn.is_closed():
+        return
+    try:
+        await conn.execute(f"ROLLBACK TO SAVEPOINT {_OP_SAVEPOINT}")  # the savepoint stays open, empty
+    except Exception:
+        log.debug("rollback to the op's savepoint failed", exc_info=True)
+
 
 # Counter columns that many writers share (a followee's followers, a hashtag's posts): table -> (key column, its
 # SQL type, the columns that may be added to, what else an increase sets). Names here are code, never input.
@@ -325,8 +338,7 @@ class GroupCommit:
             try:
                 yield
             except BaseException:
-                if not self.conn.is_closed():
-                    await self.conn.execute(f"ROLLBACK TO SAVEPOINT {_OP_SAVEPOINT}")  # it stays open, empty
+                await _rollback_to_op(self.conn)
                 raise
             for table, deltas in self._op_counters:  # the op stands: its counters join the batch's
                 rows = self._counters.setdefault(table, {})
@@ -342,5 +354,13 @@ class GroupCommit:
 async def group_commit(pool: asyncpg.Pool) -> AsyncIterator[GroupCommit]:
     """Open a batch transaction on one connection of ``pool``; it commits when the block ends (and rolls back, with
     every op in it, when the block raises: the commit itself failed, or the connection was lost)."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield GroupCommit(pool, conn)
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                yield GroupCommit(pool, conn)
+        except BaseException:
+            # The batch failed as a whole (the commit, the connection, a cancellation): the connection's state is
+            # not known, so it is closed rather than handed to the next user of the pool (which would find a
+            # statement still in progress on it). The pool opens another on demand.
+            conn.terminate()
+            raise
